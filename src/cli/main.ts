@@ -1,0 +1,108 @@
+/**
+ * The entry point: parses arguments, loads the one command asked for (lazily, so `--help` stays
+ * fast), and maps every error to one line and an exit code. Only this file calls process.exit.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, StackError } from '../errors.js';
+
+export interface GlobalOptions {
+  inventory: string;
+  debug: boolean;
+  color: boolean;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('stack')
+    .description('Render and deploy a complete single-server Python web stack (nginx, gunicorn or uWSGI, systemd) from one inventory file.')
+    .option('-i, --inventory <file>', 'inventory file', 'inventory.yml')
+    .option('--debug', 'show stack traces and extra detail on errors', false)
+    .option('--no-color', 'plain output (NO_COLOR is honoured too)')
+    .version(version(), '-V, --version', 'print the version')
+    .showHelpAfterError('(run `stack --help` for usage)')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 ok, 1 failure, 2 usage or inventory error, 3 changes pending (with --exit-code), 130 interrupted.
+
+Start with \`stack init\` to write an inventory, then \`stack render ENV\` to see every file it makes.`,
+    );
+
+  program
+    .command('init')
+    .description('write a commented inventory.yml by answering a few questions (or from flags with --yes)')
+    .option('--name <name>', 'app name: names the unit, the system user and /srv/<name>')
+    .option('--source <dir>', 'local directory of the app to ship')
+    .option('--wsgi <module:callable>', 'WSGI entry point, e.g. blog.wsgi:application')
+    .addOption(new Option('--gateway <server>', 'gateway server').choices(['gunicorn', 'uwsgi']))
+    .option('--domains <list>', 'comma-separated domains; the first is canonical')
+    .addOption(new Option('--ssl <mode>', 'certificates').choices(['none', 'letsencrypt', 'self-signed']))
+    .option('--email <address>', "email for Let's Encrypt")
+    .option('--env <name>', 'environment name', undefined)
+    .option('--host <address>', 'server address')
+    .option('--user <name>', 'SSH user on the server')
+    .option('--port <number>', 'SSH port')
+    .option('-y, --yes', 'take the defaults for every question not given as a flag; never prompt', false)
+    .option('--force', 'overwrite an existing inventory', false)
+    .action(async (options, cmd: Command) => {
+      const { runInit } = await import('../commands/init.js');
+      await runInit(options, globals(cmd));
+    });
+
+  program
+    .command('render')
+    .description('generate every configuration file for an environment locally; no server needed')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .option('-o, --out <dir>', 'write files under DIR/<host>/<remote path> instead of printing them')
+    .option('--only <roles>', 'only these roles, comma-separated (web, app)')
+    .option('--check', 'also check the files with the real tools: nginx -t and systemd-analyze verify', false)
+    .action(async (env: string | undefined, options, cmd: Command) => {
+      const { runRender } = await import('../commands/render.js');
+      await runRender(env, options, globals(cmd));
+    });
+
+  return program;
+}
+
+function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals() as GlobalOptions;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  if (argv.includes('--no-color')) process.env.NO_COLOR = '1';
+  const debug = argv.includes('--debug');
+  process.on('SIGINT', () => process.exit(EXIT.interrupted));
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    process.exitCode = await report(err, debug);
+  }
+}
+
+async function report(err: unknown, debug: boolean): Promise<number> {
+  if (err instanceof CommanderError) {
+    // Commander has printed its own message already.
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+    return EXIT.usage;
+  }
+  if ((err as { name?: string })?.name === 'ExitPromptError') return EXIT.interrupted;
+  const pc = (await import('picocolors')).default;
+  if (err instanceof StackError) {
+    process.stderr.write(`${pc.red('error:')} ${err.message}\n`);
+    if (err.hint) process.stderr.write(`${pc.dim('hint:')} ${err.hint}\n`);
+    if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+    return err.exitCode;
+  }
+  // Not one of ours: a bug. Still one line, unless --debug asks for the trace.
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`${pc.red('error:')} ${message}\n`);
+  if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  else process.stderr.write(`${pc.dim('hint:')} run again with --debug for details\n`);
+  return EXIT.failure;
+}

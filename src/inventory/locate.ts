@@ -1,0 +1,53 @@
+/** Maps a field path back to line and column in the user's YAML, so every error points at its source. */
+import { isMap, isSeq, isScalar, type Document, type LineCounter, type Node, type Pair } from 'yaml';
+
+export type FieldPath = readonly (string | number)[];
+
+export interface Position {
+  line: number;
+  column: number;
+}
+
+export function formatPath(path: FieldPath): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out ? `.${key}` : key;
+  }
+  return out;
+}
+
+/**
+ * Position of the node at `path`; for a key the value is missing, the nearest ancestor.
+ * With `keyOf`, the position of the key itself (used for unknown keys).
+ */
+export function locate(doc: Document, lines: LineCounter, path: FieldPath, keyOf = false): Position & { found: boolean } {
+  let node: unknown = doc.contents;
+  let at = node as Node | null;
+  let found = true;
+  for (let i = 0; i < path.length; i++) {
+    const key = path[i]!;
+    if (isMap(node)) {
+      const pair = node.items.find((p: Pair) => isScalar(p.key) && String(p.key.value) === String(key));
+      if (!pair) {
+        found = false;
+        break;
+      }
+      if (keyOf && i === path.length - 1) {
+        at = pair.key as Node;
+        break;
+      }
+      node = pair.value;
+      at = (pair.value as Node | null) ?? (pair.key as Node);
+    } else if (isSeq(node) && typeof key === 'number' && node.items[key] !== undefined) {
+      node = node.items[key];
+      at = node as Node;
+    } else {
+      found = false;
+      break;
+    }
+  }
+  const offset = at?.range?.[0] ?? 0;
+  const pos = lines.linePos(offset);
+  return { line: pos.line, column: pos.col, found };
+}

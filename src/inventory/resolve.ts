@@ -1,0 +1,88 @@
+/**
+ * One environment's complete settings: the top-level sections with the environment's own
+ * overrides laid over them, plus the rules that span several fields.
+ */
+import type { App, Gateway, Host, InventoryDocument, Nginx, Ssl } from './schema.js';
+import type { FieldPath } from './locate.js';
+
+export interface Environment {
+  name: string;
+  app: App;
+  gateway: Gateway;
+  nginx: Nginx;
+  /** The first is canonical; the others redirect to it. */
+  domains: string[];
+  ssl: Ssl;
+  email?: string;
+  acme_server?: string;
+  keep: number;
+  hosts: Host[];
+}
+
+export type SslMode = 'none' | 'letsencrypt' | 'self-signed' | 'custom';
+
+export function sslMode(ssl: Ssl): SslMode {
+  return typeof ssl === 'string' ? ssl : 'custom';
+}
+
+type Resolved = { ok: true; environment: Environment } | { ok: false; problems: { path: FieldPath; message: string }[] };
+
+export function resolveEnvironment(doc: InventoryDocument, name: string): Resolved {
+  const env = doc.environments[name]!;
+  const environment: Environment = {
+    name,
+    app: overlay(doc.app, env.app),
+    gateway: overlay(doc.gateway, env.gateway),
+    nginx: overlay(doc.nginx, env.nginx),
+    domains: env.domains,
+    ssl: env.ssl,
+    email: env.email,
+    acme_server: env.acme_server,
+    keep: env.keep,
+    hosts: env.hosts,
+  };
+  const problems = crossFieldProblems(environment);
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, environment };
+}
+
+/** Override values win key by key; nested objects (static, media) are replaced whole. */
+function overlay<T extends object>(base: T, override: Partial<T> | undefined): T {
+  const out = { ...base };
+  for (const [key, value] of Object.entries(override ?? {})) {
+    if (value !== undefined) (out as Record<string, unknown>)[key] = value;
+  }
+  return out;
+}
+
+function crossFieldProblems(env: Environment): { path: FieldPath; message: string }[] {
+  const problems: { path: FieldPath; message: string }[] = [];
+  const mode = sslMode(env.ssl);
+  if (mode === 'letsencrypt' && !env.email) {
+    problems.push({ path: ['ssl'], message: 'letsencrypt needs an email: for the account; add email: ops@example.com to this environment' });
+  }
+  if (mode === 'letsencrypt') {
+    env.domains.forEach((d, i) => {
+      if (/^\d+\.\d+\.\d+\.\d+$/.test(d)) {
+        problems.push({ path: ['domains', i], message: "Let's Encrypt issues certificates for domain names, not IP addresses; use a domain or ssl: self-signed" });
+      }
+    });
+  }
+  if (env.acme_server && mode !== 'letsencrypt') {
+    problems.push({ path: ['acme_server'], message: 'only used with ssl: letsencrypt; remove it or set ssl: letsencrypt' });
+  }
+  const envNames = new Set(Object.keys(env.app.env));
+  env.app.secrets.forEach((s, i) => {
+    if (envNames.has(s)) problems.push({ path: ['app', 'secrets', i], message: `${s} is both in env: and in secrets:; keep it in secrets: only` });
+    if (env.app.secrets.indexOf(s) !== i) problems.push({ path: ['app', 'secrets', i], message: `${s} is listed twice; remove the repeat` });
+  });
+  if (env.app.static && env.app.media && env.app.static.url === env.app.media.url) {
+    problems.push({ path: ['app', 'media', 'url'], message: 'static and media need different URL prefixes, e.g. /static/ and /media/' });
+  }
+  const seen = new Set<string>();
+  env.hosts.forEach((h, i) => {
+    const key = `${h.address}:${h.port}`;
+    if (seen.has(key)) problems.push({ path: ['hosts', i, 'address'], message: `${key} is listed twice; remove the repeat` });
+    seen.add(key);
+  });
+  return problems;
+}

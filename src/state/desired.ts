@@ -1,0 +1,164 @@
+/**
+ * The desired state of one host: every file with its content, mode, owner, validation and the
+ * handlers it fires, plus the packages, users, directories and services around them. `render`
+ * prints it; `deploy` plans against it. Nothing here touches a server.
+ */
+import type { Environment } from '../inventory/resolve.js';
+import { sslMode } from '../inventory/resolve.js';
+import type { Host } from '../inventory/schema.js';
+import type { FileContent, Secret } from '../secrets/secret.js';
+import { loadRoles, matches, type Role, type RoleFile } from '../roles/load.js';
+import type { TemplateEngine } from '../templates/engine.js';
+import { envFileContent } from '../views/envfile.js';
+import type { HostFacts } from '../views/facts.js';
+import { appUnitView, gunicornView, uwsgiView } from '../views/gateway.js';
+import { expandPlaceholders, layoutFor, type Layout } from '../views/layout.js';
+import { nginxSiteView } from '../views/nginx.js';
+
+export interface DesiredFile {
+  path: string;
+  content: FileContent;
+  mode: string;
+  owner: string;
+  group: string;
+  role: string;
+  /** Which real tool checks this file before it goes live. */
+  validate?: 'nginx' | 'systemd';
+  notify: string[];
+  /** The template it came from (e.g. `nginx/site.conf`), or the generator. */
+  source: string;
+  /** The project's override file, when one replaced the built-in template. */
+  override?: string;
+}
+
+export interface DesiredLink {
+  path: string;
+  target: string;
+  role: string;
+  notify: string[];
+}
+
+export interface DesiredDir {
+  path: string;
+  mode: string;
+  owner: string;
+  group: string;
+  role: string;
+}
+
+export interface Handler {
+  name: string;
+  description: string;
+  command: string;
+}
+
+export interface DesiredState {
+  host: Host;
+  layout: Layout;
+  packages: string[];
+  users: { name: string; home: string; system: boolean }[];
+  memberships: { user: string; group: string }[];
+  dirs: DesiredDir[];
+  files: DesiredFile[];
+  links: DesiredLink[];
+  removes: { path: string; role: string; notify: string[] }[];
+  services: string[];
+  /** In the order they run: daemon-reload before a restart, the app before nginx. */
+  handlers: Handler[];
+}
+
+export interface DesiredOptions {
+  engine: TemplateEngine;
+  facts: HostFacts;
+  /** Limit to these roles (`--only`). */
+  only?: string[];
+  secrets?: ReadonlyMap<string, Secret>;
+  roles?: Role[];
+}
+
+export async function buildDesiredState(env: Environment, host: Host, options: DesiredOptions): Promise<DesiredState> {
+  const layout = layoutFor(env.app, env.gateway);
+  const expand = (s: string) => expandPlaceholders(s, layout);
+  const context = {
+    gateway: env.gateway.server,
+    ssl: sslMode(env.ssl),
+    static: env.app.static !== undefined,
+    media: env.app.media !== undefined,
+  };
+  const roles = (options.roles ?? loadRoles()).filter((r) => !options.only || options.only.includes(r.name));
+  const state: DesiredState = {
+    host,
+    layout,
+    packages: [],
+    users: [],
+    memberships: [],
+    dirs: [],
+    files: [],
+    links: [],
+    removes: [],
+    services: [],
+    handlers: [],
+  };
+  for (const role of roles) {
+    for (const p of role.packages) {
+      const name = typeof p === 'string' ? p : matches(p.when, context) ? p.name : undefined;
+      if (name && !state.packages.includes(name)) state.packages.push(name);
+    }
+    state.users.push(...role.users.map((u) => ({ ...u, name: expand(u.name), home: expand(u.home) })));
+    state.memberships.push(...role.memberships.map((m) => ({ user: expand(m.user), group: expand(m.group) })));
+    for (const d of role.dirs) {
+      if (!matches(d.when, context)) continue;
+      state.dirs.push({ path: expand(d.path), mode: d.mode, owner: expand(d.owner), group: expand(d.group), role: role.name });
+    }
+    for (const f of role.files) {
+      if (!matches(f.when, context)) continue;
+      state.files.push(await desiredFile(f, role.name, env, layout, options, expand));
+    }
+    state.links.push(...role.links.map((l) => ({ path: expand(l.path), target: expand(l.target), role: role.name, notify: l.notify })));
+    state.removes.push(...role.removes.map((r) => ({ path: expand(r.path), role: role.name, notify: r.notify })));
+    state.services.push(...role.services.map(expand));
+    for (const [name, h] of Object.entries(role.handlers)) {
+      state.handlers.push({ name, description: expand(h.description), command: expand(h.command) });
+    }
+  }
+  return state;
+}
+
+async function desiredFile(
+  f: RoleFile,
+  role: string,
+  env: Environment,
+  layout: Layout,
+  options: DesiredOptions,
+  expand: (s: string) => string,
+): Promise<DesiredFile> {
+  const base = {
+    path: expand(f.path),
+    mode: f.mode,
+    owner: expand(f.owner),
+    group: expand(f.group),
+    role,
+    validate: f.validate,
+    notify: f.notify,
+  };
+  if (f.generator === 'env') {
+    return { ...base, content: envFileContent(env, options.secrets), source: 'generated: environment file' };
+  }
+  const rendered = await options.engine.render(f.template!, viewFor(f.view, env, layout, options.facts));
+  return { ...base, content: rendered.content, source: f.template!, override: rendered.override };
+}
+
+function viewFor(view: RoleFile['view'], env: Environment, layout: Layout, facts: HostFacts): object {
+  switch (view) {
+    case 'nginx':
+      return nginxSiteView(env, layout, facts);
+    case 'unit':
+      return appUnitView(env, layout);
+    case 'gunicorn':
+      return gunicornView(env, layout, facts);
+    case 'uwsgi':
+      return uwsgiView(env, layout, facts);
+    case undefined:
+      throw new Error('a role file with a template needs a view');
+  }
+}

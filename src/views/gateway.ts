@@ -1,0 +1,114 @@
+/** The gateway server's own settings (gunicorn.conf.py or the uWSGI ini) and its systemd unit. */
+import type { Environment } from '../inventory/resolve.js';
+import type { HostFacts } from './facts.js';
+import type { Layout } from './layout.js';
+
+export interface GunicornSettings {
+  app: string;
+  wsgi: string;
+  chdir: string;
+  bind: string;
+  /** A number, or a Python expression evaluated on the server when workers: auto and the CPU count is unknown. */
+  workers: string;
+  workersNote: string;
+  threads: number;
+  timeout: number;
+  gracefulTimeout: number;
+  maxRequests: number;
+  maxRequestsJitter: number;
+}
+
+export interface UwsgiSettings {
+  app: string;
+  module: string;
+  chdir: string;
+  virtualenv: string;
+  socket: string;
+  /** A number, or uWSGI's own arithmetic on `%k` (its CPU count) when unknown. */
+  processes: string;
+  processesNote: string;
+  threads: number;
+  harakiri: number;
+  maxRequests: number;
+}
+
+export interface AppUnit {
+  app: string;
+  description: string;
+  user: string;
+  group: string;
+  workingDirectory: string;
+  environmentFile: string;
+  notifyAccess: 'main' | 'all';
+  execStart: string;
+  execReload: string;
+  /** uWSGI treats SIGTERM as "reload"; it stops cleanly on SIGQUIT. */
+  killSignal: string;
+  runtimeDirectory: string;
+  readWritePaths: string[];
+  timeoutStopSec: number;
+}
+
+function workerCount(env: Environment, facts: HostFacts): { fixed: number | null; note: string } {
+  const w = env.gateway.workers;
+  if (w !== 'auto') return { fixed: w, note: `workers: ${w} in the inventory` };
+  if (facts.cpus) return { fixed: facts.cpus * 2 + 1, note: `workers: auto = 2 x ${facts.cpus} CPUs + 1` };
+  return { fixed: null, note: 'workers: auto = 2 x CPUs + 1, counted on the server at start' };
+}
+
+export function gunicornView(env: Environment, layout: Layout, facts: HostFacts): GunicornSettings {
+  const { fixed, note } = workerCount(env, facts);
+  return {
+    app: env.app.name,
+    wsgi: env.app.wsgi,
+    chdir: layout.current,
+    bind: `unix:${layout.socket}`,
+    workers: fixed === null ? 'multiprocessing.cpu_count() * 2 + 1' : String(fixed),
+    workersNote: note,
+    threads: env.gateway.threads,
+    timeout: env.gateway.timeout,
+    gracefulTimeout: env.gateway.timeout,
+    maxRequests: env.gateway.max_requests,
+    maxRequestsJitter: Math.floor(env.gateway.max_requests / 10),
+  };
+}
+
+export function uwsgiView(env: Environment, layout: Layout, facts: HostFacts): UwsgiSettings {
+  const { fixed, note } = workerCount(env, facts);
+  return {
+    app: env.app.name,
+    module: env.app.wsgi,
+    chdir: layout.current,
+    virtualenv: layout.venv,
+    socket: layout.socket,
+    processes: fixed === null ? '%(%k * 2 + 1)' : String(fixed),
+    processesNote: note,
+    threads: env.gateway.threads,
+    harakiri: env.gateway.timeout,
+    maxRequests: env.gateway.max_requests,
+  };
+}
+
+export function appUnitView(env: Environment, layout: Layout): AppUnit {
+  const uwsgi = env.gateway.server === 'uwsgi';
+  const python = `${layout.venv}/bin/python`;
+  return {
+    app: env.app.name,
+    description: `${env.app.name} (${env.gateway.server}), deployed by stack`,
+    user: env.app.name,
+    group: env.app.name,
+    workingDirectory: layout.current,
+    environmentFile: layout.env_file,
+    notifyAccess: uwsgi ? 'all' : 'main',
+    // `python -m gunicorn` works whether gunicorn came from requirements or from a
+    // --system-site-packages venv, and always runs under the release's own interpreter.
+    execStart: uwsgi
+      ? `/usr/bin/uwsgi --ini ${layout.config_dir}/uwsgi.ini`
+      : `${python} -m gunicorn --config ${layout.config_dir}/gunicorn.conf.py ${env.app.wsgi}`,
+    execReload: '/bin/kill -s HUP $MAINPID',
+    killSignal: uwsgi ? 'SIGQUIT' : 'SIGTERM',
+    runtimeDirectory: env.app.name,
+    readWritePaths: [layout.shared, ...(env.app.media ? [env.app.media.path] : [])],
+    timeoutStopSec: env.gateway.timeout + 10,
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * Where everything lives on the server. Views, roles (through their `{placeholders}`) and the
+ * deploy steps all read paths from here, so a path is spelt in one place only.
+ */
+import type { App, Gateway } from '../inventory/schema.js';
+
+export interface Layout {
+  app: string;
+  /** /srv/<app>: releases/, shared/, current -> releases/<id> */
+  root: string;
+  releases: string;
+  shared: string;
+  current: string;
+  venv: string;
+  config_dir: string;
+  env_file: string;
+  run_dir: string;
+  socket: string;
+  unit: string;
+  acme_webroot: string;
+  cert_dir: string;
+  /** The media folder (absolute), or empty when the app has none. */
+  media_dir: string;
+}
+
+export function layoutFor(app: App, gateway: Gateway): Layout {
+  const root = `/srv/${app.name}`;
+  const current = `${root}/current`;
+  const runDir = `/run/${app.name}`;
+  return {
+    app: app.name,
+    root,
+    releases: `${root}/releases`,
+    shared: `${root}/shared`,
+    current,
+    venv: `${current}/.venv`,
+    config_dir: `/etc/${app.name}`,
+    env_file: `/etc/${app.name}/env`,
+    run_dir: runDir,
+    socket: `${runDir}/${gateway.server}.sock`,
+    unit: `${app.name}.service`,
+    acme_webroot: '/var/www/_letsencrypt',
+    cert_dir: `/etc/ssl/stack/${app.name}`,
+    media_dir: app.media?.path ?? '',
+  };
+}
+
+/** Fills `{name}` placeholders (as used in roles/*.yml) from the layout. */
+export function expandPlaceholders(template: string, layout: Layout): string {
+  return template.replace(/\{([a-z_]+)\}/g, (whole, key: string) => {
+    const value = (layout as unknown as Record<string, string>)[key];
+    if (value === undefined) throw new Error(`unknown placeholder ${whole} in a role definition`);
+    return value;
+  });
+}

@@ -1,0 +1,121 @@
+/** The nginx site as a view model: every decision made here, the template only lays it out. */
+import type { Environment } from '../inventory/resolve.js';
+import { sslMode } from '../inventory/resolve.js';
+import type { HostFacts } from './facts.js';
+import { versionAtLeast } from './facts.js';
+import type { Layout } from './layout.js';
+
+export interface NginxTls {
+  certificate: string;
+  certificateKey: string;
+  /** CA chain for OCSP stapling; absent when there is no chain (self-signed). */
+  trustedCertificate: string | null;
+  stapling: boolean;
+  protocols: string;
+  ciphers: string;
+}
+
+export interface NginxSite {
+  app: string;
+  upstream: string;
+  /** `unix:/run/<app>/<server>.sock` */
+  upstreamServer: string;
+  gateway: 'gunicorn' | 'uwsgi';
+  canonical: string;
+  /** Other domains, redirected to the canonical one. */
+  aliases: string[];
+  listenHttp: string[];
+  listenHttps: string[];
+  /** nginx >= 1.25.1 turns HTTP/2 on with its own directive; older ones take it on `listen`. */
+  http2Directive: boolean;
+  tls: NginxTls | null;
+  acmeWebroot: string;
+  hsts: string | null;
+  clientMaxBodySize: string;
+  /** Seconds nginx waits for the app; a little longer than the gateway's own timeout. */
+  readTimeout: number;
+  gzip: boolean;
+  static: { url: string; alias: string; maxAge: string } | null;
+  media: { url: string; alias: string } | null;
+  accessLog: string;
+  errorLog: string;
+}
+
+// Mozilla's "intermediate" TLS profile (ECDHE suites only: DHE needs a dhparam file of its own).
+const TLS_PROTOCOLS = 'TLSv1.2 TLSv1.3';
+const TLS_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+export function tlsFor(env: Environment, layout: Layout): NginxTls | null {
+  const mode = sslMode(env.ssl);
+  const canonical = env.domains[0]!;
+  const policy = { protocols: TLS_PROTOCOLS, ciphers: TLS_CIPHERS };
+  switch (mode) {
+    case 'none':
+      return null;
+    case 'letsencrypt': {
+      const live = `/etc/letsencrypt/live/${canonical}`;
+      return {
+        ...policy,
+        certificate: `${live}/fullchain.pem`,
+        certificateKey: `${live}/privkey.pem`,
+        trustedCertificate: `${live}/chain.pem`,
+        stapling: env.nginx.ocsp_stapling,
+      };
+    }
+    case 'self-signed':
+      return { ...policy, certificate: `${layout.cert_dir}/selfsigned.crt`, certificateKey: `${layout.cert_dir}/selfsigned.key`, trustedCertificate: null, stapling: false };
+    case 'custom': {
+      const hasChain = typeof env.ssl === 'object' && env.ssl.chain !== undefined;
+      return {
+        ...policy,
+        certificate: `${layout.cert_dir}/fullchain.pem`,
+        certificateKey: `${layout.cert_dir}/privkey.pem`,
+        trustedCertificate: hasChain ? `${layout.cert_dir}/chain.pem` : null,
+        stapling: hasChain && env.nginx.ocsp_stapling,
+      };
+    }
+  }
+}
+
+export function nginxSiteView(env: Environment, layout: Layout, facts: HostFacts): NginxSite {
+  const { app, gateway, nginx } = env;
+  const tls = tlsFor(env, layout);
+  const http2Directive = versionAtLeast(facts.nginxVersion, [1, 25, 1]);
+  const def = nginx.default_server ? ' default_server' : '';
+  const listen = (port: string, extra: string) => [`${port}${extra}${def}`, ...(nginx.ipv6 ? [`[::]:${port}${extra}${def}`] : [])];
+  const hstsParts = [`max-age=${nginx.hsts_max_age}`, ...(nginx.hsts_subdomains ? ['includeSubDomains'] : [])];
+  return {
+    app: app.name,
+    upstream: `${app.name.replace(/-/g, '_')}_app`,
+    upstreamServer: `unix:${layout.socket}`,
+    gateway: gateway.server,
+    canonical: env.domains[0]!,
+    aliases: env.domains.slice(1),
+    listenHttp: listen('80', ''),
+    listenHttps: tls ? listen('443', http2Directive ? ' ssl' : ' ssl http2') : [],
+    http2Directive,
+    tls,
+    acmeWebroot: layout.acme_webroot,
+    hsts: tls && nginx.hsts_max_age > 0 ? hstsParts.join('; ') : null,
+    clientMaxBodySize: nginx.client_max_body_size,
+    readTimeout: gateway.timeout + 5,
+    gzip: nginx.gzip,
+    static: app.static
+      ? { url: app.static.url, alias: `${layout.current}/${trimSlashes(app.static.path)}/`, maxAge: app.static.max_age }
+      : null,
+    media: app.media ? { url: app.media.url, alias: `${app.media.path.replace(/\/+$/, '')}/` } : null,
+    accessLog: `/var/log/nginx/${app.name}.access.log`,
+    errorLog: `/var/log/nginx/${app.name}.error.log`,
+  };
+}
+
+function trimSlashes(p: string): string {
+  return p.replace(/^\.\//, '').replace(/\/+$/, '');
+}
