@@ -25,6 +25,8 @@ export function buildProgram(): Command {
     .option('--no-color', 'plain output (NO_COLOR is honoured too)')
     .version(version(), '-V, --version', 'print the version')
     .showHelpAfterError('(run `stack --help` for usage)')
+    // Subcommands inherit this: commander throws instead of exiting, and main picks the code.
+    .exitOverride()
     .addHelpText(
       'after',
       `
@@ -77,7 +79,7 @@ export async function main(argv: string[]): Promise<void> {
   if (argv.includes('--no-color')) process.env.NO_COLOR = '1';
   const debug = argv.includes('--debug');
   process.on('SIGINT', () => process.exit(EXIT.interrupted));
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Makes this checkout ready to run: the Debian tools the tests and the demo use, node_modules,
+# and a fresh build. Idempotent and quick when everything is already there; `npm test` and
+# `npm run demo` call it first, and so does CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package that provides it
+declare -A NEED=(
+  [nginx]=nginx                 # nginx -t on rendered sites
+  [systemd-analyze]=systemd     # systemd-analyze verify on rendered units
+  [openssl]=openssl             # placeholder certificates for nginx -t
+  [tmux]=tmux                   # drives `stack init` in a real terminal in the tests
+)
+missing=()
+for cmd in "${!NEED[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing tools; install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # Installing nginx must not start it on this machine.
+  created_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && created_policy=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$created_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npx tsc -p tsconfig.json
