@@ -10,6 +10,8 @@ import { InventoryError, UsageError, type InventoryProblem } from '../errors.js'
 import { InventorySchema, knownKeys, type InventoryDocument } from './schema.js';
 import { formatPath, locate, type FieldPath } from './locate.js';
 import { didYouMean } from './suggest.js';
+import { reservedKeyProblems, shapeProblems } from './shape.js';
+import { placeSyntaxError } from './syntax.js';
 import { resolveEnvironment, type Environment } from './resolve.js';
 
 export interface Inventory {
@@ -40,10 +42,12 @@ export function parseInventory(source: string, file: string): Inventory {
   const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new InventoryError(
-      doc.errors.map((e) => {
-        const pos = lines.linePos(e.pos[0]);
-        return { file, line: pos.line, column: pos.col, field: '', message: `YAML syntax error: ${firstLine(e.message)}` };
-      }),
+      dedupe(
+        doc.errors.map((e) => {
+          const p = placeSyntaxError(e, source, lines);
+          return { file, line: p.line, column: p.column, field: '', message: `YAML syntax error: ${p.message}` };
+        }),
+      ),
     );
   }
   const raw: unknown = doc.toJS();
@@ -52,7 +56,19 @@ export function parseInventory(source: string, file: string): Inventory {
       { file, line: 1, column: 1, field: '', message: 'the inventory must be a mapping with app: and environments:; run `stack init` for a starting point' },
     ]);
   }
-  const result = v.safeParse(InventorySchema, raw);
+  const shape = [...reservedKeyProblems(doc), ...shapeProblems(raw, InventorySchema as never)];
+  if (shape.length > 0) {
+    throw new InventoryError(
+      dedupe(
+        shape.map((p) => {
+          const pos = locate(doc, lines, p.path, p.keyOf);
+          return { file, line: pos.line, column: pos.column, field: formatPath(p.path), message: p.message };
+        }),
+      ),
+    );
+  }
+  // One problem per field: the first rule a value breaks says what to fix.
+  const result = v.safeParse(InventorySchema, raw, { abortPipeEarly: true });
   if (!result.success) {
     throw new InventoryError(problemsFromIssues(result.issues, doc, lines, file));
   }
@@ -81,7 +97,8 @@ function problemsFromIssues(issues: readonly v.BaseIssue<unknown>[], doc: Docume
   for (const issue of flattenIssues(issues)) {
     const fieldPath: (string | number)[] = (issue.path ?? []).map((p) => p.key as string | number);
     let message = issue.message;
-    let keyOf = false;
+    // A bad key of a mapping of names (an environment, an env variable) is pointed at itself.
+    let keyOf = issue.path?.at(-1)?.origin === 'key';
     if (issue.type === 'strict_object' && issue.expected === 'never') {
       // An unknown key: point at the key itself and suggest the closest known one.
       keyOf = true;
@@ -132,6 +149,3 @@ function dedupe(problems: InventoryProblem[]): InventoryProblem[] {
     .sort((a, b) => a.line - b.line || a.column - b.column);
 }
 
-function firstLine(s: string): string {
-  return s.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-}

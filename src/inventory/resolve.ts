@@ -70,6 +70,9 @@ function crossFieldProblems(env: Environment): { path: FieldPath; message: strin
   if (env.acme_server && mode !== 'letsencrypt') {
     problems.push({ path: ['acme_server'], message: 'only used with ssl: letsencrypt; remove it or set ssl: letsencrypt' });
   }
+  env.domains.forEach((d, i) => {
+    if (env.domains.indexOf(d) !== i) problems.push({ path: ['domains', i], message: `${d} is listed twice; remove the repeat` });
+  });
   const envNames = new Set(Object.keys(env.app.env));
   env.app.secrets.forEach((s, i) => {
     if (envNames.has(s)) problems.push({ path: ['app', 'secrets', i], message: `${s} is both in env: and in secrets:; keep it in secrets: only` });

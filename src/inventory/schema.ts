@@ -4,14 +4,15 @@
  * (`npm run schema`). Every value that ends up inside nginx, systemd or gateway config is
  * constrained here, so templates never see a character that could break out of its context.
  */
+import { isIP } from 'node:net';
 import * as v from 'valibot';
 
 /** Characters that would end a directive, open a block, start a quote or expand a variable. */
-const BREAKOUT = /[;{}'"`$\\\n\r\t\x00-\x1f\x7f]/;
+const BREAKOUT = /[;{}'"`$\\\n\r\t\x00-\x1f\x7f-\x9f\u2028\u2029]/;
 
 function describeChar(ch: string): string {
   const names: Record<string, string> = { '\n': 'a newline', '\r': 'a carriage return', '\t': 'a tab' };
-  return names[ch] ?? (ch < ' ' || ch === '\x7f' ? 'a control character' : `"${ch}"`);
+  return names[ch] ?? (/[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(ch) ? 'a control or line-separator character' : `"${ch}"`);
 }
 
 /** A string with no character that could break out of a config file. */
@@ -43,15 +44,17 @@ function matching(what: string, re: RegExp, fix: string) {
 
 const DOMAIN = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/;
 const IPV4 = /^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-const IPV6 = /^[0-9a-f:]*:[0-9a-f:.]*$/i;
 const SIZE = /^\d+[kKmMgG]?$/;
 const DURATION = /^\d+(ms|s|m|h|d|w|M|y)?$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-export const domain = matching(
-  'domain',
-  new RegExp(`${DOMAIN.source}|${IPV4.source}`),
-  'write a lowercase host name such as blog.example.com (no scheme, port, path, wildcard or spaces)',
+/** A name made only of digits and dots is an IPv4 address or nothing. */
+const notBadNumeric = (what: string) =>
+  v.check((s: string) => !/^[\d.]+$/.test(s) || isIP(s) === 4, (i) => `${JSON.stringify(i.input)} is not a valid ${what}: not a host name, and not an IPv4 address (each part 0-255)`);
+
+export const domain = v.pipe(
+  matching('domain', new RegExp(`${DOMAIN.source}|${IPV4.source}`), 'write a lowercase host name such as blog.example.com (no scheme, port, path, wildcard or spaces)'),
+  notBadNumeric('domain'),
 );
 
 const relativePath = (what: string, example: string) =>
@@ -178,10 +181,12 @@ export const SslSchema = v.union(
 );
 
 export const HostSchema = v.strictObject({
-  address: matching(
-    'host address',
-    new RegExp(`${DOMAIN.source}|${IPV4.source}|${IPV6.source}`),
-    'write an IP address or a host name, e.g. 203.0.113.10',
+  address: v.pipe(
+    text('host address', '203.0.113.10'),
+    v.check(
+      (s) => isIP(s) !== 0 || (DOMAIN.test(s) && !/^[\d.]+$/.test(s)),
+      (i) => `${JSON.stringify(i.input)} is not a valid host address; write an IPv4 or IPv6 address or a host name, e.g. 203.0.113.10`,
+    ),
   ),
   user: v.optional(matching('SSH user', /^[a-z_][a-z0-9_-]{0,31}$/, 'write a Unix user name, e.g. deploy'), 'deploy'),
   port: v.optional(positiveInt('port', 65535), 22),
@@ -189,6 +194,9 @@ export const HostSchema = v.strictObject({
     matching('host key', /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$/, 'write the key as "TYPE BASE64", as `stack trust ENV` records it'),
   ),
   cpus: v.optional(positiveInt('cpus', 1024)),
+  identity_file: v.optional(
+    v.pipe(localFile('identity file', '~/.ssh/id_ed25519'), v.description('Private key for SSH; otherwise ssh-agent and ~/.ssh/config decide.')),
+  ),
 });
 
 const email = matching('email address', /^[^@\s]+@[^@\s]+\.[^@\s]+$/, 'write an address such as ops@example.com');
@@ -197,7 +205,6 @@ export const EnvironmentSchema = v.strictObject({
   domains: v.pipe(
     v.array(domain, 'must be a list of domains, e.g. [blog.example.com, www.blog.example.com]'),
     v.minLength(1, 'needs at least one domain; the first is the canonical one'),
-    v.check((d) => new Set(d).size === d.length, 'lists a domain twice; remove the repeat'),
   ),
   ssl: v.optional(SslSchema, 'none'),
   email: v.optional(email),
