@@ -76,3 +76,38 @@ export class InterruptedError extends StackError {
     super('interrupted');
   }
 }
+
+/** The server could not be reached or would not let us in. */
+export class ConnectError extends StackError {}
+
+/** The server's host key is unknown or differs from the pinned one. */
+export class HostKeyError extends StackError {
+  constructor(
+    message: string,
+    readonly fingerprint: string,
+    readonly presentedKey: string,
+    options?: { hint?: string },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A command on the server failed; carries what it said, already redacted. */
+export class RemoteCommandError extends StackError {
+  constructor(
+    readonly host: string,
+    readonly step: string,
+    readonly code: number | null,
+    readonly stderr: string,
+    options?: { hint?: string },
+  ) {
+    super(`${host}: ${step} failed${code === null ? '' : ` (exit ${code})`}${stderr.trim() ? `:\n${indent(stderr.trim())}` : ''}`, options);
+  }
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n');
+}

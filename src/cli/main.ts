@@ -68,6 +68,66 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
       await runRender(env, options, globals(cmd));
     });
 
+  program
+    .command('setup')
+    .description('first provisioning of the servers: packages, the app user, directories, certificates, firewall, units (safe to run again)')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .option('--dry-run', 'connect and show what would change, change nothing', false)
+    .action(async (env: string | undefined, options, cmd: Command) => {
+      const { runDeploy } = await import('../commands/deploy.js');
+      await runDeploy(env, options, globals(cmd), 'setup');
+    });
+
+  program
+    .command('deploy')
+    .description('ship the app and its whole stack to every host of an environment, then check its health through nginx')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .option('--dry-run', 'connect and gather facts, print a diff of every file and the steps that would run; change nothing', false)
+    .option('--exit-code', 'with --dry-run: exit 3 when changes are pending (for drift checks in CI)', false)
+    .action(async (env: string | undefined, options, cmd: Command) => {
+      const { runDeploy } = await import('../commands/deploy.js');
+      await runDeploy(env, options, globals(cmd));
+    });
+
+  program
+    .command('trust')
+    .description("pin each host's SSH key in the inventory after showing its fingerprint")
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .option('-y, --yes', 'pin without asking (compare the printed fingerprints yourself)', false)
+    .option('--replace', 'replace a key that is already pinned (after a server was rebuilt)', false)
+    .action(async (env: string | undefined, options, cmd: Command) => {
+      const { runTrust } = await import('../commands/trust.js');
+      await runTrust(env, options, globals(cmd));
+    });
+
+  const sandbox = program
+    .command('sandbox')
+    .description('throwaway local Debian 12 servers (systemd-nspawn) to rehearse deploys on; needs root and Linux');
+  sandbox
+    .command('up')
+    .description('boot a pristine sandbox server and print how to reach it')
+    .argument('[name]', 'sandbox name', 'sandbox')
+    .option('--write-env <env>', 'add (or update) this environment in the inventory, pointing at the sandbox')
+    .action(async (name: string, options, cmd: Command) => {
+      const { runSandboxUp } = await import('../commands/sandbox.js');
+      await runSandboxUp(name, options, globals(cmd));
+    });
+  sandbox
+    .command('down')
+    .description('stop a sandbox server; everything written on it is gone')
+    .argument('[name]', 'sandbox name', 'sandbox')
+    .action(async (name: string, _options, cmd: Command) => {
+      const { runSandboxDown } = await import('../commands/sandbox.js');
+      await runSandboxDown(name, globals(cmd));
+    });
+  sandbox
+    .command('list')
+    .description('list running sandbox servers')
+    .action(async (_options, cmd: Command) => {
+      const { runSandboxList } = await import('../commands/sandbox.js');
+      await runSandboxList(globals(cmd));
+    });
+
   return program;
 }
 

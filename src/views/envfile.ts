@@ -28,3 +28,15 @@ export function envFileContent(env: Environment, secrets: ReadonlyMap<string, Se
   }
   return new SecretText(parts);
 }
+
+/** The printable form of an env file as found on a server: secret values replaced by the marker. */
+export function redactEnvFileText(text: string, secretNames: readonly string[]): string {
+  const names = new Set(secretNames);
+  return text
+    .split('\n')
+    .map((line) => {
+      const m = line.match(/^([A-Za-z_][A-Za-z0-9_]*)=/);
+      return m && names.has(m[1]!) ? `${m[1]}="[REDACTED]"` : line;
+    })
+    .join('\n');
+}

@@ -1,0 +1,168 @@
+/**
+ * Facts about a host, gathered in ONE round trip: a script (built here, pure) that prints one
+ * tab-separated record per fact, and a parser of its output (pure). The script asks for a
+ * file's content only when its hash differs from the desired one, so a dry run can show diffs
+ * without a second trip. Paths are validated upstream and contain no tabs, spaces or quotes.
+ */
+import { shQuote } from '../remote/quote.js';
+import type { DesiredState } from '../state/desired.js';
+import { parseNginxVersion } from '../views/facts.js';
+
+export interface RemoteFile {
+  exists: boolean;
+  sha256?: string;
+  mode?: string;
+  owner?: string;
+  group?: string;
+  /** Present only when the hash differs from the desired one; secrets already redacted. */
+  content?: string;
+}
+
+export interface GatheredFacts {
+  nginxVersion: [number, number, number] | null;
+  cpus: number | null;
+  os: string;
+  files: Map<string, RemoteFile>;
+  links: Map<string, string | null>;
+  present: Set<string>;
+  dirs: Map<string, { mode: string; owner: string; group: string } | null>;
+  packages: Set<string>;
+  /** user -> its groups; null when the user does not exist */
+  users: Map<string, string[] | null>;
+  services: Map<string, { enabled: string; active: string }>;
+  currentRelease: string | null;
+  manifest: ReleaseManifest | null;
+  releases: string[];
+  ufw: string | null;
+}
+
+export interface ReleaseManifest {
+  id: string;
+  source_hash: string;
+  created: string;
+  by: string;
+}
+
+export interface FactsRequest {
+  /** path -> the sha256 we want there; the content comes back only when it differs. */
+  files: Map<string, string>;
+  /** Extra files whose existence matters (certificates). */
+  probes: string[];
+}
+
+/** The facts script for a host's desired state. */
+export function factsScript(desired: DesiredState, request: FactsRequest): string {
+  const q = shQuote;
+  const lines = [
+    'set -u',
+    "printf 'nginx\\t%s\\n' \"$(nginx -v 2>&1 | sed -n 's|^nginx version: nginx/||p')\"",
+    "printf 'cpus\\t%s\\n' \"$(nproc 2>/dev/null)\"",
+    "printf 'os\\t%s\\n' \"$(. /etc/os-release 2>/dev/null && echo \"$ID $VERSION_ID\")\"",
+    `f() { if [ -f "$1" ]; then s=$(sha256sum "$1" | cut -c1-64); printf 'file\\t%s\\t%s\\t%s\\n' "$1" "$s" "$(stat -c '%a\t%U\t%G' "$1")"; if [ "$s" != "$2" ]; then printf 'content\\t%s\\t' "$1"; base64 -w0 "$1"; printf '\\n'; fi; else printf 'file\\t%s\\t-\\n' "$1"; fi; }`,
+    `l() { printf 'link\\t%s\\t%s\\n' "$1" "$(readlink "$1" 2>/dev/null || echo -)"; }`,
+    `d() { if [ -d "$1" ]; then printf 'dir\\t%s\\t%s\\n' "$1" "$(stat -c '%a\t%U\t%G' "$1")"; else printf 'dir\\t%s\\t-\\n' "$1"; fi; }`,
+    `x() { if [ -e "$1" ] || [ -L "$1" ]; then printf 'present\\t%s\\n' "$1"; fi; }`,
+    `u() { if getent passwd "$1" >/dev/null; then printf 'user\\t%s\\t%s\\n' "$1" "$(id -nG "$1" | tr ' ' ',')"; else printf 'user\\t%s\\t-\\n' "$1"; fi; }`,
+    `svc() { printf 'service\\t%s\\t%s\\t%s\\n' "$1" "$(systemctl is-enabled "$1" 2>/dev/null)" "$(systemctl is-active "$1" 2>/dev/null)"; }`,
+  ];
+  for (const [path, sha] of request.files) lines.push(`f ${q(path)} ${sha}`);
+  for (const l of desired.links) lines.push(`l ${q(l.path)}`);
+  for (const p of [...desired.removes.map((r) => r.path), ...request.probes]) lines.push(`x ${q(p)}`);
+  for (const d of desired.dirs) lines.push(`d ${q(d.path)}`);
+  const users = new Set([...desired.users.map((u) => u.name), ...desired.memberships.map((m) => m.user)]);
+  for (const u of users) lines.push(`u ${q(u)}`);
+  for (const s of desired.services) lines.push(`svc ${q(s)}`);
+  if (desired.packages.length > 0) {
+    lines.push(`dpkg-query -W -f='pkg\\t\${Package}\\t\${db:Status-Abbrev}\\n' ${desired.packages.map(q).join(' ')} 2>/dev/null || true`);
+  }
+  const { current, releases } = desired.layout;
+  lines.push(
+    `printf 'current\\t%s\\n' "$(readlink ${q(current)} 2>/dev/null || echo -)"`,
+    `if [ -f ${q(current)}/.stack-release.json ]; then printf 'manifest\\t'; base64 -w0 ${q(current)}/.stack-release.json; printf '\\n'; fi`,
+    `printf 'releases\\t%s\\n' "$(ls -1 ${q(releases)} 2>/dev/null | tr '\\n' ' ')"`,
+    `if command -v ufw >/dev/null; then printf 'ufw\\t%s\\n' "$(ufw status 2>/dev/null | head -n1)"; fi`,
+    'exit 0',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * @param redact turns a file's remote content into its printable form (the env file's secret
+ *   values are replaced before the text goes anywhere else).
+ */
+export function parseFacts(output: string, redact: (path: string, content: string) => string = (_, c) => c): GatheredFacts {
+  const facts: GatheredFacts = {
+    nginxVersion: null,
+    cpus: null,
+    os: '',
+    files: new Map(),
+    links: new Map(),
+    present: new Set(),
+    dirs: new Map(),
+    packages: new Set(),
+    users: new Map(),
+    services: new Map(),
+    currentRelease: null,
+    manifest: null,
+    releases: [],
+    ufw: null,
+  };
+  for (const line of output.split('\n')) {
+    const [kind, ...f] = line.split('\t');
+    switch (kind) {
+      case 'nginx':
+        facts.nginxVersion = f[0] ? parseNginxVersion(f[0]) : null;
+        break;
+      case 'cpus':
+        facts.cpus = f[0] ? Number(f[0]) : null;
+        break;
+      case 'os':
+        facts.os = f[0] ?? '';
+        break;
+      case 'file':
+        facts.files.set(f[0]!, f[1] === '-' ? { exists: false } : { exists: true, sha256: f[1], mode: f[2]?.padStart(4, '0'), owner: f[3], group: f[4] });
+        break;
+      case 'content': {
+        const file = facts.files.get(f[0]!);
+        if (file) file.content = redact(f[0]!, Buffer.from(f[1] ?? '', 'base64').toString('utf8'));
+        break;
+      }
+      case 'link':
+        facts.links.set(f[0]!, f[1] === '-' ? null : f[1]!);
+        break;
+      case 'present':
+        facts.present.add(f[0]!);
+        break;
+      case 'dir':
+        facts.dirs.set(f[0]!, f[1] === '-' ? null : { mode: f[1]!.padStart(4, '0'), owner: f[2]!, group: f[3]! });
+        break;
+      case 'pkg':
+        // "ii " = installed; anything else (rc, un, half-installed) needs an install.
+        if (f[1]?.startsWith('ii')) facts.packages.add(f[0]!);
+        break;
+      case 'user':
+        facts.users.set(f[0]!, f[1] === '-' ? null : (f[1] ?? '').split(',').filter(Boolean));
+        break;
+      case 'service':
+        facts.services.set(f[0]!, { enabled: f[1] ?? '', active: f[2] ?? '' });
+        break;
+      case 'current':
+        facts.currentRelease = f[0] && f[0] !== '-' ? f[0].split('/').pop()! : null;
+        break;
+      case 'manifest':
+        try {
+          facts.manifest = JSON.parse(Buffer.from(f[0] ?? '', 'base64').toString('utf8')) as ReleaseManifest;
+        } catch {
+          facts.manifest = null;
+        }
+        break;
+      case 'releases':
+        facts.releases = (f[0] ?? '').split(' ').filter(Boolean).sort();
+        break;
+      case 'ufw':
+        facts.ufw = f[0] ?? null;
+        break;
+    }
+  }
+  return facts;
+}

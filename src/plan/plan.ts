@@ -1,0 +1,170 @@
+/**
+ * The plan: what must change on one host to reach the desired state, computed from the desired
+ * state and the gathered facts alone (pure). `--dry-run` prints it; `apply` carries it out.
+ */
+import { createHash } from 'node:crypto';
+import { createTwoFilesPatch } from 'diff';
+import type { GatheredFacts } from '../facts/gather.js';
+import { displayContent, type FileContent } from '../secrets/secret.js';
+import type { DesiredDir, DesiredFile, DesiredLink, DesiredState, Handler } from '../state/desired.js';
+
+export interface FileChange {
+  file: DesiredFile;
+  action: 'create' | 'update' | 'attributes';
+  /** Unified diff of the printable (redacted) contents; empty for a new file or attributes only. */
+  diff: string;
+  /** The contents differ only in secret values, which the diff cannot show. */
+  secretOnly: boolean;
+  /** mode/owner/group before, when they change */
+  attributesBefore?: string;
+}
+
+export interface ReleasePlan {
+  id: string;
+  sourceHash: string;
+  /** Whether pip has anything to install. */
+  requirements: string | null;
+}
+
+export interface SelfSignedPlan {
+  cert: string;
+  key: string;
+  domains: string[];
+}
+
+export interface Plan {
+  host: string;
+  packages: string[];
+  users: { name: string; home: string }[];
+  memberships: { user: string; group: string }[];
+  dirs: (DesiredDir & { action: 'create' | 'attributes' })[];
+  selfSigned: SelfSignedPlan | null;
+  files: FileChange[];
+  links: DesiredLink[];
+  removes: string[];
+  release: ReleasePlan | null;
+  enable: string[];
+  /** Services that must be running but are not, and no handler will restart. */
+  start: string[];
+  /** In run order, each at most once. */
+  handlers: Handler[];
+}
+
+export interface PlanInput {
+  desired: DesiredState;
+  facts: GatheredFacts;
+  /** Planned release, or null when the code is not part of this command (setup). */
+  release?: ReleasePlan | null;
+  selfSigned?: SelfSignedPlan | null;
+  /**
+   * `setup` provisions the server (packages, users, directories, certificates, the app's unit,
+   * enabled but not started) and leaves the site, the code and every restart to `deploy`.
+   */
+  scope?: 'deploy' | 'setup';
+}
+
+export function sha256(content: FileContent): string {
+  const text = typeof content === 'string' ? content : content.reveal();
+  return createHash('sha256').update(text).digest('hex');
+}
+
+export function planDeploy({ desired, facts, release = null, selfSigned = null, scope = 'deploy' }: PlanInput): Plan {
+  const setup = scope === 'setup';
+  const notified = new Set<string>();
+  const notify = (names: string[]) => names.forEach((n) => notified.add(n));
+
+  const installed = facts.packages;
+  const packages = desired.packages.filter((p) => !installed.has(p));
+
+  const users = desired.users.filter((u) => !facts.users.get(u.name)).map((u) => ({ name: u.name, home: u.home }));
+  const memberships = desired.memberships.filter((m) => !(facts.users.get(m.user) ?? []).includes(m.group));
+  // nginx's workers pick up a new group membership when they are restarted by a reload.
+  if (memberships.some((m) => m.user === 'www-data')) notified.add('reload-nginx');
+
+  const dirs: Plan['dirs'] = [];
+  for (const d of desired.dirs) {
+    const now = facts.dirs.get(d.path);
+    if (!now) dirs.push({ ...d, action: 'create' });
+    else if (now.mode !== d.mode || now.owner !== d.owner || now.group !== d.group) dirs.push({ ...d, action: 'attributes' });
+  }
+
+  const files: FileChange[] = [];
+  for (const f of desired.files) {
+    if (setup && f.validate !== 'systemd') continue;
+    const now = facts.files.get(f.path);
+    const change = fileChange(f, now);
+    if (change) {
+      files.push(change);
+      notify(f.notify);
+    }
+  }
+
+  const links = setup ? [] : desired.links.filter((l) => facts.links.get(l.path) !== l.target);
+  links.forEach((l) => notify(l.notify));
+  const removes = desired.removes.filter((r) => facts.present.has(r.path));
+  removes.forEach((r) => notify(r.notify));
+
+  if (release) notified.add('restart-app');
+  if (setup) notified.delete('restart-app');
+  if (selfSigned) notified.add('reload-nginx');
+
+  // A unit is enabled once its file is there (now, or written by this plan).
+  const unitWritten = (s: string) => desired.files.some((f) => f.path.endsWith(`/${s}`) && (facts.files.get(f.path)?.exists || files.some((c) => c.file === f)));
+  const enable = desired.services.filter((s) => facts.services.get(s)?.enabled !== 'enabled' && (s === 'nginx' || unitWritten(s)));
+  const handlers = desired.handlers.filter((h) => notified.has(h.name));
+  const restarted = new Set(handlers.map((h) => h.command.split(' ').pop()));
+  const start = desired.services.filter((s) => facts.services.get(s)?.active !== 'active' && !restarted.has(s) && (!setup || s === 'nginx'));
+
+  return {
+    host: desired.host.address,
+    packages,
+    users,
+    memberships,
+    dirs,
+    selfSigned,
+    files,
+    links,
+    removes: removes.map((r) => r.path),
+    release,
+    enable,
+    start,
+    handlers,
+  };
+}
+
+function fileChange(f: DesiredFile, now: GatheredFacts['files'] extends Map<string, infer R> ? R | undefined : never): FileChange | null {
+  const printable = displayContent(f.content);
+  if (!now?.exists) {
+    return { file: f, action: 'create', diff: '', secretOnly: false };
+  }
+  const attributes = `${f.mode} ${f.owner}:${f.group}`;
+  const before = `${now.mode} ${now.owner}:${now.group}`;
+  const contentChanged = now.sha256 !== sha256(f.content);
+  if (!contentChanged && attributes === before) return null;
+  if (!contentChanged) return { file: f, action: 'attributes', diff: '', secretOnly: false, attributesBefore: before };
+  const old = now.content ?? '';
+  const diff = old === printable ? '' : createTwoFilesPatch(f.path, f.path, old, printable, '', '', { context: 3 });
+  return {
+    file: f,
+    action: 'update',
+    diff,
+    secretOnly: old === printable,
+    attributesBefore: attributes === before ? undefined : before,
+  };
+}
+
+export function changeCount(plan: Plan): number {
+  return (
+    plan.packages.length +
+    plan.users.length +
+    plan.memberships.length +
+    plan.dirs.length +
+    (plan.selfSigned ? 1 : 0) +
+    plan.files.length +
+    plan.links.length +
+    plan.removes.length +
+    (plan.release ? 1 : 0) +
+    plan.enable.length +
+    plan.start.length
+  );
+}

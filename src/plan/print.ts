@@ -1,0 +1,51 @@
+/** A plan as a person reads it before saying yes: per-file diffs (secrets redacted), steps, handlers. */
+import { createTwoFilesPatch } from 'diff';
+import pc from 'picocolors';
+import { displayContent } from '../secrets/secret.js';
+import { changeCount, type Plan } from './plan.js';
+
+function colorDiff(diff: string): string {
+  return diff
+    .split('\n')
+    .filter((l) => !l.startsWith('==='))
+    .map((l) => {
+      if (l.startsWith('+++') || l.startsWith('---')) return pc.bold(l);
+      if (l.startsWith('+')) return pc.green(l);
+      if (l.startsWith('-')) return pc.red(l);
+      if (l.startsWith('@@')) return pc.cyan(l);
+      return l;
+    })
+    .join('\n');
+}
+
+export function formatPlan(plan: Plan, label: string): string {
+  const out: string[] = [];
+  const n = changeCount(plan);
+  out.push(pc.bold(`${label}: ${n === 0 ? 'nothing to change' : `${n} change${n === 1 ? '' : 's'}`}`));
+  if (plan.packages.length) out.push(`  install packages: ${plan.packages.join(' ')}`);
+  for (const u of plan.users) out.push(`  create system user ${u.name} (home ${u.home})`);
+  for (const m of plan.memberships) out.push(`  add ${m.user} to group ${m.group}`);
+  for (const d of plan.dirs) out.push(`  ${d.action === 'create' ? 'create directory' : 'set mode/owner of'} ${d.path} (${d.mode} ${d.owner}:${d.group})`);
+  if (plan.selfSigned) out.push(`  generate a self-signed certificate for ${plan.selfSigned.domains.join(', ')}`);
+  for (const c of plan.files) {
+    const f = c.file;
+    const attrs = `${f.mode} ${f.owner}:${f.group}`;
+    if (c.action === 'create') {
+      out.push(`  ${pc.green('new file')} ${f.path} (${attrs})`);
+      out.push(colorDiff(createTwoFilesPatch('/dev/null', f.path, '', displayContent(f.content), '', '', { context: 3 })));
+    } else if (c.action === 'attributes') {
+      out.push(`  ${pc.yellow('mode/owner')} ${f.path}: ${c.attributesBefore} -> ${attrs}`);
+    } else {
+      out.push(`  ${pc.yellow('changed')} ${f.path}${c.attributesBefore ? ` (${c.attributesBefore} -> ${attrs})` : ''}`);
+      if (c.secretOnly) out.push('    (only secret values differ; they are not shown)');
+      else out.push(colorDiff(c.diff));
+    }
+  }
+  for (const l of plan.links) out.push(`  link ${l.path} -> ${l.target}`);
+  for (const r of plan.removes) out.push(`  remove ${r}`);
+  if (plan.release) out.push(`  ${pc.green('new release')} ${plan.release.id} (source ${plan.release.sourceHash.slice(0, 12)})${plan.release.requirements ? `, pip install -r ${plan.release.requirements}` : ''}`);
+  for (const s of plan.enable) out.push(`  enable ${s}`);
+  for (const s of plan.start) out.push(`  start ${s}`);
+  if (plan.handlers.length) out.push(`  then: ${plan.handlers.map((h) => h.description).join(', ')}`);
+  return out.join('\n');
+}

@@ -1,0 +1,183 @@
+/** Facts parsing, planning and the scripts built from a plan: pure code, no server. */
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { factsScript, parseFacts } from '../../src/facts/gather.js';
+import { parseInventory } from '../../src/inventory/load.js';
+import { changeCount, planDeploy, sha256 } from '../../src/plan/plan.js';
+import { activateScript, provisionScript } from '../../src/apply/scripts.js';
+import { shQuote } from '../../src/remote/quote.js';
+import { Secret, displayContent } from '../../src/secrets/secret.js';
+import { parseSecretsFile } from '../../src/secrets/load.js';
+import { buildDesiredState, type DesiredState } from '../../src/state/desired.js';
+import { TemplateEngine } from '../../src/templates/engine.js';
+import { redactEnvFileText } from '../../src/views/envfile.js';
+
+const SECRET = 'sk-live-0123456789';
+
+async function desired(): Promise<DesiredState> {
+  const env = parseInventory(
+    stringify({
+      app: { name: 'blog', wsgi: 'blog.wsgi:application', secrets: ['SECRET_KEY'] },
+      environments: { prod: { domains: ['blog.example.com'], hosts: [{ address: '192.0.2.1' }] } },
+    }),
+    'inventory.yml',
+  ).environments.prod!;
+  return buildDesiredState(env, env.hosts[0]!, {
+    engine: new TemplateEngine('/nonexistent', '/'),
+    facts: { nginxVersion: [1, 22, 1] },
+    secrets: new Map([['SECRET_KEY', new Secret('SECRET_KEY', SECRET)]]),
+  });
+}
+
+/** What the facts script would print for a server that already has exactly the desired state. */
+function convergedOutput(d: DesiredState): string {
+  const lines = ['nginx\t1.22.1', 'cpus\t2', 'os\tdebian 12'];
+  for (const f of d.files) lines.push(`file\t${f.path}\t${sha256(f.content)}\t${Number(f.mode).toString()}\t${f.owner}\t${f.group}`);
+  for (const l of d.links) lines.push(`link\t${l.path}\t${l.target}`);
+  for (const dir of d.dirs) lines.push(`dir\t${dir.path}\t${dir.mode.replace(/^0/, '')}\t${dir.owner}\t${dir.group}`);
+  for (const p of d.packages) lines.push(`pkg\t${p}\tii `);
+  lines.push('user\tblog\tblog', 'user\twww-data\twww-data,blog');
+  for (const s of d.services) lines.push(`service\t${s}\tenabled\tactive`);
+  lines.push('current\treleases/20260101T000000Z', 'releases\t20260101T000000Z');
+  return lines.join('\n');
+}
+
+describe('facts', () => {
+  it('asks for everything in one script and quotes paths for sh', async () => {
+    const d = await desired();
+    const script = factsScript(d, { files: new Map(d.files.map((f) => [f.path, sha256(f.content)])), probes: [] });
+    for (const f of d.files) expect(script).toContain(`f ${f.path} ${sha256(f.content)}`);
+    expect(script).toContain("dpkg-query -W");
+    expect(script).not.toContain(SECRET);
+  });
+
+  it('parses every record and redacts a secret in returned content', () => {
+    const env = `STACK_APP="blog"\nSECRET_KEY="${SECRET}"\n`;
+    const facts = parseFacts(
+      [
+        'nginx\t1.26.2',
+        'cpus\t4',
+        'file\t/etc/blog/env\tabc\t600\tblog\tblog',
+        `content\t/etc/blog/env\t${Buffer.from(env).toString('base64')}`,
+        'file\t/etc/nginx/sites-available/blog.conf\t-',
+        'link\t/etc/nginx/sites-enabled/blog.conf\t-',
+        'present\t/etc/nginx/sites-enabled/default',
+        'dir\t/srv/blog\t750\tblog\tblog',
+        'pkg\tnginx\tii ',
+        'pkg\tcurl\trc ',
+        'user\tblog\t-',
+        'service\tnginx\tenabled\tactive',
+        'current\t-',
+        'releases\t',
+      ].join('\n'),
+      (_, c) => redactEnvFileText(c, ['SECRET_KEY']),
+    );
+    expect(facts.nginxVersion).toEqual([1, 26, 2]);
+    expect(facts.cpus).toBe(4);
+    expect(facts.files.get('/etc/blog/env')).toMatchObject({ exists: true, mode: '0600', owner: 'blog' });
+    expect(facts.files.get('/etc/blog/env')!.content).toBe('STACK_APP="blog"\nSECRET_KEY="[REDACTED]"\n');
+    expect(facts.files.get('/etc/nginx/sites-available/blog.conf')!.exists).toBe(false);
+    expect(facts.links.get('/etc/nginx/sites-enabled/blog.conf')).toBeNull();
+    expect(facts.present.has('/etc/nginx/sites-enabled/default')).toBe(true);
+    expect(facts.dirs.get('/srv/blog')).toEqual({ mode: '0750', owner: 'blog', group: 'blog' });
+    expect([...facts.packages]).toEqual(['nginx']);
+    expect(facts.users.get('blog')).toBeNull();
+    expect(facts.currentRelease).toBeNull();
+  });
+});
+
+describe('planning', () => {
+  it('plans nothing for a server already in the desired state', async () => {
+    const d = await desired();
+    const plan = planDeploy({ desired: d, facts: parseFacts(convergedOutput(d)) });
+    expect(changeCount(plan)).toBe(0);
+    expect(plan.handlers).toEqual([]);
+  });
+
+  it('plans everything for an empty server, handlers in order and once each', async () => {
+    const d = await desired();
+    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n'), release: { id: 'r1', sourceHash: 'x', requirements: null } });
+    expect(plan.packages).toEqual(d.packages);
+    expect(plan.users.map((u) => u.name)).toEqual(['blog']);
+    expect(plan.files.map((f) => f.action)).toEqual(d.files.map(() => 'create'));
+    expect(plan.handlers.map((h) => h.name)).toEqual(['daemon-reload', 'restart-app', 'reload-nginx']);
+  });
+
+  it('fires only the handlers of the files that changed', async () => {
+    const d = await desired();
+    const out = convergedOutput(d).replace(/(file\t\/etc\/nginx\/sites-available\/blog.conf\t)[0-9a-f]{64}/, '$1' + '0'.repeat(64));
+    const plan = planDeploy({ desired: d, facts: parseFacts(out) });
+    expect(plan.files.map((f) => f.file.path)).toEqual(['/etc/nginx/sites-available/blog.conf']);
+    expect(plan.handlers.map((h) => h.name)).toEqual(['reload-nginx']);
+  });
+
+  it('notices a secret change without showing it', async () => {
+    const d = await desired();
+    const env = d.files.find((f) => f.path === '/etc/blog/env')!;
+    const out = convergedOutput(d).replace(sha256(env.content), '1'.repeat(64)) + `\ncontent\t/etc/blog/env\t${Buffer.from(displayContent(env.content)).toString('base64')}`;
+    const plan = planDeploy({ desired: d, facts: parseFacts(out) });
+    expect(plan.files).toHaveLength(1);
+    expect(plan.files[0]!.secretOnly).toBe(true);
+    expect(plan.handlers.map((h) => h.name)).toEqual(['restart-app']);
+  });
+
+  it('fixes a mode without rewriting content', async () => {
+    const d = await desired();
+    const out = convergedOutput(d).replace('/etc/blog/env\t' + sha256(d.files.find((f) => f.path === '/etc/blog/env')!.content) + '\t600', `/etc/blog/env\t${sha256(d.files.find((f) => f.path === '/etc/blog/env')!.content)}\t644`);
+    const plan = planDeploy({ desired: d, facts: parseFacts(out) });
+    expect(plan.files.map((f) => f.action)).toEqual(['attributes']);
+  });
+
+  it('leaves the site, code and restarts to deploy in setup', async () => {
+    const d = await desired();
+    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n'), scope: 'setup' });
+    expect(plan.files.map((f) => f.file.validate)).toEqual(['systemd']);
+    expect(plan.links).toEqual([]);
+    expect(plan.handlers.map((h) => h.name)).not.toContain('restart-app');
+  });
+});
+
+describe('scripts', () => {
+  it('carry secrets only inside base64 on stdin, never as text', async () => {
+    const d = await desired();
+    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
+    const script = activateScript(plan, d.layout, null, { provision: provisionScript(plan) });
+    expect(script).not.toContain(SECRET);
+    const decoded = [...script.matchAll(/<<'(STACK_FILE_\w+)'[^\n]*\n([\s\S]*?)\n\1\n/g)].map((m) => Buffer.from(m[2]!.replace(/\n/g, ''), 'base64').toString());
+    expect(decoded.some((c) => c.includes(`SECRET_KEY="${SECRET}"`))).toBe(true);
+  });
+
+  it('validates nginx and the unit before any handler runs, and can undo', async () => {
+    const d = await desired();
+    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
+    const script = activateScript(plan, d.layout, null);
+    const at = (s: string) => script.indexOf(s);
+    expect(at('nginx -t')).toBeGreaterThan(0);
+    expect(at('systemd-analyze verify')).toBeGreaterThan(0);
+    expect(at('nginx -t')).toBeLessThan(at('systemctl daemon-reload'));
+    expect(at('systemd-analyze verify')).toBeLessThan(at('systemctl restart'));
+    expect(script).toMatch(/abort 'nginx -t'/);
+  });
+});
+
+describe('quoting and secrets files', () => {
+  it.each([
+    ['plain', 'plain'],
+    ['/etc/nginx/a.conf', '/etc/nginx/a.conf'],
+    ['two words', "'two words'"],
+    ["it's", "'it'\\''s'"],
+    ['$(rm -rf /)', "'$(rm -rf /)'"],
+    ['', "''"],
+  ])('shQuote(%j)', (input, want) => {
+    expect(shQuote(input)).toBe(want);
+  });
+
+  it('reads NAME=value lines, quoted or not', () => {
+    const m = parseSecretsFile('# c\nA=1\nexport B="two words"\nC=\'x=y\'\n\nbad line\n');
+    expect([...m]).toEqual([
+      ['A', '1'],
+      ['B', 'two words'],
+      ['C', 'x=y'],
+    ]);
+  });
+});
