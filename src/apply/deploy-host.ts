@@ -38,6 +38,7 @@ export interface HostRunOptions {
   releaseId: string;
   by: string;
   askSudoPassword?: () => Promise<string>;
+  timeoutMs?: number;
   /** For tests and benchmarks: an already open connection. */
   shell?: RemoteShell;
 }
@@ -53,7 +54,7 @@ export interface HostRunResult {
 
 export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   const started = Date.now();
-  const shell = o.shell ?? (await connectHost(o.host, { baseDir: o.baseDir, askSudoPassword: o.askSudoPassword }));
+  const shell = o.shell ?? (await connectHost(o.host, { baseDir: o.baseDir, askSudoPassword: o.askSudoPassword, timeoutMs: o.timeoutMs }));
   const execsBefore = shell.execCount;
   try {
     // First render with what can be assumed, to know which files to ask about; then again with

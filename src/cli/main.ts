@@ -10,6 +10,7 @@ export interface GlobalOptions {
   inventory: string;
   debug: boolean;
   color: boolean;
+  connectTimeout?: string;
 }
 
 function version(): string {
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     .option('-i, --inventory <file>', 'inventory file', 'inventory.yml')
     .option('--debug', 'show stack traces and extra detail on errors', false)
     .option('--no-color', 'plain output (NO_COLOR is honoured too)')
+    .option('--connect-timeout <seconds>', 'give up on a server that does not answer SSH within this time (default 10, or ConnectTimeout from ~/.ssh/config)')
     .version(version(), '-V, --version', 'print the version')
     .showHelpAfterError('(run `stack --help` for usage)')
     // Subcommands inherit this: commander throws instead of exiting, and main picks the code.

@@ -37,12 +37,20 @@ export async function runDeploy(envName: string | undefined, options: DeployOpti
     ? async () => (await import('@inquirer/prompts')).password({ message: 'sudo password on the server' })
     : undefined;
 
+  const timeoutMs = connectTimeoutMs(globals);
   const results: HostRunResult[] = [];
   for (const host of env.hosts) {
     results.push(
-      await runHost({ env, host, engine, secrets, baseDir: inventory.dir, progress, mode, dryRun: options.dryRun ?? false, source, requirements, releaseId, by, askSudoPassword }),
+      await runHost({ env, host, engine, secrets, baseDir: inventory.dir, progress, mode, dryRun: options.dryRun ?? false, source, requirements, releaseId, by, askSudoPassword, timeoutMs }),
     );
   }
   progress.line(summaryLine(results, options.dryRun ?? false, Date.now() - started));
   if (options.dryRun && options.exitCode && results.some((r) => r.changes > 0)) process.exitCode = EXIT.changesPending;
+}
+
+export function connectTimeoutMs(globals: GlobalOptions): number | undefined {
+  if (globals.connectTimeout === undefined) return undefined;
+  const s = Number(globals.connectTimeout);
+  if (!Number.isFinite(s) || s <= 0) throw new UsageError(`--connect-timeout: "${globals.connectTimeout}" is not a number of seconds`);
+  return s * 1000;
 }

@@ -10,6 +10,7 @@ import { HostKeyError, UsageError, StackError } from '../errors.js';
 import { updateInventory } from '../inventory/edit.js';
 import { connectHost } from '../ssh/connect.js';
 import { fingerprint } from '../ssh/known-hosts.js';
+import { connectTimeoutMs } from './deploy.js';
 
 export interface TrustOptions {
   yes?: boolean;
@@ -22,7 +23,7 @@ export async function runTrust(envName: string | undefined, options: TrustOption
   for (const [index, host] of env.hosts.entries()) {
     let presented: string | undefined;
     try {
-      const shell = await connectHost(host, { baseDir: inventory.dir, captureHostKey: (k) => (presented = k) });
+      const shell = await connectHost(host, { baseDir: inventory.dir, timeoutMs: connectTimeoutMs(globals), captureHostKey: (k) => (presented = k) });
       await shell.close();
     } catch (err) {
       // The key arrives before authentication: a login failure still tells us the key.

@@ -1,0 +1,23 @@
+/**
+ * vitest globalSetup: builds (or finds) the sandbox root filesystem once, before any test file
+ * runs, so parallel files never race to build it and no test's timeout includes a debootstrap.
+ */
+import { StackError } from '../src/errors.js';
+import { ensureRootfs } from '../src/sandbox/rootfs.js';
+import { preflight } from '../src/sandbox/sandbox.js';
+
+export default async function setup(): Promise<void> {
+  try {
+    preflight();
+  } catch (err) {
+    if (err instanceof StackError) {
+      throw new Error(`end-to-end tests boot sandbox servers, and this machine cannot: ${err.message}${err.hint ? `\n  ${err.hint}` : ''}`);
+    }
+    throw err;
+  }
+  const started = Date.now();
+  const rootfs = await ensureRootfs((line) => {
+    if (/^(building|waiting|root filesystem)/.test(line)) process.stderr.write(`[sandbox] ${line}\n`);
+  });
+  if (Date.now() - started > 1000) process.stderr.write(`[sandbox] using ${rootfs}\n`);
+}

@@ -1,0 +1,79 @@
+/**
+ * Sandboxes for end-to-end tests: real Debian servers (systemd-nspawn) that are always stopped,
+ * whether the file passes, fails, or the run is interrupted.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll } from 'vitest';
+import { NAME_PATTERN, runProgram, sandboxDown, sandboxDownSync, sandboxUp, sshOptions, type RunResult, type SandboxInfo } from '../../src/sandbox/sandbox.js';
+
+export type { SandboxInfo };
+
+/** Names this process may have left running; stopped on every way out. */
+const owned = new Set<string>();
+
+// Registered on the importing file's suite, so each test file stops its own sandboxes.
+afterAll(async () => {
+  await Promise.all([...owned].map(async (name) => {
+    await sandboxDown(name).catch(() => {});
+    owned.delete(name);
+  }));
+});
+
+let handlersInstalled = false;
+function installExitHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  // 'exit' handlers cannot await, so these stop the nspawn PIDs synchronously.
+  const stopAll = () => {
+    for (const name of owned) sandboxDownSync(name, 5_000);
+    owned.clear();
+  };
+  process.on('exit', stopAll);
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    process.once(sig, () => {
+      stopAll();
+      process.exit(code);
+    });
+  }
+}
+
+/** A name unique to this test process (PIDs of parallel workers differ) and this tag. */
+export function sandboxName(tag: string): string {
+  const name = `t${process.pid % 10000}${tag}`;
+  if (!NAME_PATTERN.test(name)) throw new Error(`sandbox tag "${tag}" makes the invalid name "${name}"; use at most 7 lowercase letters/digits`);
+  return name;
+}
+
+/** Makes sure a sandbox started some other way (e.g. by the CLI) is stopped with the others. */
+export function trackSandbox(name: string): void {
+  installExitHandlers();
+  owned.add(name);
+}
+
+export async function bootSandbox(tag: string): Promise<SandboxInfo> {
+  const name = sandboxName(tag);
+  trackSandbox(name);
+  return sandboxUp({ name });
+}
+
+export async function stopSandbox(name: string): Promise<void> {
+  await sandboxDown(name);
+  owned.delete(name);
+}
+
+/**
+ * Runs `command` through the login user's shell on the sandbox, with the sandbox key and a
+ * known_hosts holding only info.hostKey: a server with any other key is refused.
+ */
+export async function sshExec(info: SandboxInfo, command: string, user = 'deploy', timeoutMs = 120_000): Promise<RunResult> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'stack-ssh-'));
+  try {
+    const knownHosts = path.join(dir, 'known_hosts');
+    writeFileSync(knownHosts, `${info.address} ${info.hostKey}\n`);
+    return await runProgram('ssh', [...sshOptions(info.identityFile, knownHosts), '-p', String(info.port), `${user}@${info.address}`, command], timeoutMs);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
