@@ -11,6 +11,12 @@ declare -A NEED=(
   [systemd-analyze]=systemd     # systemd-analyze verify on rendered units
   [openssl]=openssl             # placeholder certificates for nginx -t
   [tmux]=tmux                   # drives `stack init` in a real terminal in the tests
+  [curl]=curl                   # HTTP requests to the sandbox servers in the tests
+  [ssh]=openssh-client          # ssh -G (~/.ssh/config), ssh-keygen for sandbox keys
+  [systemd-nspawn]=systemd-container   # sandbox servers
+  [debootstrap]=debootstrap            # their root filesystem
+  [ip]=iproute2                        # their network
+  [zstd]=zstd
 )
 missing=()
 for cmd in "${!NEED[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); done

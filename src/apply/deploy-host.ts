@@ -96,14 +96,18 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
     let outcome;
     if (plan.release && o.source) {
       if (provision) await runScript(shell, o.host.address, o.progress, { stdin: provision, what: 'provision' });
-      await runScript(shell, o.host.address, o.progress, {
-        command: `sh -c ${shQuote(releaseScript(plan.release, desired.layout, o.by))}`,
-        stdin: packSource(o.source),
-        what: `upload release ${plan.release.id}`,
-      });
+      const pack = packSource(o.source);
+      await Promise.all([
+        pack.done,
+        runScript(shell, o.host.address, o.progress, {
+          command: `sh -c ${shQuote(releaseScript(plan.release, desired.layout, o.by))}`,
+          stdin: pack.stream,
+          what: `upload release ${plan.release.id}`,
+        }),
+      ]);
       outcome = await runScript(shell, o.host.address, o.progress, { stdin: activateScript(plan, desired.layout, health), what: 'activate' });
     } else if (changeCount(plan) > 0 || plan.handlers.length > 0) {
-      outcome = await runScript(shell, o.host.address, o.progress, { stdin: activateScript(plan, desired.layout, health, { provision }), what: 'activate' });
+      outcome = await runScript(shell, o.host.address, o.progress, { stdin: activateScript(plan, desired.layout, health, { provision, noCodeYet: !facts.currentRelease && !plan.release }), what: 'activate' });
     } else if (health) {
       outcome = await runScript(shell, o.host.address, o.progress, { stdin: healthOnlyScript(health), what: 'health check' });
     }

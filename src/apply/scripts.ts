@@ -15,6 +15,19 @@ const PRELUDE = [
   'export DEBIAN_FRONTEND=noninteractive LC_ALL=C',
   `step() { printf '@@step %s\\n' "$*"; }`,
   `fail() { printf '@@fail %s\\n' "$*"; exit 1; }`,
+  // `systemctl reload nginx` returns when the signal is sent; this returns when every worker
+  // serving requests is a new one, so a health check right after sees the new configuration.
+  // A stopped nginx is started instead.
+  'reload_nginx() {',
+  "  old=$(pgrep -d ' ' -f '^nginx: worker process$' || true)",
+  '  systemctl reload-or-restart nginx || return 1',
+  '  i=0; while [ $i -lt 100 ]; do',
+  "    cur=$(pgrep -d ' ' -f '^nginx: worker process$' || true); stale=",
+  '    for p in $old; do case " $cur " in *" $p "*) stale=1;; esac; done',
+  '    [ -z "$stale" ] && [ -n "$cur" ] && return 0',
+  '    i=$((i+1)); sleep 0.05',
+  '  done',
+  '}',
 ].join('\n');
 
 /** Packages, users, group memberships, directories, a self-signed certificate. */
@@ -76,10 +89,12 @@ export function releaseScript(release: ReleasePlan, layout: Layout, by: string):
   const log = `${dir}/.stack-build.log`;
   return [
     PRELUDE,
+    // The app's group (which nginx joins) reads the release, to serve static files; others nothing.
+    'umask 027',
     `step ${q(`unpack release ${release.id}`)}`,
     `rm -rf ${q(dir)} && install -d -m 0750 -o ${q(layout.app)} -g ${q(layout.app)} ${q(dir)} || fail 'create release directory'`,
     `tar -xzf - -C ${q(dir)} --no-same-owner || fail 'unpack release'`,
-    `chown -R ${q(`${layout.app}:${layout.app}`)} ${q(dir)}`,
+    `chown -R ${q(`${layout.app}:${layout.app}`)} ${q(dir)} && chmod -R u+rwX,g+rX,g-w,o-rwx ${q(dir)}`,
     `step ${q('create virtualenv')}`,
     `${asApp('python3', '-m', 'venv', '--system-site-packages', `${dir}/.venv`)} >${q(log)} 2>&1 || { tail -n 25 ${q(log)} >&2; fail 'create virtualenv'; }`,
     ...(release.requirements
@@ -128,7 +143,12 @@ export function healthScript(health: HealthCheck): string {
  * failure everything is put back before a single service is touched. Only then do the handlers
  * run, each once, and the health check decides.
  */
-export function activateScript(plan: Plan, layout: Layout, health: HealthCheck | null, extra: { provision?: string | null } = {}): string {
+export function activateScript(
+  plan: Plan,
+  layout: Layout,
+  health: HealthCheck | null,
+  extra: { provision?: string | null; noCodeYet?: boolean } = {},
+): string {
   const lines: string[] = [PRELUDE];
   if (extra.provision) lines.push(extra.provision.replace(PRELUDE, ''));
   const validatesNginx = plan.files.some((f) => f.file.validate === 'nginx') || plan.links.length > 0 || plan.removes.length > 0;
@@ -152,7 +172,8 @@ export function activateScript(plan: Plan, layout: Layout, health: HealthCheck |
     const content = typeof f.content === 'string' ? f.content : f.content.reveal();
     const tag = `STACK_FILE_${++n}_${Math.random().toString(36).slice(2, 10).toUpperCase()}`;
     lines.push(`step ${q(`${change.action === 'attributes' ? 'set mode/owner of' : change.action === 'create' ? 'create' : 'update'} ${f.path}`)}`);
-    lines.push(`install -d ${q(f.path.slice(0, f.path.lastIndexOf('/')) || '/')}`);
+    // mkdir -p leaves an existing parent's mode alone (install -d would reset it to 0755).
+    lines.push(`mkdir -p ${q(f.path.slice(0, f.path.lastIndexOf('/')) || '/')}`);
     if (change.action === 'attributes') {
       lines.push(`remember ${q(f.path)}`, `chmod ${f.mode} ${q(f.path)} && chown ${q(`${f.owner}:${f.group}`)} ${q(f.path)} || abort ${q(`set attributes of ${f.path}`)}`);
       continue;
@@ -187,21 +208,26 @@ export function activateScript(plan: Plan, layout: Layout, health: HealthCheck |
   if (validatesNginx) {
     lines.push(`step ${q('validate the nginx configuration (nginx -t)')}`, `nginx -t -q 2>"$UNDO.nginx" || { cat "$UNDO.nginx" >&2; rm -f "$UNDO.nginx"; abort 'nginx -t'; }`, 'rm -f "$UNDO.nginx"');
   }
+  // Before the first release (setup) the unit's interpreter does not exist yet; that one
+  // complaint is expected then, and any other still fails the check.
+  // systemd-analyze exits 0 on unknown keys and bad values, so anything it prints fails the
+  // check. Before the first release (setup) the unit's interpreter does not exist yet: that one
+  // complaint is expected then, and any other still fails.
+  const complaints = extra.noCodeYet ? `grep -v ${q(`Command ${layout.current}/.* is not executable`)} "$UNDO.unit"` : 'cat "$UNDO.unit"';
   for (const unit of units) {
     lines.push(
       `step ${q(`validate ${unit} (systemd-analyze verify)`)}`,
-      `systemd-analyze verify ${q(unit)} 2>"$UNDO.unit" || { cat "$UNDO.unit" >&2; rm -f "$UNDO.unit"; abort ${q(`systemd-analyze verify ${unit}`)}; }`,
+      `systemd-analyze verify ${q(unit)} >"$UNDO.unit" 2>&1`,
+      `if ${complaints} | grep -q .; then cat "$UNDO.unit" >&2; rm -f "$UNDO.unit"; abort ${q(`systemd-analyze verify ${unit}`)}; fi`,
       'rm -f "$UNDO.unit"',
     );
   }
   if (touches) lines.push('commit');
   for (const s of plan.enable) lines.push(`step ${q(`enable ${s}`)}`, `systemctl enable --quiet ${q(s)} || fail ${q(`enable ${s}`)}`);
   for (const h of plan.handlers) {
-    // A reload of a stopped nginx would fail: reload-or-restart starts it instead.
-    const command = h.command.replace(/^systemctl reload /, 'systemctl reload-or-restart ');
     lines.push(
       `step ${q(h.description)}`,
-      `${command} 2>/tmp/stack-handler.$$ || { cat /tmp/stack-handler.$$ >&2; rm -f /tmp/stack-handler.$$; ${h.name === 'restart-app' ? `journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; ` : ''}fail ${q(h.description)}; }`,
+      `${h.command} 2>/tmp/stack-handler.$$ || { cat /tmp/stack-handler.$$ >&2; rm -f /tmp/stack-handler.$$; ${h.name === 'restart-app' ? `journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; ` : ''}fail ${q(h.description)}; }`,
       'rm -f /tmp/stack-handler.$$',
     );
   }

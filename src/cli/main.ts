@@ -141,6 +141,14 @@ export async function main(argv: string[]): Promise<void> {
   if (argv.includes('--no-color')) process.env.NO_COLOR = '1';
   const debug = argv.includes('--debug');
   process.on('SIGINT', () => process.exit(EXIT.interrupted));
+  // Last resort: a failure nobody awaited still ends as one line, not a crash dump.
+  process.on('unhandledRejection', (err) => {
+    void report(err, debug).then((code) => process.exit(code));
+  });
+  // A closed pipe (`stack render | head`) is the reader's choice, not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  });
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -26,7 +26,7 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr): Pro
     step(host, text) {
       finish(true);
       current = { host, text, started: Date.now() };
-      stream.write(tty ? `${pc.dim('…')} ${host}: ${text}\n` : `- ${host}: ${text}\n`);
+      stream.write(tty ? `${pc.dim('…')} ${host}: ${text}\n` : `${host}: ${text}\n`);
     },
     end: finish,
     line(text) {

@@ -11,7 +11,15 @@ import * as v from 'valibot';
 const BREAKOUT = /[;{}'"`$\\\n\r\t\x00-\x1f\x7f-\x9f\u2028\u2029]/;
 
 function describeChar(ch: string): string {
-  const names: Record<string, string> = { '\n': 'a newline', '\r': 'a carriage return', '\t': 'a tab' };
+  const names: Record<string, string> = {
+    '\n': 'a newline',
+    '\r': 'a carriage return',
+    '\t': 'a tab',
+    '"': 'a double quote (")',
+    "'": "a single quote (')",
+    '`': 'a backtick (`)',
+    '\\': 'a backslash (\\)',
+  };
   return names[ch] ?? (/[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(ch) ? 'a control or line-separator character' : `"${ch}"`);
 }
 

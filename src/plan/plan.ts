@@ -101,7 +101,9 @@ export function planDeploy({ desired, facts, release = null, selfSigned = null, 
 
   const links = setup ? [] : desired.links.filter((l) => facts.links.get(l.path) !== l.target);
   links.forEach((l) => notify(l.notify));
-  const removes = desired.removes.filter((r) => facts.present.has(r.path));
+  // Installing a package can create what must go (nginx brings its default site), and the
+  // facts were gathered before it: so removals are planned whenever packages are installed.
+  const removes = desired.removes.filter((r) => facts.present.has(r.path) || packages.length > 0);
   removes.forEach((r) => notify(r.notify));
 
   if (release) notified.add('restart-app');
@@ -112,7 +114,7 @@ export function planDeploy({ desired, facts, release = null, selfSigned = null, 
   const unitWritten = (s: string) => desired.files.some((f) => f.path.endsWith(`/${s}`) && (facts.files.get(f.path)?.exists || files.some((c) => c.file === f)));
   const enable = desired.services.filter((s) => facts.services.get(s)?.enabled !== 'enabled' && (s === 'nginx' || unitWritten(s)));
   const handlers = desired.handlers.filter((h) => notified.has(h.name));
-  const restarted = new Set(handlers.map((h) => h.command.split(' ').pop()));
+  const restarted = new Set(handlers.map((h) => h.service));
   const start = desired.services.filter((s) => facts.services.get(s)?.active !== 'active' && !restarted.has(s) && (!setup || s === 'nginx'));
 
   return {

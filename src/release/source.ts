@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { $ } from 'zx';
-import { UsageError } from '../errors.js';
+import { StackError, UsageError } from '../errors.js';
 
 /** Never shipped, even outside git: local environments, caches and stack's own folder. */
 const ALWAYS_EXCLUDED = new Set(['.git', '.venv', 'venv', '__pycache__', 'node_modules', '.stack', '.mypy_cache', '.pytest_cache']);
@@ -52,10 +52,20 @@ function walk(root: string, rel: string): string[] {
   return out;
 }
 
-/** A gzipped tar of the tree, with fixed owners and times so the same tree packs the same. */
-export function packSource(tree: SourceTree): Readable {
-  const tar = $({ quiet: true, cwd: tree.dir, input: tree.files.join('\0') })`tar --create --gzip --null --files-from=- --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --no-recursion`;
-  return tar.stdout as Readable;
+/**
+ * A gzipped tar of the tree, with fixed owners and times so the same tree packs the same.
+ * `done` settles when tar has finished; a tar failure rejects it with a clear error.
+ */
+export function packSource(tree: SourceTree): { stream: Readable; done: Promise<void> } {
+  const tar = $({ quiet: true, nothrow: true, cwd: tree.dir, input: tree.files.join('\0') })`tar --create --gzip --no-recursion --null --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --files-from=-`;
+  // zx's own stdout is not a plain Readable until the process runs; a PassThrough is.
+  const stream = new PassThrough();
+  void tar.pipe(stream);
+  const done = (async () => {
+    const r = await tar;
+    if (r.exitCode !== 0) throw new StackError(`could not pack ${tree.dir}: ${r.stderr.trim()}`);
+  })();
+  return { stream, done };
 }
 
 /** Lines of a requirements file that ask for something (not blank, not comments). */

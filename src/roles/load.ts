@@ -40,7 +40,11 @@ const RoleSchema = v.strictObject({
   links: v.optional(v.array(v.strictObject({ path: v.string(), target: v.string(), notify: v.optional(v.array(v.string()), []) })), []),
   removes: v.optional(v.array(v.strictObject({ path: v.string(), notify: v.optional(v.array(v.string()), []) })), []),
   services: v.optional(v.array(v.string()), []),
-  handlers: v.optional(v.record(v.string(), v.strictObject({ description: v.string(), command: v.string() })), {}),
+  handlers: v.optional(
+    // `service`: the service a handler (re)starts, so a planned start is not done twice.
+    v.record(v.string(), v.strictObject({ description: v.string(), command: v.string(), service: v.optional(v.string()) })),
+    {},
+  ),
 });
 
 export type Role = v.InferOutput<typeof RoleSchema> & { name: string };

@@ -50,6 +50,8 @@ export interface Handler {
   name: string;
   description: string;
   command: string;
+  /** The service it (re)starts, if any. */
+  service?: string;
 }
 
 export interface DesiredState {
@@ -118,7 +120,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     state.removes.push(...role.removes.map((r) => ({ path: expand(r.path), role: role.name, notify: r.notify })));
     state.services.push(...role.services.map(expand));
     for (const [name, h] of Object.entries(role.handlers)) {
-      state.handlers.push({ name, description: expand(h.description), command: expand(h.command) });
+      state.handlers.push({ name, description: expand(h.description), command: expand(h.command), service: h.service && expand(h.service) });
     }
   }
   return state;
