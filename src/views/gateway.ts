@@ -42,8 +42,6 @@ export interface AppUnit {
   notifyAccess: 'main' | 'all';
   execStart: string;
   execReload: string;
-  /** uWSGI treats SIGTERM as "reload"; it stops cleanly on SIGQUIT. */
-  killSignal: string;
   runtimeDirectory: string;
   readWritePaths: string[];
   timeoutStopSec: number;
@@ -106,7 +104,6 @@ export function appUnitView(env: Environment, layout: Layout): AppUnit {
       ? `/usr/bin/uwsgi --ini ${layout.config_dir}/uwsgi.ini`
       : `${python} -m gunicorn --config ${layout.config_dir}/gunicorn.conf.py ${env.app.wsgi}`,
     execReload: '/bin/kill -s HUP $MAINPID',
-    killSignal: uwsgi ? 'SIGQUIT' : 'SIGTERM',
     runtimeDirectory: env.app.name,
     readWritePaths: [layout.shared, ...(env.app.media ? [env.app.media.path] : [])],
     timeoutStopSec: env.gateway.timeout + 10,

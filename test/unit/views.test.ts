@@ -78,14 +78,13 @@ describe('gateway views', () => {
     expect(uwsgiView(e, layout, { ...bookworm, cpus }).processes).toBe(uwsgi);
   });
 
-  it('runs the app as its own user, never root, with uWSGI stopped by SIGQUIT', () => {
+  it('runs the app as its own user, never root', () => {
     for (const server of ['gunicorn', 'uwsgi'] as const) {
       const e = env({ gateway: { server } });
       const unit = appUnitView(e, layoutFor(e.app, e.gateway));
       expect(unit.user).toBe('blog');
       expect(unit.user).not.toBe('root');
       expect(unit.notifyAccess).toBe(server === 'uwsgi' ? 'all' : 'main');
-      expect(unit.killSignal).toBe(server === 'uwsgi' ? 'SIGQUIT' : 'SIGTERM');
       expect(unit.execStart.startsWith('/')).toBe(true);
     }
   });
