@@ -4,12 +4,21 @@ import os
 import socket
 
 
+def release():
+    """The release this process runs: stack writes its manifest into every release."""
+    try:
+        with open(".stack-release.json") as f:
+            return json.load(f)["id"]
+    except (OSError, ValueError, KeyError):
+        return "unknown"
+
+
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     if path == "/health":
         body = {
             "status": "ok",
-            "release": os.environ.get("STACK_RELEASE", "unknown"),
+            "release": release(),
             "pid": os.getpid(),
         }
         payload = json.dumps(body).encode()

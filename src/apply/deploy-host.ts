@@ -139,9 +139,11 @@ function planRelease(o: HostRunOptions, facts: GatheredFacts): ReleasePlan | nul
 }
 
 
-export function summaryLine(results: HostRunResult[], dryRun: boolean, ms: number): string {
+export function summaryLine(results: HostRunResult[], dryRun: boolean, ms: number, debug = false): string {
   const changes = results.reduce((n, r) => n + r.changes, 0);
   const verb = dryRun ? 'would change' : 'changed';
-  const hosts = results.map((r) => `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.health ? `, health ${r.health}` : ''}`).join('; ');
+  const hosts = results
+    .map((r) => `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.health ? `, health ${r.health}` : ''}${debug ? `, ${r.execs} ssh round trips` : ''}`)
+    .join('; ');
   return `${dryRun ? pc.yellow('dry run:') : pc.green('done:')} ${verb} ${changes} thing${changes === 1 ? '' : 's'} on ${results.length} host${results.length === 1 ? '' : 's'} in ${(ms / 1000).toFixed(1)}s (${hosts})`;
 }

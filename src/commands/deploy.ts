@@ -44,7 +44,7 @@ export async function runDeploy(envName: string | undefined, options: DeployOpti
       await runHost({ env, host, engine, secrets, baseDir: inventory.dir, progress, mode, dryRun: options.dryRun ?? false, source, requirements, releaseId, by, askSudoPassword, timeoutMs }),
     );
   }
-  progress.line(summaryLine(results, options.dryRun ?? false, Date.now() - started));
+  progress.line(summaryLine(results, options.dryRun ?? false, Date.now() - started, globals.debug));
   if (options.dryRun && options.exitCode && results.some((r) => r.changes > 0)) process.exitCode = EXIT.changesPending;
 }
 

@@ -83,7 +83,7 @@ function crossFieldProblems(env: Environment): { path: FieldPath; message: strin
   }
   const seen = new Set<string>();
   env.hosts.forEach((h, i) => {
-    const key = `${h.address}:${h.port}`;
+    const key = `${h.address}:${h.port ?? 22}`;
     if (seen.has(key)) problems.push({ path: ['hosts', i, 'address'], message: `${key} is listed twice; remove the repeat` });
     seen.add(key);
   });

@@ -196,8 +196,9 @@ export const HostSchema = v.strictObject({
       (i) => `${JSON.stringify(i.input)} is not a valid host address; write an IPv4 or IPv6 address or a host name, e.g. 203.0.113.10`,
     ),
   ),
-  user: v.optional(matching('SSH user', /^[a-z_][a-z0-9_-]{0,31}$/, 'write a Unix user name, e.g. deploy'), 'deploy'),
-  port: v.optional(positiveInt('port', 65535), 22),
+  // No defaults here: ~/.ssh/config may set them; stack falls back to deploy and 22 after it.
+  user: v.optional(matching('SSH user', /^[a-z_][a-z0-9_-]{0,31}$/, 'write a Unix user name, e.g. deploy')),
+  port: v.optional(positiveInt('port', 65535)),
   host_key: v.optional(
     matching('host key', /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$/, 'write the key as "TYPE BASE64", as `stack trust ENV` records it'),
   ),
