@@ -9,26 +9,32 @@ export interface Progress {
   /** The current step ended, well or not. */
   end(ok: boolean): void;
   line(text: string): void;
+  /** Something else is about to write (a prompt): the current step's line may no longer be rewritten. */
+  interrupt(): void;
 }
 
 export function createProgress(stream: NodeJS.WriteStream = process.stderr): Progress {
   const tty = stream.isTTY === true;
-  let current: { host: string; text: string; started: number } | null = null;
+  let current: { host: string; text: string; started: number; rewritable: boolean } | null = null;
   const finish = (ok: boolean) => {
     if (!current) return;
     const took = `${((Date.now() - current.started) / 1000).toFixed(1)}s`;
     const mark = ok ? pc.green('✓') : pc.red('✗');
     const line = `${mark} ${current.host}: ${current.text} ${pc.dim(took)}`;
-    stream.write(tty ? `\x1b[1A\x1b[2K${line}\n` : ok ? '' : `${line}\n`);
+    if (tty) stream.write(current.rewritable ? `\x1b[1A\x1b[2K${line}\n` : `${line}\n`);
+    else if (!ok) stream.write(`${line}\n`);
     current = null;
   };
   return {
     step(host, text) {
       finish(true);
-      current = { host, text, started: Date.now() };
+      current = { host, text, started: Date.now(), rewritable: true };
       stream.write(tty ? `${pc.dim('…')} ${host}: ${text}\n` : `${host}: ${text}\n`);
     },
     end: finish,
+    interrupt() {
+      if (current) current.rewritable = false;
+    },
     line(text) {
       finish(true);
       stream.write(`${text}\n`);

@@ -34,7 +34,10 @@ export async function runDeploy(envName: string | undefined, options: DeployOpti
   const releaseId = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const by = `${userInfo().username}@${hostname()}`;
   const askSudoPassword = process.stdin.isTTY
-    ? async () => (await import('@inquirer/prompts')).password({ message: 'sudo password on the server' })
+    ? async () => {
+        progress.interrupt();
+        return (await import('@inquirer/prompts')).password({ message: 'sudo password on the server' });
+      }
     : undefined;
 
   const timeoutMs = connectTimeoutMs(globals);

@@ -47,8 +47,10 @@ export function parseSshG(output: string, localUser: string, home: string): SshS
   };
 }
 
+/** STACK_SSH_CONFIG names another config file, as `ssh -F` would take it. */
 export async function sshSettings(host: string): Promise<SshSettings> {
-  const r = await $({ quiet: true, nothrow: true })`ssh -G ${host}`;
+  const file = process.env.STACK_SSH_CONFIG;
+  const r = file ? await $({ quiet: true, nothrow: true })`ssh -G -F ${file} ${host}` : await $({ quiet: true, nothrow: true })`ssh -G ${host}`;
   const local = userInfo().username;
   if (r.exitCode !== 0) {
     // No OpenSSH client: fall back to plain defaults (no ~/.ssh/config to honour then).

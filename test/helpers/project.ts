@@ -11,6 +11,9 @@ export interface ProjectOptions {
   ssl?: 'none' | 'self-signed';
   /** Leave out host_key, to meet a server for the first time. */
   pin?: boolean | string;
+  /** Replaces the host entry (and the domain) entirely. */
+  host?: Record<string, unknown>;
+  domain?: string;
 }
 
 export function exampleProject(server: SandboxInfo, o: ProjectOptions = {}): string {
@@ -30,10 +33,10 @@ export function exampleProject(server: SandboxInfo, o: ProjectOptions = {}): str
     gateway: { server: o.gateway ?? 'gunicorn', workers: 2 },
     environments: {
       sbx: {
-        domains: [server.address],
+        domains: [o.domain ?? server.address],
         ssl: o.ssl ?? 'none',
         hosts: [
-          {
+          o.host ?? {
             address: server.address,
             user: 'deploy',
             ...(o.pin === false ? {} : { host_key: typeof o.pin === 'string' ? o.pin : server.hostKey }),
