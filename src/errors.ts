@@ -111,3 +111,6 @@ function indent(text: string): string {
     .map((l) => `  ${l}`)
     .join('\n');
 }
+
+/** Another deploy holds the server's deploy lock. */
+export class LockHeldError extends StackError {}

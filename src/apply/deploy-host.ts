@@ -1,27 +1,42 @@
 /**
- * One host, one command: connect once, gather facts in one round trip, plan, then either print
- * the plan (dry run) or carry it out in as few round trips as the plan allows.
+ * One host, one command: connect once, gather facts (and take the deploy lock) in one round
+ * trip, plan, then either print the plan (dry run) or carry it out in as few round trips as the
+ * plan allows. The lock is released by the last script, or here if we stop before it.
  */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import pc from 'picocolors';
 import type { Progress } from '../cli/progress.js';
-import { factsScript, parseFacts, type GatheredFacts } from '../facts/gather.js';
+import { factsScript, parseFacts, type GatheredFacts, type LockRequest } from '../facts/gather.js';
+import { describeHolder, releaseLockScript, runWithLock } from './lock.js';
 import type { Environment } from '../inventory/resolve.js';
 import { sslMode } from '../inventory/resolve.js';
 import type { Host } from '../inventory/schema.js';
-import { changeCount, planDeploy, sha256, type Plan, type ReleasePlan } from '../plan/plan.js';
+import { changeCount, planDeploy, sha256, type CodeVersion, type Plan } from '../plan/plan.js';
 import { formatPlan } from '../plan/print.js';
+import { shQuote } from '../remote/quote.js';
 import { packSource, type SourceTree } from '../release/source.js';
 import { displayContent, type Secret } from '../secrets/secret.js';
-import { connectHost, type RemoteShell } from '../ssh/connect.js';
+import { redactValues } from '../secrets/redact.js';
+import { connectHost } from '../ssh/connect.js';
 import { buildDesiredState, type DesiredState } from '../state/desired.js';
 import type { TemplateEngine } from '../templates/engine.js';
 import { redactEnvFileText } from '../views/envfile.js';
 import { assumedFacts, type HostFacts } from '../views/facts.js';
 import { tlsFor } from '../views/nginx.js';
-import { activateScript, healthOnlyScript, provisionScript, releaseScript, type HealthCheck } from './scripts.js';
 import { runScript } from './run-script.js';
-import { StackError } from '../errors.js';
-import { shQuote } from '../remote/quote.js';
+import {
+  activateScript,
+  auditFile,
+  healthOnlyScript,
+  lockDir,
+  provisionLines,
+  provisionScript,
+  releaseScript,
+  type HealthCheck,
+  type ManifestInfo,
+  type RunContext,
+} from './scripts.js';
 
 export interface HostRunOptions {
   env: Environment;
@@ -36,11 +51,11 @@ export interface HostRunOptions {
   source?: SourceTree;
   requirements?: string | null;
   releaseId: string;
-  by: string;
+  manifest: ManifestInfo;
+  /** Wait for another deploy's lock instead of failing. */
+  wait?: boolean;
   askSudoPassword?: () => Promise<string>;
   timeoutMs?: number;
-  /** For tests and benchmarks: an already open connection. */
-  shell?: RemoteShell;
 }
 
 export interface HostRunResult {
@@ -50,72 +65,102 @@ export interface HostRunResult {
   execs: number;
   ms: number;
   health?: string;
+  release?: string;
+}
+
+export function healthCheckFor(env: Environment, https: boolean, unit: string): HealthCheck {
+  return { path: env.app.health, host: env.domains[0]!, https, app: unit, ...env.app.health_check };
 }
 
 export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   const started = Date.now();
-  const shell = o.shell ?? (await connectHost(o.host, { baseDir: o.baseDir, askSudoPassword: o.askSudoPassword, timeoutMs: o.timeoutMs }));
+  const shell = await connectHost(o.host, { baseDir: o.baseDir, askSudoPassword: o.askSudoPassword, timeoutMs: o.timeoutMs });
   const execsBefore = shell.execCount;
+  const redact = redactValues([...o.secrets.values()]);
+  const label = o.host.address;
+  // First render with what can be assumed, to know which files to ask about; then again with
+  // the host's real facts (nginx version, CPUs).
+  const assumed = await desiredFor(o, assumedFacts(o.env, o.host));
+  const layout = assumed.layout;
+  const token = randomUUID();
+  const lock: LockRequest = {
+    mode: o.dryRun ? 'report' : 'acquire',
+    dir: lockDir(layout.app),
+    token,
+    holder: { who: o.manifest.by, client: hostname(), pid: process.pid, since: new Date().toISOString(), command: `${o.mode} ${o.env.name}` },
+  };
+  let lockHeld = false;
   try {
-    // First render with what can be assumed, to know which files to ask about; then again with
-    // the host's real facts (nginx version, CPUs).
-    const assumed = await desiredFor(o, assumedFacts(o.env, o.host));
-    const tls = tlsFor(o.env, assumed.layout);
+    const tls = tlsFor(o.env, layout);
     const request = {
       files: new Map(assumed.files.map((f) => [f.path, sha256(f.content)])),
       probes: tls ? [tls.certificate, tls.certificateKey] : [],
     };
-    o.progress.step(o.host.address, 'gather facts');
-    const r = await shell.sudoScript(factsScript(assumed, request));
-    if (r.code !== 0) throw new StackError(`${shell.label}: could not gather facts: ${r.stderr.trim() || `exit ${r.code}`}`);
-    o.progress.end(true);
-    const facts = parseFacts(r.stdout, (path, content) => (path === assumed.layout.env_file ? redactEnvFileText(content, o.env.app.secrets) : content));
+    const round = await runWithLock(shell, lock, factsScript(assumed, request), { progress: o.progress, host: label, env: o.env.name, wait: o.wait, what: 'gather facts' });
+    lockHeld = round.acquired;
+    const facts = parseFacts(round.stdout, (path, content) => (path === layout.env_file ? redactEnvFileText(content, o.env.app.secrets) : content));
+
     const desired = await desiredFor(o, {
       nginxVersion: facts.nginxVersion ?? assumedFacts(o.env, o.host).nginxVersion,
       cpus: o.host.cpus ?? facts.cpus ?? undefined,
     });
     knownContents(facts, assumed);
-
-    const release = o.mode === 'deploy' ? planRelease(o, facts) : null;
+    const code: CodeVersion | null = o.mode === 'deploy' && o.source ? { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null } : null;
     const selfSigned =
       sslMode(o.env.ssl) === 'self-signed' && tls && !(facts.present.has(tls.certificate) && facts.present.has(tls.certificateKey))
         ? { cert: tls.certificate, key: tls.certificateKey, domains: o.env.domains }
         : null;
-    const plan = planDeploy({ desired, facts, release, selfSigned, scope: o.mode });
+    const plan = planDeploy({ desired, facts, code, selfSigned, scope: o.mode });
 
     if (o.dryRun) {
       o.progress.line(formatPlan(plan, `${shell.label} (${o.env.name})`));
-      return { host: o.host.address, plan, changes: changeCount(plan), execs: shell.execCount - execsBefore, ms: Date.now() - started };
+      if (round.holder) o.progress.line(pc.yellow(`note: ${describeHolder(round.holder)} holds the deploy lock right now`));
+      return { host: label, plan, changes: changeCount(plan), execs: shell.execCount - execsBefore, ms: Date.now() - started };
     }
 
-    const health: HealthCheck | null =
-      o.mode === 'deploy'
-        ? { path: o.env.app.health, host: o.env.domains[0]!, https: tls !== null, app: desired.layout.unit, timeout: 15 }
-        : null;
-    const provision = provisionScript(plan, o.mode === 'setup' ? (o.host.port ?? 22) : undefined);
+    const ctx: RunContext = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: o.manifest.by, command: `${o.mode} ${o.env.name}` } };
+    const health = o.mode === 'deploy' ? healthCheckFor(o.env, tls !== null, layout.unit) : null;
+    const sshPort = o.mode === 'setup' ? (o.host.port ?? 22) : undefined;
+    const activate = (provision: string[]) =>
+      activateScript(plan, ctx, {
+        health,
+        provision,
+        noCodeYet: !facts.currentRelease && !plan.release,
+        managedFiles: desired.files.map((f) => f.path),
+        hooks: { before_activate: o.env.hooks.before_activate, after_activate: o.env.hooks.after_activate },
+        keep: o.env.keep,
+        manifest: o.manifest,
+      });
+    const run = (what: string, stdin: string | import('node:stream').Readable, command?: string) =>
+      runScript(shell, label, o.progress, { stdin, command, what, redact });
+
     let outcome;
-    if (plan.release && o.source) {
-      if (provision) await runScript(shell, o.host.address, o.progress, { stdin: provision, what: 'provision' });
+    if (plan.release && !plan.release.copyFrom && o.source) {
+      const provision = provisionScript(plan, ctx, sshPort);
+      if (provision) await run('provision', provision);
       const pack = packSource(o.source);
-      await Promise.all([
-        pack.done,
-        runScript(shell, o.host.address, o.progress, {
-          command: `sh -c ${shQuote(releaseScript(plan.release, desired.layout, o.by))}`,
-          stdin: pack.stream,
-          what: `upload release ${plan.release.id}`,
-        }),
-      ]);
-      outcome = await runScript(shell, o.host.address, o.progress, { stdin: activateScript(plan, desired.layout, health), what: 'activate' });
+      await Promise.all([pack.done, run(`upload release ${plan.release.id}`, pack.stream, `sh -c ${shQuote(releaseScript(plan.release, ctx, o.manifest))}`)]);
+      outcome = await run('activate', activate([]));
     } else if (changeCount(plan) > 0 || plan.handlers.length > 0) {
-      outcome = await runScript(shell, o.host.address, o.progress, { stdin: activateScript(plan, desired.layout, health, { provision, noCodeYet: !facts.currentRelease && !plan.release }), what: 'activate' });
+      outcome = await run('activate', activate(provisionLines(plan, sshPort)));
     } else if (health) {
-      outcome = await runScript(shell, o.host.address, o.progress, { stdin: healthOnlyScript(health), what: 'health check' });
+      outcome = await run('health check', healthOnlyScript(health, ctx));
+    } else {
+      outcome = await run('release the lock', releaseLockScript(lock.dir, token));
     }
-    return { host: o.host.address, plan, changes: changeCount(plan), execs: shell.execCount - execsBefore, ms: Date.now() - started, health: outcome?.health };
+    lockHeld = false;
+    return { host: label, plan, changes: changeCount(plan), execs: shell.execCount - execsBefore, ms: Date.now() - started, health: outcome?.health, release: plan.release?.id };
   } finally {
-    if (!o.shell) await shell.close();
+    // A script that ran to its end released the lock itself; this covers stopping before that.
+    // On a broken connection the server-side script, if any, finishes and releases it.
+    if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
+    await shell.close();
   }
 }
+
+
+
+
 
 async function desiredFor(o: HostRunOptions, facts: HostFacts): Promise<DesiredState> {
   return buildDesiredState(o.env, o.host, { engine: o.engine, facts, secrets: o.secrets });
@@ -132,18 +177,11 @@ function knownContents(facts: GatheredFacts, assumed: DesiredState): void {
   }
 }
 
-function planRelease(o: HostRunOptions, facts: GatheredFacts): ReleasePlan | null {
-  if (!o.source) return null;
-  if (facts.manifest && facts.manifest.source_hash === o.source.hash && facts.currentRelease) return null;
-  return { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null };
-}
-
-
 export function summaryLine(results: HostRunResult[], dryRun: boolean, ms: number, debug = false): string {
   const changes = results.reduce((n, r) => n + r.changes, 0);
   const verb = dryRun ? 'would change' : 'changed';
   const hosts = results
-    .map((r) => `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.health ? `, health ${r.health}` : ''}${debug ? `, ${r.execs} ssh round trips` : ''}`)
+    .map((r) => `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.release ? `, release ${r.release}` : ''}${r.health ? `, health ${r.health}` : ''}${debug ? `, ${r.execs} ssh round trips` : ''}`)
     .join('; ');
   return `${dryRun ? pc.yellow('dry run:') : pc.green('done:')} ${verb} ${changes} thing${changes === 1 ? '' : 's'} on ${results.length} host${results.length === 1 ? '' : 's'} in ${(ms / 1000).toFixed(1)}s (${hosts})`;
 }

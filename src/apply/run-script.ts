@@ -6,17 +6,20 @@ import type { ExecResult, RemoteShell } from '../ssh/connect.js';
 
 export interface ScriptOutcome extends ExecResult {
   health?: string;
+  /** Set when a failed activation put the previous release back: the health code after that. */
+  rolledBack?: string;
 }
 
 export async function runScript(
   shell: RemoteShell,
   host: string,
   progress: Progress,
-  script: { command?: string; stdin: string | Readable; what: string },
+  script: { command?: string; stdin: string | Readable; what: string; redact?: (text: string) => string },
 ): Promise<ScriptOutcome> {
   let buffered = '';
   let failed: string | undefined;
   let health: string | undefined;
+  let rolledBack: string | undefined;
   const onStdout = (chunk: string) => {
     buffered += chunk;
     let nl: number;
@@ -26,6 +29,7 @@ export async function runScript(
       if (line.startsWith('@@step ')) progress.step(host, line.slice(7));
       else if (line.startsWith('@@fail ')) failed = line.slice(7);
       else if (line.startsWith('@@health ')) health = line.slice(9);
+      else if (line.startsWith('@@rolledback ')) rolledBack = line.slice(13);
     }
   };
   const r = script.command
@@ -33,8 +37,10 @@ export async function runScript(
     : await shell.sudoScript(script.stdin as string, { onStdout });
   if (r.code !== 0) {
     progress.end(false);
-    throw new RemoteCommandError(host, failed ?? script.what, r.code, r.stderr);
+    const redact = script.redact ?? ((t: string) => t);
+    const after = rolledBack === undefined ? '' : rolledBack === '200' ? '; rolled back to the previous release, which answers its health check' : `; rolled back to the previous release, whose health check answered ${rolledBack}`;
+    throw new RemoteCommandError(host, `${failed ?? script.what}${after}`, r.code, redact(r.stderr));
   }
   progress.end(true);
-  return { ...r, health };
+  return { ...r, health, rolledBack };
 }

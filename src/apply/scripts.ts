@@ -4,14 +4,16 @@
  * could read it). Lines starting with `@@step` report progress; a failing step prints
  * `@@fail STEP` and exits 1. Secret values are revealed here and nowhere else: inside base64
  * heredocs of the activation script.
+ *
+ * Every script is a single function called on its last line: a script cut short in transit
+ * defines nothing and runs nothing. Once it runs, it ignores SIGHUP and SIGPIPE, so a dropped
+ * connection cannot stop it half way: it finishes, or rolls back, on its own.
  */
 import { shCommand, shQuote as q } from '../remote/quote.js';
 import type { Layout } from '../views/layout.js';
-import type { Plan, ReleasePlan } from './../plan/plan.js';
+import type { Plan, ReleasePlan } from '../plan/plan.js';
 
-const PRELUDE = [
-  'set -u',
-  'umask 077',
+const FUNCTIONS = [
   'export DEBIAN_FRONTEND=noninteractive LC_ALL=C',
   `step() { printf '@@step %s\\n' "$*"; }`,
   `fail() { printf '@@fail %s\\n' "$*"; exit 1; }`,
@@ -30,8 +32,46 @@ const PRELUDE = [
   '}',
 ].join('\n');
 
-/** Packages, users, group memberships, directories, a self-signed certificate. */
-export function provisionScript(plan: Plan, sshPort?: number): string | null {
+/** Who runs what, for the lock and the audit log. */
+export interface RunContext {
+  layout: Layout;
+  /** Our deploy lock, taken by the facts script; scripts check it is still ours. */
+  lock: { dir: string; token: string } | null;
+  audit: { file: string; who: string; command: string } | null;
+}
+
+export function lockDir(app: string): string {
+  return `/var/lib/stack/${app}.lock`;
+}
+
+export function auditFile(app: string): string {
+  return `/var/log/stack/${app}.log`;
+}
+
+/** Wraps a script body: one function, run only if the whole text arrived. */
+function wrap(ctx: RunContext, body: string[], options: { releaseLock: boolean; release?: string }): string {
+  const lines = ['stack_main() {', 'set -u', 'umask 077', FUNCTIONS, "trap '' HUP PIPE"];
+  if (ctx.audit) {
+    const { file, who, command } = ctx.audit;
+    lines.push(
+      `audit() { mkdir -p ${q(file.slice(0, file.lastIndexOf('/')))} && printf '{"time":"%s","who":%s,"command":%s,"release":%s,"result":"%s","step":"%s"}\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" ${q(JSON.stringify(who))} ${q(JSON.stringify(command))} ${q(JSON.stringify(options.release ?? null))} "$1" "$(printf '%s' "\${2:-}" | tr -d '"\\\\')" >> ${q(file)}; chmod 0640 ${q(file)}; }`,
+    );
+  } else {
+    lines.push('audit() { :; }');
+  }
+  if (ctx.lock) {
+    const { dir, token } = ctx.lock;
+    lines.push(
+      `[ "$(cat ${q(`${dir}/token`)} 2>/dev/null)" = ${q(token)} ] || { echo 'the deploy lock is no longer ours: another deploy took it over' >&2; fail 'deploy lock'; }`,
+    );
+    if (options.releaseLock) lines.push(`trap 'if [ "$(cat ${q(`${dir}/token`)} 2>/dev/null)" = ${q(token)} ]; then rm -rf ${q(dir)}; fi' EXIT`);
+  }
+  lines.push(...body, '}', 'stack_main');
+  return `${lines.join('\n')}\n`;
+}
+
+/** Packages, users, group memberships, directories, a self-signed certificate. Lines only. */
+export function provisionLines(plan: Plan, sshPort?: number): string[] {
   const lines: string[] = [];
   if (plan.packages.length > 0) {
     const install = shCommand('apt-get', 'install', '-y', '-q', '--no-install-recommends', ...plan.packages);
@@ -73,41 +113,71 @@ export function provisionScript(plan: Plan, sshPort?: number): string | null {
       'fi',
     );
   }
-  if (lines.length === 0) return null;
-  return `${PRELUDE}\n${lines.join('\n')}\n`;
+  return lines;
+}
+
+/** Provisioning alone (used when a release upload has to come between it and activation). */
+export function provisionScript(plan: Plan, ctx: RunContext, sshPort?: number): string | null {
+  const lines = provisionLines(plan, sshPort);
+  return lines.length > 0 ? wrap(ctx, lines, { releaseLock: false }) : null;
+}
+
+export interface ManifestInfo {
+  by: string;
+  gitCommit: string | null;
+  inventoryHash: string;
+}
+
+function manifestJson(release: ReleasePlan, info: ManifestInfo): string {
+  return JSON.stringify({
+    id: release.id,
+    source_hash: release.sourceHash,
+    git_commit: info.gitCommit,
+    inventory_hash: info.inventoryHash,
+    created: new Date().toISOString(),
+    by: info.by,
+    ...(release.copyFrom ? { code_from: release.copyFrom } : {}),
+  });
+}
+
+function writeManifest(dir: string, app: string, json: string): string {
+  const file = `${dir}/.stack-release.json`;
+  return `printf '%s\\n' ${q(json)} > ${q(`${file}.new`)} && chown ${q(`${app}:${app}`)} ${q(`${file}.new`)} && chmod 0640 ${q(`${file}.new`)} && mv -f ${q(`${file}.new`)} ${q(file)} || fail 'write manifest'`;
 }
 
 /**
  * Unpacks the release from the tarball on stdin into releases/<id>, as the app's user, with its
  * own virtualenv. The manifest is written last: a release without one is incomplete and never
- * goes live. This one command carries no secret, so it may be a command line.
+ * goes live. The tarball is the stdin, so this script is the command line: it carries no secret.
  */
-export function releaseScript(release: ReleasePlan, layout: Layout, by: string): string {
+export function releaseScript(release: ReleasePlan, ctx: RunContext, info: ManifestInfo): string {
+  const { layout } = ctx;
   const dir = `${layout.releases}/${release.id}`;
-  const manifest = JSON.stringify({ id: release.id, source_hash: release.sourceHash, created: new Date().toISOString(), by });
   const asApp = (...words: string[]) => `runuser -u ${q(layout.app)} -- ${shCommand(...words)}`;
   const log = `${dir}/.stack-build.log`;
-  return [
-    PRELUDE,
-    // The app's group (which nginx joins) reads the release, to serve static files; others nothing.
-    'umask 027',
-    `step ${q(`unpack release ${release.id}`)}`,
-    `rm -rf ${q(dir)} && install -d -m 0750 -o ${q(layout.app)} -g ${q(layout.app)} ${q(dir)} || fail 'create release directory'`,
-    `tar -xzf - -C ${q(dir)} --no-same-owner || fail 'unpack release'`,
-    `chown -R ${q(`${layout.app}:${layout.app}`)} ${q(dir)} && chmod -R u+rwX,g+rX,g-w,o-rwx ${q(dir)}`,
-    `step ${q('create virtualenv')}`,
-    `${asApp('python3', '-m', 'venv', '--system-site-packages', `${dir}/.venv`)} >${q(log)} 2>&1 || { tail -n 25 ${q(log)} >&2; fail 'create virtualenv'; }`,
-    ...(release.requirements
-      ? [
-          `step ${q(`pip install -r ${release.requirements}`)}`,
-          `${asApp(`${dir}/.venv/bin/python`, '-m', 'pip', 'install', '--no-input', '--disable-pip-version-check', '-r', `${dir}/${release.requirements}`)} >>${q(log)} 2>&1 || { tail -n 40 ${q(log)} >&2; fail 'pip install'; }`,
-        ]
-      : []),
-    `step ${q('compile Python files')}`,
-    `${asApp(`${dir}/.venv/bin/python`, '-m', 'compileall', '-q', '-x', '/\\.venv/', dir)} >>${q(log)} 2>&1 || true`,
-    `printf '%s\\n' ${q(manifest)} > ${q(`${dir}/.stack-release.json.new`)} && chown ${q(`${layout.app}:${layout.app}`)} ${q(`${dir}/.stack-release.json.new`)} && chmod 0640 ${q(`${dir}/.stack-release.json.new`)} && mv -f ${q(`${dir}/.stack-release.json.new`)} ${q(`${dir}/.stack-release.json`)} || fail 'write manifest'`,
-    '',
-  ].join('\n');
+  return wrap(
+    ctx,
+    [
+      // The app's group (which nginx joins) reads the release, to serve static files; others nothing.
+      'umask 027',
+      `step ${q(`unpack release ${release.id}`)}`,
+      `rm -rf ${q(dir)} && install -d -m 0750 -o ${q(layout.app)} -g ${q(layout.app)} ${q(dir)} || fail 'create release directory'`,
+      `tar -xzf - -C ${q(dir)} --no-same-owner || fail 'unpack release'`,
+      `chown -R ${q(`${layout.app}:${layout.app}`)} ${q(dir)} && chmod -R u+rwX,g+rX,g-w,o-rwx ${q(dir)}`,
+      `step ${q('create virtualenv')}`,
+      `${asApp('python3', '-m', 'venv', '--system-site-packages', `${dir}/.venv`)} >${q(log)} 2>&1 || { tail -n 25 ${q(log)} >&2; fail 'create virtualenv'; }`,
+      ...(release.requirements
+        ? [
+            `step ${q(`pip install -r ${release.requirements}`)}`,
+            `${asApp(`${dir}/.venv/bin/python`, '-m', 'pip', 'install', '--no-input', '--disable-pip-version-check', '-r', `${dir}/${release.requirements}`)} >>${q(log)} 2>&1 || { tail -n 40 ${q(log)} >&2; fail 'pip install'; }`,
+          ]
+        : []),
+      `step ${q('compile Python files')}`,
+      `${asApp(`${dir}/.venv/bin/python`, '-m', 'compileall', '-q', '-x', '/\\.venv/', dir)} >>${q(log)} 2>&1 || true`,
+      writeManifest(dir, layout.app, manifestJson(release, info)),
+    ],
+    { releaseLock: false },
+  );
 }
 
 export interface HealthCheck {
@@ -115,54 +185,102 @@ export interface HealthCheck {
   host: string;
   https: boolean;
   app: string;
-  /** seconds to keep trying */
+  /** The status that means healthy. */
+  status: number;
+  /** Seconds one request may take. */
   timeout: number;
+  /** Attempts, half a second apart, before the check fails. */
+  retries: number;
 }
 
-export function healthScript(health: HealthCheck): string {
-  const url = health.https ? `https://${health.host}${health.path}` : `http://${health.host}${health.path}`;
-  const port = health.https ? 443 : 80;
-  const tries = Math.max(1, Math.round(health.timeout * 2));
+/** Defines `health_ok`, which tries the health path through nginx and leaves the code in $code. */
+function healthFunction(h: HealthCheck): string {
+  const url = h.https ? `https://${h.host}${h.path}` : `http://${h.host}${h.path}`;
+  const port = h.https ? 443 : 80;
   return [
-    `step ${q(`health check ${health.path}`)}`,
-    'code=000; i=0',
-    `while [ $i -lt ${tries} ]; do`,
-    `  code=$(curl -s -k -o /dev/null -w '%{http_code}' --max-time 5 --resolve ${q(`${health.host}:${port}:127.0.0.1`)} ${q(url)})`,
-    '  [ "$code" = 200 ] && break',
-    '  i=$((i+1)); sleep 0.5',
-    'done',
-    `printf '@@health %s\\n' "$code"`,
-    `if [ "$code" != 200 ]; then echo "GET ${health.path} through nginx answered $code, not 200; last lines of the app's journal:" >&2; journalctl -u ${q(health.app)} -n 15 --no-pager -o cat >&2; fail 'health check'; fi`,
+    'health_ok() {',
+    '  code=000; i=0',
+    `  while [ $i -lt ${h.retries} ]; do`,
+    `    code=$(curl -s -k -o /dev/null -w '%{http_code}' --max-time ${h.timeout} --resolve ${q(`${h.host}:${port}:127.0.0.1`)} ${q(url)})`,
+    `    [ "$code" = ${h.status} ] && return 0`,
+    '    i=$((i+1)); sleep 0.5',
+    '  done',
+    '  return 1',
+    '}',
   ].join('\n');
 }
 
+function healthLines(h: HealthCheck, onFailure: string): string[] {
+  return [
+    healthFunction(h),
+    `step ${q(`health check ${h.path}`)}`,
+    `if health_ok; then printf '@@health %s\\n' "$code"; else printf '@@health %s\\n' "$code"; echo "GET ${h.path} through nginx answered $code, not ${h.status}; last lines of the app's journal:" >&2; journalctl -u ${q(h.app)} -n 15 --no-pager -o cat >&2; ${onFailure} 'health check'; fi`,
+  ];
+}
+
+/** A script of only the health check (a deploy with nothing to change still checks the site). */
+export function healthOnlyScript(health: HealthCheck, ctx: RunContext): string {
+  return wrap({ ...ctx, audit: null }, healthLines(health, 'fail'), { releaseLock: true });
+}
+
+/** The undo log: every change remembered so that all of them can be put back. */
+const UNDO_FUNCTIONS = [
+  'UNDO=$(mktemp)',
+  // Lines are "path backup" (restore the backup) or "path -" (remove what we created).
+  `remember() { if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$1.stack-bak.$$" && printf '%s %s\\n' "$1" "$1.stack-bak.$$" >> "$UNDO"; else printf '%s -\\n' "$1" >> "$UNDO"; fi; }`,
+  `undo() { tac "$UNDO" | while read -r p b; do if [ "$b" = - ]; then rm -f "$p"; else mv -fT "$b" "$p"; fi; done; : > "$UNDO"; }`,
+  `commit() { while read -r p b; do [ "$b" = - ] || rm -f "$b"; done < "$UNDO"; rm -f "$UNDO"; }`,
+  // A release that failed to go live is removed: it was never live and must not be rolled back to.
+  `drop_new_release() { if [ -n "\${NEWREL:-}" ]; then rm -rf "$NEWREL"; fi; }`,
+  `abort() { undo; rm -f "$UNDO"; drop_new_release; audit failed "$1"; fail "$1"; }`,
+];
+
+export interface Hooks {
+  before_activate: string[];
+  after_activate: string[];
+}
+
+export interface ActivateOptions {
+  health: HealthCheck | null;
+  /** Provisioning lines to run first (when no release upload had to come between). */
+  provision?: string[];
+  /** Before the first release (setup): the unit's interpreter does not exist yet. */
+  noCodeYet?: boolean;
+  /** Every managed file: recorded with the release, to roll back to. */
+  managedFiles: string[];
+  hooks: Hooks;
+  keep: number;
+  manifest?: ManifestInfo;
+}
+
 /**
- * Puts the new files, links and release live as one unit: every file is staged next to its
- * target and renamed into place (a reader never sees half a file), the previous state is kept,
- * the whole nginx tree and the unit are validated by nginx -t and systemd-analyze, and on any
- * failure everything is put back before a single service is touched. Only then do the handlers
- * run, each once, and the health check decides.
+ * Puts a release live as one unit:
+ * 1. files are staged next to their targets and renamed into place (a reader never sees half
+ *    a file), links switched, `current` pointed at the release; the previous state is kept;
+ * 2. the whole nginx tree and the units are validated (nginx -t, systemd-analyze verify) and the
+ *    configuration is recorded in the release; then the before_activate hooks run in the new
+ *    release; any failure so far puts everything back before a single service is touched;
+ * 3. handlers run, each once; if the app does not start or the health check fails, the previous
+ *    release and its configuration are put back and reloaded, and the command fails;
+ * 4. only then is the change committed, old releases pruned, after_activate hooks run.
  */
-export function activateScript(
-  plan: Plan,
-  layout: Layout,
-  health: HealthCheck | null,
-  extra: { provision?: string | null; noCodeYet?: boolean } = {},
-): string {
-  const lines: string[] = [PRELUDE];
-  if (extra.provision) lines.push(extra.provision.replace(PRELUDE, ''));
+export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions): string {
+  const { layout } = ctx;
+  const lines: string[] = [...(o.provision ?? [])];
+  const touches = plan.files.length > 0 || plan.links.length > 0 || plan.removes.length > 0 || plan.release !== null;
   const validatesNginx = plan.files.some((f) => f.file.validate === 'nginx') || plan.links.length > 0 || plan.removes.length > 0;
   const units = plan.files.filter((f) => f.file.validate === 'systemd').map((f) => f.file.path);
-  const touches = plan.files.length > 0 || plan.links.length > 0 || plan.removes.length > 0 || plan.release !== null;
+  const rel = plan.release ? `${layout.releases}/${plan.release.id}` : null;
 
-  if (touches) {
+  if (touches) lines.push(...UNDO_FUNCTIONS);
+  if (rel) lines.push(`NEWREL=${q(rel)}`);
+  if (plan.release?.copyFrom && o.manifest) {
+    // Same code, new configuration: a new release whose files are hard links to the live one's.
+    const from = `${layout.releases}/${plan.release.copyFrom}`;
     lines.push(
-      'UNDO=$(mktemp)',
-      // Undo log: "path backup" (restore the backup) or "path -" (remove what we created).
-      `remember() { if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$1.stack-bak.$$" && printf '%s %s\\n' "$1" "$1.stack-bak.$$" >> "$UNDO"; else printf '%s -\\n' "$1" >> "$UNDO"; fi; }`,
-      `undo() { tac "$UNDO" | while read -r p b; do if [ "$b" = - ]; then rm -f "$p"; else mv -fT "$b" "$p"; fi; done; rm -f "$UNDO"; }`,
-      `commit() { while read -r p b; do [ "$b" = - ] || rm -f "$b"; done < "$UNDO"; rm -f "$UNDO"; }`,
-      `abort() { undo; fail "$1"; }`,
+      `step ${q(`release ${plan.release.id} (code of ${plan.release.copyFrom}, new configuration)`)}`,
+      `rm -rf ${q(`${rel}`)} && cp -al ${q(from)} ${q(`${rel}.partial`)} && rm -rf ${q(`${rel}.partial/.stack`)} ${q(`${rel}.partial/.stack-release.json`)} && mv -T ${q(`${rel}.partial`)} ${q(rel!)} || { rm -rf ${q(`${rel}.partial`)}; fail 'copy release'; }`,
+      writeManifest(rel!, layout.app, manifestJson(plan.release, o.manifest)),
     );
   }
   let n = 0;
@@ -196,10 +314,9 @@ export function activateScript(
   }
   for (const r of plan.removes) lines.push(`step ${q(`remove ${r}`)}`, `remember ${q(r)}`, `rm -f ${q(r)} || abort ${q(`remove ${r}`)}`);
   if (plan.release) {
-    const target = `${layout.releases}/${plan.release.id}`;
     lines.push(
       `step ${q(`switch current to release ${plan.release.id}`)}`,
-      `[ -f ${q(`${target}/.stack-release.json`)} ] || abort 'release is incomplete'`,
+      `[ -f ${q(`${rel}/.stack-release.json`)} ] || abort 'release is incomplete'`,
       `remember ${q(layout.current)}`,
       // A relative link keeps working if /srv is ever mounted elsewhere; mv -T makes it atomic.
       `ln -sfn ${q(`releases/${plan.release.id}`)} ${q(`${layout.current}.stack-new.$$`)} && chown -h ${q(`${layout.app}:${layout.app}`)} ${q(`${layout.current}.stack-new.$$`)} && mv -fT ${q(`${layout.current}.stack-new.$$`)} ${q(layout.current)} || abort 'switch current'`,
@@ -208,12 +325,10 @@ export function activateScript(
   if (validatesNginx) {
     lines.push(`step ${q('validate the nginx configuration (nginx -t)')}`, `nginx -t -q 2>"$UNDO.nginx" || { cat "$UNDO.nginx" >&2; rm -f "$UNDO.nginx"; abort 'nginx -t'; }`, 'rm -f "$UNDO.nginx"');
   }
-  // Before the first release (setup) the unit's interpreter does not exist yet; that one
-  // complaint is expected then, and any other still fails the check.
   // systemd-analyze exits 0 on unknown keys and bad values, so anything it prints fails the
   // check. Before the first release (setup) the unit's interpreter does not exist yet: that one
   // complaint is expected then, and any other still fails.
-  const complaints = extra.noCodeYet ? `grep -v ${q(`Command ${layout.current}/.* is not executable`)} "$UNDO.unit"` : 'cat "$UNDO.unit"';
+  const complaints = o.noCodeYet ? `grep -v ${q(`Command ${layout.current}/.* is not executable`)} "$UNDO.unit"` : 'cat "$UNDO.unit"';
   for (const unit of units) {
     lines.push(
       `step ${q(`validate ${unit} (systemd-analyze verify)`)}`,
@@ -222,27 +337,129 @@ export function activateScript(
       'rm -f "$UNDO.unit"',
     );
   }
-  if (touches) lines.push('commit');
-  for (const s of plan.enable) lines.push(`step ${q(`enable ${s}`)}`, `systemctl enable --quiet ${q(s)} || fail ${q(`enable ${s}`)}`);
+  if (rel) {
+    // The configuration this release goes live with, kept with it (root only: it holds secrets).
+    lines.push(
+      `install -d -m 0700 -o root -g root ${q(`${rel}/.stack`)} && rm -rf ${q(`${rel}/.stack/config`)} && : > ${q(`${rel}/.stack/links`)}`,
+      ...o.managedFiles.map((p) => `if [ -e ${q(p)} ]; then mkdir -p ${q(`${rel}/.stack/config${p.slice(0, p.lastIndexOf('/'))}`)} && cp -a ${q(p)} ${q(`${rel}/.stack/config${p}`)}; fi`),
+      ...plan.allLinks.map((l) => `printf '%s %s\\n' ${q(l.path)} ${q(l.target)} >> ${q(`${rel}/.stack/links`)}`),
+    );
+    for (const hook of o.hooks.before_activate) lines.push(...hookLines(hook, rel, layout, 'abort'));
+  }
+
+  // From here on services are touched: a failure puts the previous state back and reloads it.
+  const restarts = plan.handlers.some((h) => h.name === 'restart-app');
+  if (touches) {
+    lines.push(
+      ...(o.health ? [healthFunction(o.health)] : []),
+      'rollback_live() {',
+      `  echo "rolling back to the previous release and its configuration" >&2`,
+      '  undo; rm -f "$UNDO"; drop_new_release',
+      '  systemctl daemon-reload',
+      ...(restarts ? [`  systemctl restart ${q(layout.unit)} >/dev/null 2>&1 || true`] : []),
+      '  reload_nginx || true',
+      ...(o.health ? [`  if health_ok; then printf '@@rolledback %s\\n' "$code"; else printf '@@rolledback %s\\n' "$code"; fi`] : []),
+      '  audit failed "$1"',
+      '  fail "$1"',
+      '}',
+    );
+  }
+  const onFailure = touches ? 'rollback_live' : 'fail';
+  for (const s of plan.enable) lines.push(`step ${q(`enable ${s}`)}`, `systemctl enable --quiet ${q(s)} || ${onFailure} ${q(`enable ${s}`)}`);
   for (const h of plan.handlers) {
     lines.push(
       `step ${q(h.description)}`,
-      `${h.command} 2>/tmp/stack-handler.$$ || { cat /tmp/stack-handler.$$ >&2; rm -f /tmp/stack-handler.$$; ${h.name === 'restart-app' ? `journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; ` : ''}fail ${q(h.description)}; }`,
+      `${h.command} 2>/tmp/stack-handler.$$ || { cat /tmp/stack-handler.$$ >&2; rm -f /tmp/stack-handler.$$; ${h.name === 'restart-app' ? `journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; ` : ''}${onFailure} ${q(h.description)}; }`,
       'rm -f /tmp/stack-handler.$$',
     );
   }
-  for (const s of plan.start) lines.push(`step ${q(`start ${s}`)}`, `systemctl start ${q(s)} || { journalctl -u ${q(s)} -n 15 --no-pager -o cat >&2; fail ${q(`start ${s}`)}; }`);
-  if (health) lines.push(healthScript(health));
-  return `${lines.join('\n')}\n`;
+  for (const s of plan.start) lines.push(`step ${q(`start ${s}`)}`, `systemctl start ${q(s)} || { journalctl -u ${q(s)} -n 15 --no-pager -o cat >&2; ${onFailure} ${q(`start ${s}`)}; }`);
+  if (o.health) {
+    lines.push(
+      `step ${q(`health check ${o.health.path}`)}`,
+      ...(touches ? [] : [healthFunction(o.health)]),
+      `if health_ok; then printf '@@health %s\\n' "$code"; else printf '@@health %s\\n' "$code"; echo "GET ${o.health.path} through nginx answered $code, not ${o.health.status}; last lines of the app's journal:" >&2; journalctl -u ${q(o.health.app)} -n 15 --no-pager -o cat >&2; ${onFailure} 'health check'; fi`,
+    );
+  }
+  if (touches) lines.push('commit');
+  if (rel) {
+    lines.push(
+      `step ${q(`keep the last ${o.keep} releases`)}`,
+      // Incomplete releases (no manifest: an upload that was cut off) go first; never the live one.
+      `cd ${q(layout.releases)} && for r in *; do [ -f "$r/.stack-release.json" ] || [ "$r" = ${q(plan.release!.id)} ] || rm -rf "$r"; done`,
+      `ls -1 | sort -r | tail -n +${o.keep + 1} | while read -r r; do [ "$r" = ${q(plan.release!.id)} ] || rm -rf "$r"; done; cd /`,
+    );
+    for (const hook of o.hooks.after_activate) lines.push(...hookLines(hook, layout.current, layout, 'after_failed'));
+  }
+  lines.push(`audit ok ''`);
+  return wrap(ctx, [`after_failed() { audit failed "$1"; fail "$1 (the new release stays live)"; }`, ...lines], { releaseLock: true, release: plan.release?.id });
+}
+
+/** A hook runs in the release, as the app's user, with the app's environment and virtualenv. */
+function hookLines(hook: string, dir: string, layout: Layout, onFailure: string): string[] {
+  const inner = `set -a; . ${q(layout.env_file)}; set +a; cd ${q(dir)} && PATH=${q(`${dir}/.venv/bin`)}:$PATH; ${hook}`;
+  return [
+    `step ${q(`hook: ${hook}`)}`,
+    `runuser -u ${q(layout.app)} -- sh -c ${q(inner)} >/tmp/stack-hook.$$ 2>&1 < /dev/null || { tail -n 40 /tmp/stack-hook.$$ >&2; rm -f /tmp/stack-hook.$$; ${onFailure} ${q(`hook ${hook}`)}; }`,
+    'rm -f /tmp/stack-hook.$$',
+  ];
+}
+
+/**
+ * Rollback to a recorded release: its code and the configuration it went live with, put back
+ * with the same care as a deploy (validated first, undone if anything fails), then reloaded and
+ * health-checked.
+ */
+export function rollbackScript(target: string, ctx: RunContext, health: HealthCheck | null): string {
+  const { layout } = ctx;
+  const rel = `${layout.releases}/${target}`;
+  const lines = [
+    ...UNDO_FUNCTIONS,
+    `[ -f ${q(`${rel}/.stack-release.json`)} ] && [ -d ${q(`${rel}/.stack/config`)} ] || fail ${q(`release ${target} has no recorded configuration`)}`,
+    `step ${q(`restore the configuration of release ${target}`)}`,
+    `cd ${q(`${rel}/.stack/config`)} && find . -type f | sed 's|^\\.||' > /tmp/stack-files.$$; cd /`,
+    'while read -r p; do',
+    `  src=${q(`${rel}/.stack/config`)}"$p"`,
+    '  if ! cmp -s "$src" "$p" || [ "$(stat -c %a:%U:%G "$src")" != "$(stat -c %a:%U:%G "$p" 2>/dev/null)" ]; then',
+    '    mkdir -p "$(dirname "$p")"; remember "$p"',
+    '    cp -a "$src" "$p.stack-new.$$" && mv -f "$p.stack-new.$$" "$p" || { rm -f /tmp/stack-files.$$; abort "restore $p"; }',
+    '    printf \'@@step restored %s\\n\' "$p"',
+    '  fi',
+    'done < /tmp/stack-files.$$',
+    'rm -f /tmp/stack-files.$$',
+    `while read -r l t; do if [ "$(readlink "$l")" != "$t" ]; then remember "$l"; ln -sfn "$t" "$l.stack-new.$$" && mv -fT "$l.stack-new.$$" "$l" || abort "link $l"; fi; done < ${q(`${rel}/.stack/links`)}`,
+    `step ${q(`switch current to release ${target}`)}`,
+    `remember ${q(layout.current)}`,
+    `ln -sfn ${q(`releases/${target}`)} ${q(`${layout.current}.stack-new.$$`)} && chown -h ${q(`${layout.app}:${layout.app}`)} ${q(`${layout.current}.stack-new.$$`)} && mv -fT ${q(`${layout.current}.stack-new.$$`)} ${q(layout.current)} || abort 'switch current'`,
+    `step ${q('validate the nginx configuration (nginx -t)')}`,
+    `nginx -t -q 2>"$UNDO.nginx" || { cat "$UNDO.nginx" >&2; rm -f "$UNDO.nginx"; abort 'nginx -t'; }`,
+    'rm -f "$UNDO.nginx"',
+    ...(health ? [healthFunction(health)] : []),
+    'rollback_live() {',
+    '  echo "putting back what was live before the rollback" >&2',
+    '  undo; rm -f "$UNDO"; systemctl daemon-reload; systemctl restart ' + q(layout.unit) + ' >/dev/null 2>&1 || true; reload_nginx || true',
+    '  audit failed "$1"; fail "$1"',
+    '}',
+    `step ${q('reload systemd units')}`,
+    'systemctl daemon-reload',
+    `step ${q(`restart ${layout.app}`)}`,
+    `systemctl restart ${q(layout.unit)} 2>/tmp/stack-handler.$$ || { cat /tmp/stack-handler.$$ >&2; journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; rollback_live 'restart'; }`,
+    `step ${q('reload nginx')}`,
+    'reload_nginx || rollback_live "reload nginx"',
+    ...(health
+      ? [
+          `step ${q(`health check ${health.path}`)}`,
+          `if health_ok; then printf '@@health %s\\n' "$code"; else printf '@@health %s\\n' "$code"; journalctl -u ${q(health.app)} -n 15 --no-pager -o cat >&2; rollback_live 'health check'; fi`,
+        ]
+      : []),
+    'commit',
+    "audit ok ''",
+  ];
+  return wrap(ctx, lines, { releaseLock: true, release: target });
 }
 
 function chunk(text: string, size: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size));
   return out.length > 0 ? out : [''];
-}
-
-/** A script of only the health check (a deploy with nothing to change still checks the site). */
-export function healthOnlyScript(health: HealthCheck): string {
-  return `${PRELUDE}\n${healthScript(health)}\n`;
 }

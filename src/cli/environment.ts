@@ -3,6 +3,7 @@ import { loadInventory, type Inventory } from '../inventory/load.js';
 import type { Environment } from '../inventory/resolve.js';
 import { didYouMean } from '../inventory/suggest.js';
 import { UsageError } from '../errors.js';
+import type { GlobalOptions } from './main.js';
 
 export async function selectEnvironment(inventoryFile: string, name: string | undefined): Promise<{ inventory: Inventory; env: Environment }> {
   const inventory = await loadInventory(inventoryFile);
@@ -19,4 +20,11 @@ export async function selectEnvironment(inventoryFile: string, name: string | un
     });
   }
   return { inventory, env };
+}
+
+export function connectTimeoutMs(globals: GlobalOptions): number | undefined {
+  if (globals.connectTimeout === undefined) return undefined;
+  const s = Number(globals.connectTimeout);
+  if (!Number.isFinite(s) || s <= 0) throw new UsageError(`--connect-timeout: "${globals.connectTimeout}" is not a number of seconds`);
+  return s * 1000;
 }

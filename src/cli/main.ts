@@ -86,6 +86,7 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .argument('[env]', 'environment from the inventory (optional when there is only one)')
     .option('--dry-run', 'connect and gather facts, print a diff of every file and the steps that would run; change nothing', false)
     .option('--exit-code', 'with --dry-run: exit 3 when changes are pending (for drift checks in CI)', false)
+    .option('--wait', 'wait for another deploy to finish instead of failing on its lock', false)
     .action(async (env: string | undefined, options, cmd: Command) => {
       const { runDeploy } = await import('../commands/deploy.js');
       await runDeploy(env, options, globals(cmd));
@@ -100,6 +101,48 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .action(async (env: string | undefined, options, cmd: Command) => {
       const { runTrust } = await import('../commands/trust.js');
       await runTrust(env, options, globals(cmd));
+    });
+
+  program
+    .command('releases')
+    .description('list the releases on each host, the live one marked')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .action(async (env: string | undefined, _options, cmd: Command) => {
+      const { runReleases } = await import('../commands/releases.js');
+      await runReleases(env, globals(cmd));
+    });
+
+  program
+    .command('rollback')
+    .description('go back to an earlier release (the previous one by default): code and configuration together, health-checked')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .argument('[release]', 'release id, as `stack releases` shows it')
+    .option('--wait', 'wait for another deploy to finish instead of failing on its lock', false)
+    .action(async (env: string | undefined, release: string | undefined, options, cmd: Command) => {
+      const { runRollback } = await import('../commands/rollback.js');
+      await runRollback(env, release, options, globals(cmd));
+    });
+
+  const lock = program.command('lock').description("the deploy lock that keeps two deploys from running at once");
+  for (const action of ['status', 'release'] as const) {
+    lock
+      .command(action)
+      .description(action === 'status' ? 'who holds the deploy lock, if anyone' : 'remove a lock left behind by a deploy that is no longer running')
+      .argument('[env]', 'environment from the inventory (optional when there is only one)')
+      .action(async (env: string | undefined, _options, cmd: Command) => {
+        const { runLock } = await import('../commands/lock.js');
+        await runLock(action, env, globals(cmd));
+      });
+  }
+
+  program
+    .command('audit')
+    .description('who deployed or rolled back what, when, and how it ended (from the log on each host)')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .option('-n, --lines <n>', 'how many entries', '20')
+    .action(async (env: string | undefined, options, cmd: Command) => {
+      const { runAudit } = await import('../commands/lock.js');
+      await runAudit(env, options, globals(cmd));
     });
 
   const sandbox = program

@@ -1,25 +1,30 @@
 /** `stack deploy ENV [--dry-run]` and `stack setup ENV`: one pipeline, several exits. */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
+import { $ } from 'zx';
 import type { GlobalOptions } from '../cli/main.js';
-import { selectEnvironment } from '../cli/environment.js';
-import { createProgress } from '../cli/progress.js';
-import { EXIT, UsageError } from '../errors.js';
+import { selectEnvironment, connectTimeoutMs } from '../cli/environment.js';
+import { createProgress, type Progress } from '../cli/progress.js';
+import { EXIT, StackError, UsageError } from '../errors.js';
 import { hasRequirements, readSource } from '../release/source.js';
 import { loadSecrets } from '../secrets/load.js';
+import { redactValues } from '../secrets/redact.js';
 import { TemplateEngine } from '../templates/engine.js';
 import { runHost, summaryLine, type HostRunResult } from '../apply/deploy-host.js';
 
 export interface DeployOptions {
   dryRun?: boolean;
   exitCode?: boolean;
+  wait?: boolean;
 }
 
 export async function runDeploy(envName: string | undefined, options: DeployOptions, globals: GlobalOptions, mode: 'deploy' | 'setup' = 'deploy'): Promise<void> {
   const started = Date.now();
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const secrets = loadSecrets(env.app.secrets, inventory.dir, env.name);
+  const redact = redactValues([...secrets.values()]);
   const sourceDir = path.resolve(inventory.dir, env.app.source);
   const source = mode === 'deploy' ? await readSource(sourceDir) : undefined;
   let requirements: string | null = null;
@@ -33,27 +38,67 @@ export async function runDeploy(envName: string | undefined, options: DeployOpti
   const progress = createProgress();
   const releaseId = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const by = `${userInfo().username}@${hostname()}`;
+  const git = await $({ quiet: true, nothrow: true, cwd: sourceDir })`git rev-parse HEAD`;
+  const manifest = {
+    by,
+    gitCommit: git.exitCode === 0 ? git.stdout.trim() : null,
+    inventoryHash: createHash('sha256').update(readFileSync(globals.inventory)).digest('hex'),
+  };
   const askSudoPassword = process.stdin.isTTY
     ? async () => {
         progress.interrupt();
         return (await import('@inquirer/prompts')).password({ message: 'sudo password on the server' });
       }
     : undefined;
+  const hookEnv = { STACK_ENV: env.name, STACK_APP: env.app.name, STACK_RELEASE: releaseId };
 
+  if (mode === 'deploy' && !options.dryRun) await runLocalHooks('before_deploy', env.hooks.before_deploy, inventory.dir, hookEnv, progress, redact);
   const timeoutMs = connectTimeoutMs(globals);
   const results: HostRunResult[] = [];
   for (const host of env.hosts) {
     results.push(
-      await runHost({ env, host, engine, secrets, baseDir: inventory.dir, progress, mode, dryRun: options.dryRun ?? false, source, requirements, releaseId, by, askSudoPassword, timeoutMs }),
+      await runHost({
+        env,
+        host,
+        engine,
+        secrets,
+        baseDir: inventory.dir,
+        progress,
+        mode,
+        dryRun: options.dryRun ?? false,
+        source,
+        requirements,
+        releaseId,
+        manifest,
+        wait: options.wait,
+        askSudoPassword,
+        timeoutMs,
+      }),
     );
   }
+  if (mode === 'deploy' && !options.dryRun) await runLocalHooks('after_deploy', env.hooks.after_deploy, inventory.dir, hookEnv, progress, redact);
   progress.line(summaryLine(results, options.dryRun ?? false, Date.now() - started, globals.debug));
   if (options.dryRun && options.exitCode && results.some((r) => r.changes > 0)) process.exitCode = EXIT.changesPending;
 }
 
-export function connectTimeoutMs(globals: GlobalOptions): number | undefined {
-  if (globals.connectTimeout === undefined) return undefined;
-  const s = Number(globals.connectTimeout);
-  if (!Number.isFinite(s) || s <= 0) throw new UsageError(`--connect-timeout: "${globals.connectTimeout}" is not a number of seconds`);
-  return s * 1000;
+/** Local hooks run in the inventory's folder; a failing one stops the deploy, output shown redacted. */
+async function runLocalHooks(
+  which: string,
+  hooks: string[],
+  cwd: string,
+  env: Record<string, string>,
+  progress: Progress,
+  redact: (t: string) => string,
+): Promise<void> {
+  for (const hook of hooks) {
+    progress.step('local', `${which} hook: ${hook}`);
+    const r = await $({ quiet: true, nothrow: true, cwd, env: { ...process.env, ...env } })`sh -c ${hook}`;
+    if (r.exitCode !== 0) {
+      progress.end(false);
+      throw new StackError(`${which} hook failed (exit ${r.exitCode}): ${hook}\n${redact(`${r.stdout}${r.stderr}`).trim().split('\n').slice(-30).join('\n')}`, {
+        hint: which === 'before_deploy' ? 'nothing was sent to any server' : 'the deploy itself succeeded',
+      });
+    }
+    progress.end(true);
+  }
 }

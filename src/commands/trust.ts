@@ -5,12 +5,12 @@
  */
 import pc from 'picocolors';
 import type { GlobalOptions } from '../cli/main.js';
-import { selectEnvironment } from '../cli/environment.js';
+import { connectTimeoutMs, selectEnvironment } from '../cli/environment.js';
 import { HostKeyError, UsageError, StackError } from '../errors.js';
 import { updateInventory } from '../inventory/edit.js';
 import { connectHost } from '../ssh/connect.js';
 import { fingerprint } from '../ssh/known-hosts.js';
-import { connectTimeoutMs } from './deploy.js';
+
 
 export interface TrustOptions {
   yes?: boolean;

@@ -34,6 +34,52 @@ export interface GatheredFacts {
   manifest: ReleaseManifest | null;
   releases: string[];
   ufw: string | null;
+  lock: LockState;
+}
+
+/** The deploy lock as the facts script found (or took) it. */
+export type LockState = { state: 'acquired' } | { state: 'free' } | { state: 'held'; holder: LockHolder | null };
+
+export interface LockHolder {
+  token: string;
+  who: string;
+  client: string;
+  pid: number;
+  since: string;
+  command: string;
+}
+
+export interface LockRequest {
+  /** acquire: take it if free (deploy, setup, rollback); report: only say who holds it (dry run). */
+  mode: 'acquire' | 'report';
+  dir: string;
+  token: string;
+  holder: Omit<LockHolder, 'token'>;
+}
+
+export function parseLockInfo(text: string): LockHolder | null {
+  const fields = new Map(text.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string]));
+  if (!fields.get('token')) return null;
+  return {
+    token: fields.get('token')!,
+    who: fields.get('who') ?? '?',
+    client: fields.get('client') ?? '?',
+    pid: Number(fields.get('pid') ?? 0),
+    since: fields.get('since') ?? '?',
+    command: fields.get('command') ?? '?',
+  };
+}
+
+/** The lock part of a script: mkdir is atomic, so exactly one deploy gets it. */
+export function lockLines(lock: LockRequest): string[] {
+  const { dir, token, holder } = lock;
+  const info = [`token=${token}`, `who=${holder.who}`, `client=${holder.client}`, `pid=${holder.pid}`, `since=${holder.since}`, `command=${holder.command}`].join('\n');
+  const report = `printf 'lock\theld\t%s\n' "$(base64 -w0 ${shQuote(`${dir}/info`)} 2>/dev/null)"`;
+  if (lock.mode === 'report') return [`if [ -d ${shQuote(dir)} ]; then ${report}; else printf 'lock\tfree\n'; fi`];
+  return [
+    `mkdir -p ${shQuote(dir.slice(0, dir.lastIndexOf('/')))}`,
+    `if mkdir ${shQuote(dir)} 2>/dev/null; then printf '%s\n' ${shQuote(info)} > ${shQuote(`${dir}/info`)}; printf '%s' ${shQuote(token)} > ${shQuote(`${dir}/token`)}; printf 'lock\tacquired\n'; else ${report}; fi`,
+  ];
 }
 
 export interface ReleaseManifest {
@@ -106,6 +152,7 @@ export function parseFacts(output: string, redact: (path: string, content: strin
     manifest: null,
     releases: [],
     ufw: null,
+    lock: { state: 'free' },
   };
   for (const line of output.split('\n')) {
     const [kind, ...f] = line.split('\t');
@@ -161,6 +208,10 @@ export function parseFacts(output: string, redact: (path: string, content: strin
         break;
       case 'ufw':
         facts.ufw = f[0] ?? null;
+        break;
+      case 'lock':
+        facts.lock =
+          f[0] === 'acquired' ? { state: 'acquired' } : f[0] === 'held' ? { state: 'held', holder: parseLockInfo(Buffer.from(f[1] ?? '', 'base64').toString('utf8')) } : { state: 'free' };
         break;
     }
   }

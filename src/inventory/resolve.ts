@@ -2,7 +2,7 @@
  * One environment's complete settings: the top-level sections with the environment's own
  * overrides laid over them, plus the rules that span several fields.
  */
-import type { App, Gateway, Host, InventoryDocument, Nginx, Ssl } from './schema.js';
+import type { App, Gateway, Hooks, Host, InventoryDocument, Nginx, Ssl } from './schema.js';
 import type { FieldPath } from './locate.js';
 
 export interface Environment {
@@ -10,6 +10,7 @@ export interface Environment {
   app: App;
   gateway: Gateway;
   nginx: Nginx;
+  hooks: Hooks;
   /** The first is canonical; the others redirect to it. */
   domains: string[];
   ssl: Ssl;
@@ -34,6 +35,7 @@ export function resolveEnvironment(doc: InventoryDocument, name: string): Resolv
     app: overlay(doc.app, env.app),
     gateway: overlay(doc.gateway, env.gateway),
     nginx: overlay(doc.nginx, env.nginx),
+    hooks: overlay(doc.hooks, env.hooks),
     domains: env.domains,
     ssl: env.ssl,
     email: env.email,

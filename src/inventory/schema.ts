@@ -140,6 +140,14 @@ export const AppSchema = v.strictObject({
     ),
     {},
   ),
+  health_check: v.optional(
+    v.strictObject({
+      status: v.optional(v.pipe(v.number('must be an HTTP status code'), v.integer('must be an HTTP status code'), v.minValue(100, 'must be an HTTP status code'), v.maxValue(599, 'must be an HTTP status code')), 200),
+      timeout: v.optional(positiveInt('timeout', 300), 5),
+      retries: v.optional(positiveInt('retries', 600), 30),
+    }),
+    {},
+  ),
   secrets: v.optional(
     v.array(
       matching('secret name', ENV_NAME, 'use letters, digits and "_", not starting with a digit (the value itself goes in the environment or .stack/secrets.<env>)'),
@@ -147,6 +155,30 @@ export const AppSchema = v.strictObject({
     ),
     [],
   ),
+});
+
+/**
+ * Commands you write: run by a shell (locally, or on the server as the app's user), so quotes
+ * and `;` are theirs to use; one line each.
+ */
+const hookList = (where: string) =>
+  v.optional(
+    v.array(
+      v.pipe(
+        v.string(`each hook is a command (text) ${where}`),
+        v.nonEmpty('an empty hook does nothing; remove it'),
+        v.check((s) => !/[\n\r\x00]/.test(s), 'a hook is one line; put longer work in a script in your app and call that'),
+      ),
+      `must be a list of commands ${where}`,
+    ),
+    [],
+  );
+
+export const HooksSchema = v.strictObject({
+  before_deploy: v.pipe(hookList('run locally before anything is sent'), v.description('Local commands, in the inventory\'s folder, before connecting.')),
+  before_activate: v.pipe(hookList('run on the server in the new release'), v.description('Server commands in the new release, as the app user, with its env and venv, before it goes live (e.g. migrate, collectstatic).')),
+  after_activate: v.pipe(hookList('run on the server after the release is live'), v.description('Server commands in the live release after the health check passed.')),
+  after_deploy: v.pipe(hookList('run locally after every host is done'), v.description('Local commands after a successful deploy.')),
 });
 
 export const GatewaySchema = v.strictObject({
@@ -228,12 +260,14 @@ export const EnvironmentSchema = v.strictObject({
   app: v.optional(v.partial(AppSchema)),
   gateway: v.optional(v.partial(GatewaySchema)),
   nginx: v.optional(v.partial(NginxSchema)),
+  hooks: v.optional(v.partial(HooksSchema)),
 });
 
 export const InventorySchema = v.strictObject({
   app: AppSchema,
   gateway: v.optional(GatewaySchema, {}),
   nginx: v.optional(NginxSchema, {}),
+  hooks: v.optional(HooksSchema, {}),
   templates: v.optional(
     v.pipe(localFile('template folder', '.stack/templates'), v.description('Folder of template overrides, relative to the inventory.')),
     '.stack/templates',
@@ -254,6 +288,7 @@ export type Gateway = v.InferOutput<typeof GatewaySchema>;
 export type Nginx = v.InferOutput<typeof NginxSchema>;
 export type Host = v.InferOutput<typeof HostSchema>;
 export type Ssl = v.InferOutput<typeof SslSchema>;
+export type Hooks = v.InferOutput<typeof HooksSchema>;
 
 /** The keys each object in the schema accepts, for "did you mean" on unknown keys. */
 export function knownKeys(path: readonly (string | number)[]): string[] {

@@ -19,11 +19,16 @@ export interface FileChange {
   attributesBefore?: string;
 }
 
-export interface ReleasePlan {
+export interface CodeVersion {
   id: string;
   sourceHash: string;
-  /** Whether pip has anything to install. */
+  /** The requirements file, when pip has anything to install. */
   requirements: string | null;
+}
+
+export interface ReleasePlan extends CodeVersion {
+  /** Same code as this live release (hard-linked), new configuration; absent when code ships. */
+  copyFrom?: string;
 }
 
 export interface SelfSignedPlan {
@@ -41,7 +46,10 @@ export interface Plan {
   selfSigned: SelfSignedPlan | null;
   files: FileChange[];
   links: DesiredLink[];
+  /** Every desired link, changed or not: recorded with the release. */
+  allLinks: DesiredLink[];
   removes: string[];
+  /** A new release: whenever the code or anything else changes, so rollback restores both. */
   release: ReleasePlan | null;
   enable: string[];
   /** Services that must be running but are not, and no handler will restart. */
@@ -53,8 +61,8 @@ export interface Plan {
 export interface PlanInput {
   desired: DesiredState;
   facts: GatheredFacts;
-  /** Planned release, or null when the code is not part of this command (setup). */
-  release?: ReleasePlan | null;
+  /** The code to deploy; absent when the code is not part of this command (setup). */
+  code?: CodeVersion | null;
   selfSigned?: SelfSignedPlan | null;
   /**
    * `setup` provisions the server (packages, users, directories, certificates, the app's unit,
@@ -68,7 +76,7 @@ export function sha256(content: FileContent): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-export function planDeploy({ desired, facts, release = null, selfSigned = null, scope = 'deploy' }: PlanInput): Plan {
+export function planDeploy({ desired, facts, code = null, selfSigned = null, scope = 'deploy' }: PlanInput): Plan {
   const setup = scope === 'setup';
   const notified = new Set<string>();
   const notify = (names: string[]) => names.forEach((n) => notified.add(n));
@@ -106,7 +114,16 @@ export function planDeploy({ desired, facts, release = null, selfSigned = null, 
   const removes = desired.removes.filter((r) => facts.present.has(r.path) || packages.length > 0);
   removes.forEach((r) => notify(r.notify));
 
-  if (release) notified.add('restart-app');
+  let release: ReleasePlan | null = null;
+  if (code && !setup) {
+    const live = facts.currentRelease && facts.manifest ? facts.manifest : null;
+    if (!live || live.source_hash !== code.sourceHash) {
+      release = code;
+      notified.add('restart-app');
+    } else if (files.length > 0 || links.length > 0 || removes.length > 0) {
+      release = { ...code, requirements: null, copyFrom: facts.currentRelease! };
+    }
+  }
   if (setup) notified.delete('restart-app');
   if (selfSigned) notified.add('reload-nginx');
 
@@ -126,6 +143,7 @@ export function planDeploy({ desired, facts, release = null, selfSigned = null, 
     selfSigned,
     files,
     links,
+    allLinks: desired.links,
     removes: removes.map((r) => r.path),
     release,
     enable,
@@ -165,7 +183,8 @@ export function changeCount(plan: Plan): number {
     plan.files.length +
     plan.links.length +
     plan.removes.length +
-    (plan.release ? 1 : 0) +
+    // A configuration-only release is counted through the files that made it.
+    (plan.release && !plan.release.copyFrom ? 1 : 0) +
     plan.enable.length +
     plan.start.length
   );

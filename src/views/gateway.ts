@@ -42,7 +42,9 @@ export interface AppUnit {
   notifyAccess: 'main' | 'all';
   execStart: string;
   execReload: string;
-  runtimeDirectory: string;
+  /** `<app>.socket`: systemd listens on `socket` and hands it to each new process. */
+  socketUnit: string;
+  socket: string;
   readWritePaths: string[];
   timeoutStopSec: number;
 }
@@ -104,7 +106,8 @@ export function appUnitView(env: Environment, layout: Layout): AppUnit {
       ? `/usr/bin/uwsgi --ini ${layout.config_dir}/uwsgi.ini`
       : `${python} -m gunicorn --config ${layout.config_dir}/gunicorn.conf.py ${env.app.wsgi}`,
     execReload: '/bin/kill -s HUP $MAINPID',
-    runtimeDirectory: env.app.name,
+    socketUnit: `${env.app.name}.socket`,
+    socket: layout.socket,
     readWritePaths: [layout.shared, ...(env.app.media ? [env.app.media.path] : [])],
     timeoutStopSec: env.gateway.timeout + 10,
   };

@@ -4,7 +4,7 @@ import { stringify } from 'yaml';
 import { factsScript, parseFacts } from '../../src/facts/gather.js';
 import { parseInventory } from '../../src/inventory/load.js';
 import { changeCount, planDeploy, sha256 } from '../../src/plan/plan.js';
-import { activateScript, provisionScript } from '../../src/apply/scripts.js';
+import { activateScript, provisionLines, type RunContext } from '../../src/apply/scripts.js';
 import { shQuote } from '../../src/remote/quote.js';
 import { Secret, displayContent } from '../../src/secrets/secret.js';
 import { parseSecretsFile } from '../../src/secrets/load.js';
@@ -96,19 +96,29 @@ describe('planning', () => {
 
   it('plans everything for an empty server, handlers in order and once each', async () => {
     const d = await desired();
-    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n'), release: { id: 'r1', sourceHash: 'x', requirements: null } });
+    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n'), code: { id: 'r1', sourceHash: 'x', requirements: null } });
     expect(plan.packages).toEqual(d.packages);
     expect(plan.users.map((u) => u.name)).toEqual(['blog']);
     expect(plan.files.map((f) => f.action)).toEqual(d.files.map(() => 'create'));
-    expect(plan.handlers.map((h) => h.name)).toEqual(['daemon-reload', 'restart-app', 'reload-nginx']);
+    expect(plan.handlers.map((h) => h.name)).toEqual(['daemon-reload', 'restart-socket', 'restart-app', 'reload-nginx']);
+    expect(plan.release).toMatchObject({ id: 'r1' });
+    expect(plan.release!.copyFrom).toBeUndefined();
   });
 
-  it('fires only the handlers of the files that changed', async () => {
+  it('fires only the handlers of the files that changed, in a new release of the same code', async () => {
     const d = await desired();
-    const out = convergedOutput(d).replace(/(file\t\/etc\/nginx\/sites-available\/blog.conf\t)[0-9a-f]{64}/, '$1' + '0'.repeat(64));
-    const plan = planDeploy({ desired: d, facts: parseFacts(out) });
+    const out = convergedOutput(d).replace(/(file\t\/etc\/nginx\/sites-available\/blog.conf\t)[0-9a-f]{64}/, '$1' + '0'.repeat(64)) + `\nmanifest\t${Buffer.from(JSON.stringify({ id: '20260101T000000Z', source_hash: 'same' })).toString('base64')}`;
+    const plan = planDeploy({ desired: d, facts: parseFacts(out), code: { id: 'r2', sourceHash: 'same', requirements: null } });
     expect(plan.files.map((f) => f.file.path)).toEqual(['/etc/nginx/sites-available/blog.conf']);
     expect(plan.handlers.map((h) => h.name)).toEqual(['reload-nginx']);
+    expect(plan.release).toMatchObject({ id: 'r2', copyFrom: '20260101T000000Z' });
+    expect(changeCount(plan)).toBe(1);
+  });
+
+  it('makes no release when neither code nor configuration changed', async () => {
+    const d = await desired();
+    const out = `${convergedOutput(d)}\nmanifest\t${Buffer.from(JSON.stringify({ id: '20260101T000000Z', source_hash: 'same' })).toString('base64')}`;
+    expect(planDeploy({ desired: d, facts: parseFacts(out), code: { id: 'r3', sourceHash: 'same', requirements: null } }).release).toBeNull();
   });
 
   it('notices a secret change without showing it', async () => {
@@ -131,17 +141,22 @@ describe('planning', () => {
   it('leaves the site, code and restarts to deploy in setup', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n'), scope: 'setup' });
-    expect(plan.files.map((f) => f.file.validate)).toEqual(['systemd']);
+    expect(plan.files.map((f) => f.file.validate)).toEqual(['systemd', 'systemd']);
+    expect(plan.release).toBeNull();
     expect(plan.links).toEqual([]);
     expect(plan.handlers.map((h) => h.name)).not.toContain('restart-app');
   });
 });
 
+function ctx(d: DesiredState): RunContext {
+  return { layout: d.layout, lock: { dir: '/var/lib/stack/blog.lock', token: 't' }, audit: null };
+}
+
 describe('scripts', () => {
   it('carry secrets only inside base64 on stdin, never as text', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, d.layout, null, { provision: provisionScript(plan) });
+    const script = activateScript(plan, ctx(d), { health: null, provision: provisionLines(plan), managedFiles: [], hooks: { before_activate: [], after_activate: [] }, keep: 5 });
     expect(script).not.toContain(SECRET);
     const decoded = [...script.matchAll(/<<'(STACK_FILE_\w+)'[^\n]*\n([\s\S]*?)\n\1\n/g)].map((m) => Buffer.from(m[2]!.replace(/\n/g, ''), 'base64').toString());
     expect(decoded.some((c) => c.includes(`SECRET_KEY="${SECRET}"`))).toBe(true);
@@ -150,13 +165,22 @@ describe('scripts', () => {
   it('validates nginx and the unit before any handler runs, and can undo', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, d.layout, null);
+    const script = activateScript(plan, ctx(d), { health: null, managedFiles: [], hooks: { before_activate: [], after_activate: [] }, keep: 5 });
     const at = (s: string) => script.indexOf(s);
     expect(at('nginx -t')).toBeGreaterThan(0);
     expect(at('systemd-analyze verify')).toBeGreaterThan(0);
     expect(at('nginx -t')).toBeLessThan(at('systemctl daemon-reload'));
     expect(at('systemd-analyze verify')).toBeLessThan(at('systemctl restart'));
     expect(script).toMatch(/abort 'nginx -t'/);
+  });
+
+  it('run only when they arrived whole, and survive a dropped connection', async () => {
+    const d = await desired();
+    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
+    const script = activateScript(plan, ctx(d), { health: null, managedFiles: [], hooks: { before_activate: [], after_activate: [] }, keep: 5 });
+    expect(script.startsWith('stack_main() {\n')).toBe(true);
+    expect(script.trimEnd().endsWith('}\nstack_main')).toBe(true);
+    expect(script).toContain("trap '' HUP PIPE");
   });
 });
 

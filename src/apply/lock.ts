@@ -1,0 +1,74 @@
+/**
+ * The deploy lock, taken in the same round trip as the first script of a command (mkdir is
+ * atomic: exactly one deploy gets it). A lock left by a stack process of this machine that no
+ * longer runs is cleared with a warning; any other holder is named, with how to clear it.
+ */
+import { hostname } from 'node:os';
+import pc from 'picocolors';
+import type { Progress } from '../cli/progress.js';
+import { LockHeldError, StackError } from '../errors.js';
+import { lockLines, parseFacts, type LockHolder, type LockRequest } from '../facts/gather.js';
+import { shQuote } from '../remote/quote.js';
+import type { RemoteShell } from '../ssh/connect.js';
+
+export function releaseLockScript(dir: string, token: string): string {
+  return `if [ "$(cat ${shQuote(`${dir}/token`)} 2>/dev/null)" = ${shQuote(token)} ]; then rm -rf ${shQuote(dir)}; fi\n`;
+}
+
+export function describeHolder(h: LockHolder | null): string {
+  if (!h) return 'another deploy (no details recorded)';
+  return `${h.who} (${h.command}, pid ${h.pid} on ${h.client}, since ${h.since})`;
+}
+
+/** A lock left by a stack process on this machine that no longer runs. */
+export function isStale(h: LockHolder | null, here = hostname()): boolean {
+  if (!h || h.client !== here) return false;
+  try {
+    process.kill(h.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+export interface LockedRound {
+  stdout: string;
+  acquired: boolean;
+  holder: LockHolder | null;
+}
+
+/**
+ * Runs `body` (as root) together with taking (or, for dry runs, reporting) the lock, in one
+ * round trip. The body's output is returned once the lock is ours.
+ */
+export async function runWithLock(
+  shell: RemoteShell,
+  lock: LockRequest,
+  body: string,
+  o: { progress: Progress; host: string; env: string; wait?: boolean; what: string },
+): Promise<LockedRound> {
+  const deadline = Date.now() + 15 * 60_000;
+  let waiting = false;
+  for (;;) {
+    o.progress.step(o.host, o.what);
+    const r = await shell.sudoScript(`${lockLines(lock).join('\n')}\n${body}`);
+    if (r.code !== 0) throw new StackError(`${shell.label}: ${o.what} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+    o.progress.end(true);
+    const state = parseFacts(r.stdout).lock;
+    if (state.state !== 'held') return { stdout: r.stdout, acquired: state.state === 'acquired', holder: null };
+    if (lock.mode === 'report') return { stdout: r.stdout, acquired: false, holder: state.holder };
+    if (isStale(state.holder)) {
+      o.progress.line(pc.yellow(`${o.host}: clearing a stale deploy lock left by ${describeHolder(state.holder)}: that process no longer runs`));
+      await shell.sudoScript(releaseLockScript(lock.dir, state.holder!.token));
+      continue;
+    }
+    if (!o.wait || Date.now() > deadline) {
+      throw new LockHeldError(`${shell.label}: another deploy holds the lock: ${describeHolder(state.holder)}`, {
+        hint: `wait for it (or pass --wait); if no deploy is running any more, clear it with \`stack lock release ${o.env}\``,
+      });
+    }
+    if (!waiting) o.progress.line(`${o.host}: waiting for the deploy lock held by ${describeHolder(state.holder)}`);
+    waiting = true;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
