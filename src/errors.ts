@@ -99,9 +99,10 @@ export class RemoteCommandError extends StackError {
     readonly step: string,
     readonly code: number | null,
     readonly stderr: string,
-    options?: { hint?: string },
+    options?: { hint?: string; outcome?: string },
   ) {
-    super(`${host}: ${step} failed${code === null ? '' : ` (exit ${code})`}${stderr.trim() ? `:\n${indent(stderr.trim())}` : ''}`, options);
+    const outcome = options?.outcome ? `; ${options.outcome}` : '';
+    super(`${host}: ${step} failed${code === null ? '' : ` (exit ${code})`}${outcome}${stderr.trim() ? `:\n${indent(stderr.trim())}` : ''}`, options);
   }
 }
 

@@ -57,13 +57,14 @@ export async function runWithLock(
     const state = parseFacts(r.stdout).lock;
     if (state.state !== 'held') return { stdout: r.stdout, acquired: state.state === 'acquired', holder: null };
     if (lock.mode === 'report') return { stdout: r.stdout, acquired: false, holder: state.holder };
-    if (isStale(state.holder)) {
+    if (isStale(state.holder) && !state.scriptRunning) {
       o.progress.line(pc.yellow(`${o.host}: clearing a stale deploy lock left by ${describeHolder(state.holder)}: that process no longer runs`));
       await shell.sudoScript(releaseLockScript(lock.dir, state.holder!.token));
       continue;
     }
     if (!o.wait || Date.now() > deadline) {
-      throw new LockHeldError(`${shell.label}: another deploy holds the lock: ${describeHolder(state.holder)}`, {
+      const finishing = state.scriptRunning ? '; its last step is still running on the server and releases the lock when done' : '';
+      throw new LockHeldError(`${shell.label}: another deploy holds the lock: ${describeHolder(state.holder)}${finishing}`, {
         hint: `wait for it (or pass --wait); if no deploy is running any more, clear it with \`stack lock release ${o.env}\``,
       });
     }

@@ -38,8 +38,9 @@ export async function runScript(
   if (r.code !== 0) {
     progress.end(false);
     const redact = script.redact ?? ((t: string) => t);
-    const after = rolledBack === undefined ? '' : rolledBack === '200' ? '; rolled back to the previous release, which answers its health check' : `; rolled back to the previous release, whose health check answered ${rolledBack}`;
-    throw new RemoteCommandError(host, `${failed ?? script.what}${after}`, r.code, redact(r.stderr));
+    const outcome =
+      rolledBack === undefined ? undefined : rolledBack.startsWith('200') ? 'rolled back to the previous release, which answers its health check' : `rolled back to the previous release, whose health check answered ${rolledBack}`;
+    throw new RemoteCommandError(host, failed ?? script.what, r.code, redact(r.stderr), { outcome });
   }
   progress.end(true);
   return { ...r, health, rolledBack };

@@ -64,7 +64,10 @@ function wrap(ctx: RunContext, body: string[], options: { releaseLock: boolean; 
     lines.push(
       `[ "$(cat ${q(`${dir}/token`)} 2>/dev/null)" = ${q(token)} ] || { echo 'the deploy lock is no longer ours: another deploy took it over' >&2; fail 'deploy lock'; }`,
     );
+    // While this script runs, the lock is not stale, whatever happened to the client.
+    lines.push(`echo $$ > ${q(`${dir}/script.pid`)}`);
     if (options.releaseLock) lines.push(`trap 'if [ "$(cat ${q(`${dir}/token`)} 2>/dev/null)" = ${q(token)} ]; then rm -rf ${q(dir)}; fi' EXIT`);
+    else lines.push(`trap 'rm -f ${q(`${dir}/script.pid`)}' EXIT`);
   }
   lines.push(...body, '}', 'stack_main');
   return `${lines.join('\n')}\n`;
@@ -193,16 +196,22 @@ export interface HealthCheck {
   retries: number;
 }
 
-/** Defines `health_ok`, which tries the health path through nginx and leaves the code in $code. */
+/**
+ * Defines `health_ok`, which tries the health path through nginx and leaves the code in $code.
+ * Behind socket activation a crashing app makes requests wait rather than fail, so the check also
+ * stops as soon as systemd has to restart the app (or gives up on it): it will not get healthy.
+ */
 function healthFunction(h: HealthCheck): string {
   const url = h.https ? `https://${h.host}${h.path}` : `http://${h.host}${h.path}`;
   const port = h.https ? 443 : 80;
+  const restarts = `systemctl show -p NRestarts --value ${q(h.app)}`;
   return [
     'health_ok() {',
-    '  code=000; i=0',
+    `  code=000; i=0; r0=$(${restarts})`,
     `  while [ $i -lt ${h.retries} ]; do`,
     `    code=$(curl -s -k -o /dev/null -w '%{http_code}' --max-time ${h.timeout} --resolve ${q(`${h.host}:${port}:127.0.0.1`)} ${q(url)})`,
     `    [ "$code" = ${h.status} ] && return 0`,
+    `    if [ "$(${restarts})" != "$r0" ] || systemctl is-failed --quiet ${q(h.app)}; then code="$code (the app crashed; systemd had to restart it)"; return 1; fi`,
     '    i=$((i+1)); sleep 0.5',
     '  done',
     '  return 1',
@@ -387,7 +396,9 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
       `step ${q(`keep the last ${o.keep} releases`)}`,
       // Incomplete releases (no manifest: an upload that was cut off) go first; never the live one.
       `cd ${q(layout.releases)} && for r in *; do [ -f "$r/.stack-release.json" ] || [ "$r" = ${q(plan.release!.id)} ] || rm -rf "$r"; done`,
-      `ls -1 | sort -r | tail -n +${o.keep + 1} | while read -r r; do [ "$r" = ${q(plan.release!.id)} ] || rm -rf "$r"; done; cd /`,
+      // A release a running process still works in (one that was not restarted) is kept too.
+      `inuse=$(for p in $(pgrep -u ${q(layout.app)}); do readlink /proc/$p/cwd; done 2>/dev/null | sed -n ${q(`s|^${layout.releases}/\\([^/]*\\).*|\\1|p`)} | sort -u)`,
+      `ls -1 | sort -r | tail -n +${o.keep + 1} | while read -r r; do case " $(echo $inuse) " in *" $r "*) continue;; esac; [ "$r" = ${q(plan.release!.id)} ] || rm -rf "$r"; done; cd /`,
     );
     for (const hook of o.hooks.after_activate) lines.push(...hookLines(hook, layout.current, layout, 'after_failed'));
   }

@@ -38,7 +38,7 @@ export interface GatheredFacts {
 }
 
 /** The deploy lock as the facts script found (or took) it. */
-export type LockState = { state: 'acquired' } | { state: 'free' } | { state: 'held'; holder: LockHolder | null };
+export type LockState = { state: 'acquired' } | { state: 'free' } | { state: 'held'; holder: LockHolder | null; scriptRunning: boolean };
 
 export interface LockHolder {
   token: string;
@@ -74,7 +74,9 @@ export function parseLockInfo(text: string): LockHolder | null {
 export function lockLines(lock: LockRequest): string[] {
   const { dir, token, holder } = lock;
   const info = [`token=${token}`, `who=${holder.who}`, `client=${holder.client}`, `pid=${holder.pid}`, `since=${holder.since}`, `command=${holder.command}`].join('\n');
-  const report = `printf 'lock\theld\t%s\n' "$(base64 -w0 ${shQuote(`${dir}/info`)} 2>/dev/null)"`;
+  // Whether one of that deploy's scripts is still running on the server (each records its pid).
+  const running = `if [ -f ${shQuote(`${dir}/script.pid`)} ] && kill -0 "$(cat ${shQuote(`${dir}/script.pid`)})" 2>/dev/null; then echo 1; else echo 0; fi`;
+  const report = `printf 'lock\theld\t%s\t%s\n' "$(base64 -w0 ${shQuote(`${dir}/info`)} 2>/dev/null)" "$(${running})"`;
   if (lock.mode === 'report') return [`if [ -d ${shQuote(dir)} ]; then ${report}; else printf 'lock\tfree\n'; fi`];
   return [
     `mkdir -p ${shQuote(dir.slice(0, dir.lastIndexOf('/')))}`,
@@ -211,7 +213,11 @@ export function parseFacts(output: string, redact: (path: string, content: strin
         break;
       case 'lock':
         facts.lock =
-          f[0] === 'acquired' ? { state: 'acquired' } : f[0] === 'held' ? { state: 'held', holder: parseLockInfo(Buffer.from(f[1] ?? '', 'base64').toString('utf8')) } : { state: 'free' };
+          f[0] === 'acquired'
+            ? { state: 'acquired' }
+            : f[0] === 'held'
+              ? { state: 'held', holder: parseLockInfo(Buffer.from(f[1] ?? '', 'base64').toString('utf8')), scriptRunning: f[2] === '1' }
+              : { state: 'free' };
         break;
     }
   }

@@ -143,8 +143,8 @@ export const AppSchema = v.strictObject({
   health_check: v.optional(
     v.strictObject({
       status: v.optional(v.pipe(v.number('must be an HTTP status code'), v.integer('must be an HTTP status code'), v.minValue(100, 'must be an HTTP status code'), v.maxValue(599, 'must be an HTTP status code')), 200),
-      timeout: v.optional(positiveInt('timeout', 300), 5),
-      retries: v.optional(positiveInt('retries', 600), 30),
+      timeout: v.optional(positiveInt('timeout', 300), 3),
+      retries: v.optional(positiveInt('retries', 600), 20),
     }),
     {},
   ),

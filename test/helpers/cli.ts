@@ -18,7 +18,7 @@ export function stack(args: string[], options: { cwd?: string; env?: NodeJS.Proc
     env: { ...process.env, NO_COLOR: '1', ...options.env },
     input: options.input ?? '',
     encoding: 'utf8',
-    timeout: 60_000,
+    timeout: 180_000,
   });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -14,6 +14,7 @@ export interface ProjectOptions {
   /** Replaces the host entry (and the domain) entirely. */
   host?: Record<string, unknown>;
   domain?: string;
+  hooks?: Record<string, string[]>;
 }
 
 export function exampleProject(server: SandboxInfo, o: ProjectOptions = {}): string {
@@ -31,6 +32,7 @@ export function exampleProject(server: SandboxInfo, o: ProjectOptions = {}): str
       secrets: ['SECRET_KEY'],
     },
     gateway: { server: o.gateway ?? 'gunicorn', workers: 2 },
+    ...(o.hooks ? { hooks: o.hooks } : {}),
     environments: {
       sbx: {
         domains: [o.domain ?? server.address],

@@ -1,0 +1,210 @@
+/**
+ * Releases that carry their configuration, on a real server: listing, a manual rollback that
+ * restores code and configuration together, automatic rollbacks (an app that does not start, a
+ * failing health check), hooks, the deploy lock and the audit log.
+ */
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runProgram } from '../../src/sandbox/sandbox.js';
+import { ROOT, stack, type CliResult } from '../helpers/cli.js';
+import { exampleProject } from '../helpers/project.js';
+import { bootSandbox, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
+
+const SECRET = 's3cr3t-value-never-printed';
+let server: SandboxInfo;
+let dir: string;
+
+function run(args: string[]): CliResult {
+  const r = stack(args, { cwd: dir });
+  expect(r.stdout + r.stderr).not.toContain(SECRET);
+  return r;
+}
+async function root(command: string): Promise<string> {
+  return (await sshExec(server, command, 'root')).stdout.trim();
+}
+async function health(): Promise<{ http: string; release?: string; version?: number }> {
+  const r = await runProgram('curl', ['-s', '-i', '--max-time', '10', `http://${server.address}/health`], 15_000);
+  const [head, body] = r.stdout.split('\r\n\r\n');
+  return { ...(body ? JSON.parse(body) : {}), http: head!.split(' ')[1]! };
+}
+async function header(name: string): Promise<string | undefined> {
+  const r = await runProgram('curl', ['-s', '-I', '--max-time', '10', `http://${server.address}/`], 15_000);
+  return r.stdout.split('\r\n').find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`))?.split(': ')[1];
+}
+const wsgi = () => path.join(dir, 'example/hello/wsgi.py');
+const original = readFileSync(path.join(ROOT, 'example/hello/wsgi.py'), 'utf8');
+const headers = readFileSync(path.join(ROOT, 'templates/nginx/partials/headers.hbs'), 'utf8');
+
+/** Code version N (in /health) and configuration version N (an X-Version header). */
+function version(n: number): void {
+  writeFileSync(wsgi(), original.replace('"status": "ok"', `"status": "ok", "version": ${n}`));
+  mkdirSync(path.join(dir, '.stack/templates/nginx/partials'), { recursive: true });
+  writeFileSync(path.join(dir, '.stack/templates/nginx/partials/headers.hbs'), `${headers}add_header X-Version "${n}" always;\n`);
+}
+
+beforeAll(async () => {
+  server = await bootSandbox('rel');
+  dir = exampleProject(server, {
+    hooks: { before_activate: ['python -c "print(\'migrating\')" && touch migrated'], after_activate: ['test -f migrated'] },
+  });
+  expect(run(['setup', 'sbx']).code).toBe(0);
+});
+
+describe('releases and rollback', () => {
+  let v1: string;
+  let v2: string;
+
+  it('records each release with its manifest and configuration', async () => {
+    version(1);
+    const first = run(['deploy', 'sbx']);
+    expect(first.code).toBe(0);
+    v1 = first.stderr.match(/release (\d{8}T\d{6}Z)/)![1]!;
+    await new Promise((r) => setTimeout(r, 1100));
+    version(2);
+    const second = run(['deploy', 'sbx']);
+    expect(second.code).toBe(0);
+    v2 = second.stderr.match(/release (\d{8}T\d{6}Z)/)![1]!;
+    expect(await health()).toMatchObject({ http: '200', version: 2, release: v2 });
+    expect(await header('X-Version')).toBe('"2"'.replace(/"/g, ''));
+    const list = run(['releases', 'sbx']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(new RegExp(`  ${v1}  .*root@`));
+    expect(list.stdout).toMatch(new RegExp(`\\* ${v2} .*live`));
+    // The configuration each release went live with is kept with it, env file private.
+    expect(await root(`grep -c 'X-Version "1"' /srv/hello/releases/${v1}/.stack/config/etc/nginx/sites-available/hello.conf`)).toBe('1');
+    expect(await root(`stat -c '%a %U' /srv/hello/releases/${v2}/.stack/config/etc/hello/env /srv/hello/releases/${v2}/.stack`)).toBe('600 hello\n700 root');
+    // The before_activate hook ran in the new release, before it went live.
+    expect(await root(`test -f /srv/hello/releases/${v2}/migrated && echo yes`)).toBe('yes');
+  });
+
+  it('rolls back code and configuration together', async () => {
+    const r = run(['rollback', 'sbx']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`now runs release ${v1} \\(was ${v2}\\), code and configuration; health 200`));
+    expect(await health()).toMatchObject({ http: '200', version: 1, release: v1 });
+    expect(await header('X-Version')).toBe('1');
+    expect(run(['releases', 'sbx']).stdout).toMatch(new RegExp(`\\* ${v1} .*live`));
+    // Back to the newest one by name.
+    expect(run(['rollback', 'sbx', v2]).code).toBe(0);
+    expect(await health()).toMatchObject({ version: 2 });
+    expect(await header('X-Version')).toBe('2');
+    const none = run(['rollback', 'sbx', '20000101T000000Z']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/there is no release 20000101T000000Z/);
+  });
+
+  it('makes a new release of the same code when only the configuration changes', async () => {
+    await new Promise((r) => setTimeout(r, 1100));
+    writeFileSync(path.join(dir, '.stack/templates/nginx/partials/headers.hbs'), `${headers}add_header X-Version "2b" always;\n`);
+    const pid = await root('systemctl show -p MainPID --value hello');
+    const r = run(['deploy', 'sbx']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/code of \d{8}T\d{6}Z, new configuration/);
+    expect(await header('X-Version')).toBe('2b');
+    expect(await root('systemctl show -p MainPID --value hello')).toBe(pid);
+    expect(run(['releases', 'sbx']).stdout).toMatch(/\(code of \d{8}T\d{6}Z\)\s+live/);
+  });
+});
+
+describe('automatic rollback', () => {
+  /** Still the release that was live before, with the same code; the app runs from `current`. */
+  async function expectPreviousServing(before: { version?: number; current: string }) {
+    const now = await health();
+    expect(now.http).toBe('200');
+    expect(now.version).toBe(before.version);
+    expect(await root('readlink /srv/hello/current')).toBe(before.current);
+  }
+  async function live() {
+    return { ...(await health()), current: await root('readlink /srv/hello/current') };
+  }
+
+  it('puts the previous release back when the new one does not start', async () => {
+    const before = await live();
+    const releasesBefore = await root('ls /srv/hello/releases');
+    writeFileSync(wsgi(), `raise RuntimeError("boom at import")\n${original}`);
+    const r = run(['deploy', 'sbx']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/failed.*rolled back to the previous release, which answers its health check/);
+    expect(r.stderr).toMatch(/boom at import/);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    await expectPreviousServing(before);
+    expect(await root('ls /srv/hello/releases')).toBe(releasesBefore);
+  });
+
+  it('puts the previous release back when the health check fails', async () => {
+    const before = await live();
+    writeFileSync(wsgi(), original.replace('start_response("200 OK", [("Content-Type", "application/json")', 'start_response("500 Internal Server Error", [("Content-Type", "application/json")'));
+    const r = run(['deploy', 'sbx']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/health check failed \(exit 1\); rolled back to the previous release/);
+    expect(r.stderr).toMatch(/answered 500, not 200/);
+    await expectPreviousServing(before);
+  });
+
+  it('stops before anything goes live when a hook fails, with its output redacted', async () => {
+    writeFileSync(wsgi(), original);
+    const before = await live();
+    const files = await root('sha256sum /etc/nginx/sites-available/hello.conf /etc/hello/env; readlink /srv/hello/current');
+    const inv = path.join(dir, 'inventory.yml');
+    const text = readFileSync(inv, 'utf8');
+    writeFileSync(inv, text.replace(/before_activate:\n(\s+)- .*\n/, `before_activate:\n$1- echo "key is $SECRET_KEY"; echo migration failed >&2; exit 3\n`));
+    try {
+      const r = run(['deploy', 'sbx']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/hook echo/);
+      expect(r.stderr).toMatch(/key is \[REDACTED\]/);
+      expect(r.stderr).toMatch(/migration failed/);
+      expect(await root('sha256sum /etc/nginx/sites-available/hello.conf /etc/hello/env; readlink /srv/hello/current')).toBe(files);
+      await expectPreviousServing(before);
+    } finally {
+      writeFileSync(inv, text);
+    }
+  });
+
+  it('records every outcome in the audit log', () => {
+    const r = run(['audit', 'sbx', '-n', '50']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/deploy sbx .* ok/);
+    expect(r.stdout).toMatch(/rollback sbx .* ok/);
+    expect(r.stdout).toMatch(/failed: health check/);
+    expect(r.stdout).toMatch(/failed: hook echo/);
+  });
+});
+
+describe('the deploy lock', () => {
+  const lockInfo = (client: string, pid: number) =>
+    `mkdir -p /var/lib/stack/hello.lock && printf 'token=other\\nwho=alice@laptop\\nclient=${client}\\npid=${pid}\\nsince=2026-01-01T00:00:00Z\\ncommand=deploy sbx\\n' > /var/lib/stack/hello.lock/info && printf other > /var/lib/stack/hello.lock/token`;
+
+  it('refuses a deploy while another holds the lock, naming it and how to clear it', async () => {
+    await root(lockInfo('laptop', 4242));
+    expect(run(['lock', 'status', 'sbx']).stdout).toMatch(/locked by alice@laptop \(deploy sbx, pid 4242 on laptop/);
+    const r = run(['deploy', 'sbx']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/another deploy holds the lock: alice@laptop/);
+    expect(r.stderr).toMatch(/stack lock release ENV|stack lock release sbx/);
+    expect(run(['deploy', 'sbx', '--dry-run']).stderr).toMatch(/holds the deploy lock right now/);
+    expect(run(['lock', 'release', 'sbx']).stdout).toMatch(/released the lock held by alice@laptop/);
+    expect(run(['lock', 'status', 'sbx']).stdout).toMatch(/not locked/);
+  });
+
+  it('clears a lock left by a stack process of this machine that no longer runs', async () => {
+    await root(lockInfo(hostname(), 999_999));
+    const r = run(['deploy', 'sbx']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/clearing a stale deploy lock left by alice@laptop .*no longer runs/);
+    expect(run(['lock', 'status', 'sbx']).stdout).toMatch(/not locked/);
+  });
+
+  it('waits for the lock with --wait', async () => {
+    await root(lockInfo('laptop', 4242));
+    // Released by "the other deploy" three seconds later.
+    void sshExec(server, 'sleep 3; rm -rf /var/lib/stack/hello.lock', 'root');
+    const t0 = Date.now();
+    const r = run(['deploy', 'sbx', '--wait']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/waiting for the deploy lock/);
+    expect(Date.now() - t0).toBeGreaterThan(2500);
+  });
+});
