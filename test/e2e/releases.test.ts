@@ -208,3 +208,29 @@ describe('the deploy lock', () => {
     expect(Date.now() - t0).toBeGreaterThan(2500);
   });
 });
+
+describe('keeping releases', () => {
+  it('keeps the last N after a successful deploy, plus any a running process still uses', async () => {
+    const inv = path.join(dir, 'inventory.yml');
+    const text = readFileSync(inv, 'utf8');
+    writeFileSync(inv, text.replace(/(  sbx:\n)/, '$1    keep: 2\n'));
+    try {
+      // Three configuration-only deploys: the app is not restarted, so it keeps working in the
+      // release it started from, which must survive the pruning.
+      const appRelease = (await root(`readlink /proc/$(systemctl show -p MainPID --value hello)/cwd`)).split('/').pop()!;
+      for (let i = 0; i < 3; i++) {
+        await new Promise((r) => setTimeout(r, 1100));
+        writeFileSync(path.join(dir, '.stack/templates/nginx/partials/headers.hbs'), `${headers}add_header X-Keep "${i}" always;\n`);
+        expect(run(['deploy', 'sbx']).code).toBe(0);
+      }
+      const releases = (await root('ls /srv/hello/releases')).split('\n');
+      const current = (await root('readlink /srv/hello/current')).replace('releases/', '');
+      expect(releases).toContain(current);
+      expect(releases).toContain(appRelease);
+      expect(releases.filter((r) => r !== appRelease)).toHaveLength(2);
+      expect((await health()).http).toBe('200');
+    } finally {
+      writeFileSync(inv, text);
+    }
+  });
+});
