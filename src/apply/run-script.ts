@@ -1,7 +1,7 @@
 /** Runs one remote script and turns its `@@` markers into progress, and a failure into an error. */
 import type { Readable } from 'node:stream';
 import type { Progress } from '../cli/progress.js';
-import { RemoteCommandError } from '../errors.js';
+import { ConnectError, RemoteCommandError } from '../errors.js';
 import type { ExecResult, RemoteShell } from '../ssh/connect.js';
 
 export interface ScriptOutcome extends ExecResult {
@@ -32,15 +32,25 @@ export async function runScript(
       else if (line.startsWith('@@rolledback ')) rolledBack = line.slice(13);
     }
   };
-  const r = script.command
-    ? await shell.sudo(script.command, script.stdin, { onStdout })
-    : await shell.sudoScript(script.stdin as string, { onStdout });
+  let r: ExecResult;
+  try {
+    r = script.command ? await shell.sudo(script.command, script.stdin, { onStdout }) : await shell.sudoScript(script.stdin as string, { onStdout });
+  } catch (err) {
+    r = { code: null, stdout: '', stderr: (err as Error).message };
+  }
+  if (r.code === null) {
+    // No exit status: the connection went away while the step ran.
+    progress.end(false);
+    throw new ConnectError(`${shell.label}: the connection was lost during "${failed ?? script.what}"`, {
+      hint: 'a step that had fully reached the server finishes, or rolls back, there by itself; run the command again (the lock left behind is cleared once that step is done)',
+    });
+  }
   if (r.code !== 0) {
     progress.end(false);
     const redact = script.redact ?? ((t: string) => t);
     const outcome =
       rolledBack === undefined ? undefined : rolledBack.startsWith('200') ? 'rolled back to the previous release, which answers its health check' : `rolled back to the previous release, whose health check answered ${rolledBack}`;
-    throw new RemoteCommandError(host, failed ?? script.what, r.code, redact(r.stderr), { outcome });
+    throw new RemoteCommandError(shell.label, failed ?? script.what, r.code, redact(r.stderr), { outcome });
   }
   progress.end(true);
   return { ...r, health, rolledBack };

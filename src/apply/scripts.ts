@@ -394,8 +394,9 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
   if (rel) {
     lines.push(
       `step ${q(`keep the last ${o.keep} releases`)}`,
-      // Incomplete releases (no manifest: an upload that was cut off) go first; never the live one.
-      `cd ${q(layout.releases)} && for r in *; do [ -f "$r/.stack-release.json" ] || [ "$r" = ${q(plan.release!.id)} ] || rm -rf "$r"; done`,
+      // Releases that never went live go first: no manifest (an upload cut off) or no recorded
+      // configuration (its deploy died before activation). Never the live one.
+      `cd ${q(layout.releases)} && for r in *; do { [ -f "$r/.stack-release.json" ] && [ -d "$r/.stack/config" ]; } || [ "$r" = ${q(plan.release!.id)} ] || [ "releases/$r" = "$(readlink ${q(layout.current)})" ] || rm -rf "$r"; done`,
       // A release a running process still works in (one that was not restarted) is kept too.
       `inuse=$(for p in $(pgrep -u ${q(layout.app)}); do readlink /proc/$p/cwd; done 2>/dev/null | sed -n ${q(`s|^${layout.releases}/\\([^/]*\\).*|\\1|p`)} | sort -u)`,
       `ls -1 | sort -r | tail -n +${o.keep + 1} | while read -r r; do case " $(echo $inuse) " in *" $r "*) continue;; esac; [ "$r" = ${q(plan.release!.id)} ] || rm -rf "$r"; done; cd /`,

@@ -13,7 +13,10 @@ export interface LoadResult {
   ms: number;
 }
 
-export function startLoad(url: string, o: { concurrency?: number; maxRequests?: number; maxMs?: number } = {}): { stop: () => Promise<LoadResult> } {
+export function startLoad(
+  url: string,
+  o: { concurrency?: number; maxRequests?: number; maxMs?: number } = {},
+): { stop: () => Promise<LoadResult>; snapshot: () => LoadResult } {
   const host = new URL(url).hostname;
   if (!/^(127\.|169\.254\.)/.test(host)) throw new Error(`load only goes to loopback or sandbox addresses, not ${host}`);
   const maxRequests = o.maxRequests ?? 20_000;
@@ -46,6 +49,7 @@ export function startLoad(url: string, o: { concurrency?: number; maxRequests?: 
   };
   const workers = Array.from({ length: o.concurrency ?? 4 }, worker);
   return {
+    snapshot: () => ({ ...result, failures: { ...result.failures }, ms: Date.now() - started }),
     stop: async () => {
       stopping = true;
       await Promise.all(workers);
