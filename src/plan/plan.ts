@@ -76,6 +76,20 @@ export function sha256(content: FileContent): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+/**
+ * Release ids are UTC times to the second (`20261123T204431Z`) and sort in deploy order. Two
+ * deploys within one second, or a clock behind the server's newest release, must still get a
+ * new, later id: otherwise a new release could overwrite the live one.
+ */
+export function nextReleaseId(wanted: string, existing: readonly string[]): string {
+  const latest = [...existing].sort().at(-1);
+  if (!latest || wanted > latest) return wanted;
+  const m = latest.match(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/);
+  if (!m) return wanted;
+  const next = new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]! + 1));
+  return next.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
 export function planDeploy({ desired, facts, code = null, selfSigned = null, scope = 'deploy' }: PlanInput): Plan {
   const setup = scope === 'setup';
   const notified = new Set<string>();
@@ -116,6 +130,7 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, sco
 
   let release: ReleasePlan | null = null;
   if (code && !setup) {
+    code = { ...code, id: nextReleaseId(code.id, facts.releases) };
     const live = facts.currentRelease && facts.manifest ? facts.manifest : null;
     if (!live || live.source_hash !== code.sourceHash) {
       release = code;

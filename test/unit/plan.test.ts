@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { factsScript, parseFacts } from '../../src/facts/gather.js';
 import { parseInventory } from '../../src/inventory/load.js';
-import { changeCount, planDeploy, sha256 } from '../../src/plan/plan.js';
+import { changeCount, nextReleaseId, planDeploy, sha256 } from '../../src/plan/plan.js';
 import { activateScript, provisionLines, type RunContext } from '../../src/apply/scripts.js';
 import { shQuote } from '../../src/remote/quote.js';
 import { Secret, displayContent } from '../../src/secrets/secret.js';
@@ -203,5 +203,23 @@ describe('quoting and secrets files', () => {
       ['B', 'two words'],
       ['C', 'x=y'],
     ]);
+  });
+});
+
+describe('release ids', () => {
+  it.each([
+    ['20261123T204431Z', [], '20261123T204431Z'],
+    ['20261123T204432Z', ['20261123T204431Z'], '20261123T204432Z'],
+    ['20261123T204431Z', ['20261123T204431Z'], '20261123T204432Z'],
+    ['20261123T204430Z', ['20261123T204429Z', '20261123T204431Z'], '20261123T204432Z'],
+    ['20261231T235959Z', ['20261231T235959Z'], '20270101T000000Z'],
+  ])('%s after %j is %s', (wanted, existing, want) => {
+    expect(nextReleaseId(wanted, existing)).toBe(want);
+  });
+
+  it('never plans a release over an existing one', async () => {
+    const d = await desired();
+    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\nreleases\t20261123T204431Z\n'), code: { id: '20261123T204431Z', sourceHash: 'x', requirements: null } });
+    expect(plan.release!.id).toBe('20261123T204432Z');
   });
 });
