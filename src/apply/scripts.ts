@@ -219,9 +219,10 @@ function healthFunction(h: HealthCheck): string {
   ].join('\n');
 }
 
-function healthLines(h: HealthCheck, onFailure: string): string[] {
+/** The health step; `onFailure` is `fail`, or the rollback of a script that has one. */
+function healthLines(h: HealthCheck, onFailure: string, defineFunction = true): string[] {
   return [
-    healthFunction(h),
+    ...(defineFunction ? [healthFunction(h)] : []),
     `step ${q(`health check ${h.path}`)}`,
     `if health_ok; then printf '@@health %s\\n' "$code"; else printf '@@health %s\\n' "$code"; echo "GET ${h.path} through nginx answered $code, not ${h.status}; last lines of the app's journal:" >&2; journalctl -u ${q(h.app)} -n 15 --no-pager -o cat >&2; ${onFailure} 'health check'; fi`,
   ];
@@ -383,13 +384,8 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
     );
   }
   for (const s of plan.start) lines.push(`step ${q(`start ${s}`)}`, `systemctl start ${q(s)} || { journalctl -u ${q(s)} -n 15 --no-pager -o cat >&2; ${onFailure} ${q(`start ${s}`)}; }`);
-  if (o.health) {
-    lines.push(
-      `step ${q(`health check ${o.health.path}`)}`,
-      ...(touches ? [] : [healthFunction(o.health)]),
-      `if health_ok; then printf '@@health %s\\n' "$code"; else printf '@@health %s\\n' "$code"; echo "GET ${o.health.path} through nginx answered $code, not ${o.health.status}; last lines of the app's journal:" >&2; journalctl -u ${q(o.health.app)} -n 15 --no-pager -o cat >&2; ${onFailure} 'health check'; fi`,
-    );
-  }
+  // With a rollback, health_ok is already defined (the rollback re-checks with it).
+  if (o.health) lines.push(...healthLines(o.health, onFailure, !touches));
   if (touches) lines.push('commit');
   if (rel) {
     lines.push(
@@ -458,12 +454,7 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     `systemctl restart ${q(layout.unit)} 2>/tmp/stack-handler.$$ || { cat /tmp/stack-handler.$$ >&2; journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; rollback_live 'restart'; }`,
     `step ${q('reload nginx')}`,
     'reload_nginx || rollback_live "reload nginx"',
-    ...(health
-      ? [
-          `step ${q(`health check ${health.path}`)}`,
-          `if health_ok; then printf '@@health %s\\n' "$code"; else printf '@@health %s\\n' "$code"; journalctl -u ${q(health.app)} -n 15 --no-pager -o cat >&2; rollback_live 'health check'; fi`,
-        ]
-      : []),
+    ...(health ? healthLines(health, 'rollback_live', false) : []),
     'commit',
     "audit ok ''",
   ];

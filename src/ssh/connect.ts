@@ -133,6 +133,9 @@ function verifier(address: string, port: number, pinned: string | undefined, set
 async function connectWithErrors(ssh: NodeSSH, config: ConnectConfig, label: string, verdict: { value?: HostKeyVerdict; key?: string }): Promise<void> {
   try {
     await ssh.connect(config as Parameters<NodeSSH['connect']>[0]);
+    // ssh2 emits 'error' on the client when the connection breaks later (EPIPE, reset); the
+    // running exec reports that as a lost connection, so the event itself must not crash us.
+    ssh.connection?.on('error', () => undefined);
   } catch (err) {
     const v = verdict.value;
     const key = verdict.key ?? '';
