@@ -17,6 +17,9 @@ declare -A NEED=(
   [debootstrap]=debootstrap            # their root filesystem
   [ip]=iproute2                        # their network
   [zstd]=zstd
+  [pebble]=pebble                      # an ACME CA (and pebble-challtestsrv) for Let's Encrypt tests
+  [testssl]=testssl.sh                 # TLS scanners run against the deployed HTTPS site
+  [sslscan]=sslscan
 )
 missing=()
 for cmd in "${!NEED[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); done

@@ -24,6 +24,8 @@ import type { TemplateEngine } from '../templates/engine.js';
 import { redactEnvFileText } from '../views/envfile.js';
 import { assumedFacts, type HostFacts } from '../views/facts.js';
 import { tlsFor } from '../views/nginx.js';
+import type { CustomCertificate } from '../certs/inspect.js';
+import { certificateNeed, letsEncryptCertFile, obtainCertificateScript } from '../certs/letsencrypt.js';
 import { runScript } from './run-script.js';
 import {
   activateScript,
@@ -56,6 +58,8 @@ export interface HostRunOptions {
   wait?: boolean;
   askSudoPassword?: () => Promise<string>;
   timeoutMs?: number;
+  /** `ssl: { cert, key }`, already checked. */
+  certificate?: CustomCertificate | null;
 }
 
 export interface HostRunResult {
@@ -92,9 +96,12 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   let lockHeld = false;
   try {
     const tls = tlsFor(o.env, layout);
+    const letsEncrypt = sslMode(o.env.ssl) === 'letsencrypt';
     const request = {
       files: new Map(assumed.files.map((f) => [f.path, sha256(f.content)])),
+      secret: new Set(assumed.files.filter((f) => f.secret).map((f) => f.path)),
       probes: tls ? [tls.certificate, tls.certificateKey] : [],
+      certificates: letsEncrypt ? [letsEncryptCertFile(o.env)] : [],
     };
     const round = await runWithLock(shell, lock, factsScript(assumed, request), { progress: o.progress, host: label, env: o.env.name, wait: o.wait, what: 'gather facts' });
     lockHeld = round.acquired;
@@ -110,7 +117,8 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       sslMode(o.env.ssl) === 'self-signed' && tls && !(facts.present.has(tls.certificate) && facts.present.has(tls.certificateKey))
         ? { cert: tls.certificate, key: tls.certificateKey, domains: o.env.domains }
         : null;
-    const plan = planDeploy({ desired, facts, code, selfSigned, scope: o.mode });
+    const certificate = certificateNeed(o.env, layout, facts.certificates.get(letsEncryptCertFile(o.env)), new Date());
+    const plan = planDeploy({ desired, facts, code, selfSigned, certificate, scope: o.mode });
 
     if (o.dryRun) {
       o.progress.line(formatPlan(plan, `${shell.label} (${o.env.name})`));
@@ -135,14 +143,22 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       runScript(shell, label, o.progress, { stdin, command, what, redact });
 
     let outcome;
-    if (plan.release && !plan.release.copyFrom && o.source) {
+    // Provisioning goes first on its own when something must come between it and activation:
+    // the certificate (certbot must be installed) or the upload of a release (its venv).
+    const uploads = plan.release !== null && !plan.release.copyFrom && o.source !== undefined;
+    let provisioned = false;
+    if (plan.certificate || uploads) {
       const provision = provisionScript(plan, ctx, sshPort);
       if (provision) await run('provision', provision);
-      const pack = packSource(o.source);
-      await Promise.all([pack.done, run(`upload release ${plan.release.id}`, pack.stream, `sh -c ${shQuote(releaseScript(plan.release, ctx, o.manifest))}`)]);
+      provisioned = true;
+    }
+    if (plan.certificate) await run('obtain certificate', obtainCertificateScript(plan.certificate, ctx));
+    if (uploads) {
+      const pack = packSource(o.source!);
+      await Promise.all([pack.done, run(`upload release ${plan.release!.id}`, pack.stream, `sh -c ${shQuote(releaseScript(plan.release!, ctx, o.manifest))}`)]);
       outcome = await run('activate', activate([]));
     } else if (changeCount(plan) > 0 || plan.handlers.length > 0) {
-      outcome = await run('activate', activate(provisionLines(plan, sshPort)));
+      outcome = await run('activate', activate(provisioned ? [] : provisionLines(plan, sshPort)));
     } else if (health) {
       outcome = await run('health check', healthOnlyScript(health, ctx));
     } else {
@@ -163,7 +179,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
 
 
 async function desiredFor(o: HostRunOptions, facts: HostFacts): Promise<DesiredState> {
-  return buildDesiredState(o.env, o.host, { engine: o.engine, facts, secrets: o.secrets });
+  return buildDesiredState(o.env, o.host, { engine: o.engine, facts, secrets: o.secrets, certificate: o.certificate });
 }
 
 /**

@@ -49,7 +49,7 @@ export function auditFile(app: string): string {
 }
 
 /** Wraps a script body: one function, run only if the whole text arrived. */
-function wrap(ctx: RunContext, body: string[], options: { releaseLock: boolean; release?: string }): string {
+export function wrap(ctx: RunContext, body: string[], options: { releaseLock: boolean; release?: string }): string {
   const lines = ['stack_main() {', 'set -u', 'umask 077', FUNCTIONS, "trap '' HUP PIPE"];
   if (ctx.audit) {
     const { file, who, command } = ctx.audit;

@@ -113,6 +113,15 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     });
 
   program
+    .command('certs')
+    .description("each domain's certificate as nginx presents it: issuer, expiry, days left (exit 1 if any is not ok)")
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .action(async (env: string | undefined, _options, cmd: Command) => {
+      const { runCerts } = await import('../commands/certs.js');
+      await runCerts(env, globals(cmd));
+    });
+
+  program
     .command('rollback')
     .description('go back to an earlier release (the previous one by default): code and configuration together, health-checked')
     .argument('[env]', 'environment from the inventory (optional when there is only one)')

@@ -10,6 +10,7 @@ import { createProgress, type Progress } from '../cli/progress.js';
 import { EXIT, StackError, UsageError } from '../errors.js';
 import { hasRequirements, readSource } from '../release/source.js';
 import { loadSecrets } from '../secrets/load.js';
+import { loadCustomCertificate } from '../certs/custom.js';
 import { redactValues } from '../secrets/redact.js';
 import { TemplateEngine } from '../templates/engine.js';
 import { runHost, summaryLine, type HostRunResult } from '../apply/deploy-host.js';
@@ -24,6 +25,8 @@ export async function runDeploy(envName: string | undefined, options: DeployOpti
   const started = Date.now();
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const secrets = loadSecrets(env.app.secrets, inventory.dir, env.name);
+  // A custom certificate that cannot go live stops everything before a server is contacted.
+  const certificate = loadCustomCertificate(inventory, env);
   const redact = redactValues([...secrets.values()]);
   const sourceDir = path.resolve(inventory.dir, env.app.source);
   const source = mode === 'deploy' ? await readSource(sourceDir) : undefined;
@@ -73,6 +76,7 @@ export async function runDeploy(envName: string | undefined, options: DeployOpti
         wait: options.wait,
         askSudoPassword,
         timeoutMs,
+        certificate,
       }),
     );
   }

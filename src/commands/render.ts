@@ -6,7 +6,8 @@ import type { GlobalOptions } from '../cli/main.js';
 import { selectEnvironment } from '../cli/environment.js';
 import { UsageError } from '../errors.js';
 import { displayContent } from '../secrets/secret.js';
-import { buildDesiredState, type DesiredState } from '../state/desired.js';
+import { buildDesiredState, configFilesFor, type DesiredState } from '../state/desired.js';
+import { loadCustomCertificate } from '../certs/custom.js';
 import { TemplateEngine } from '../templates/engine.js';
 import { assumedFacts } from '../views/facts.js';
 import { loadRoles } from '../roles/load.js';
@@ -27,9 +28,11 @@ export async function renderEnvironment(inventory: Inventory, env: Environment, 
     const unknown = only.filter((r) => !roles.some((role) => role.name === r));
     if (unknown.length > 0) throw new UsageError(`--only: no role named ${unknown.join(', ')}`, { hint: `roles: ${roles.map((r) => r.name).join(', ')}` });
   }
+  // A custom certificate is checked here too: what render shows is what deploy would upload.
+  const certificate = loadCustomCertificate(inventory, env);
   const states: DesiredState[] = [];
   for (const host of env.hosts) {
-    states.push(await buildDesiredState(env, host, { engine, facts: assumedFacts(env, host), only, roles }));
+    states.push(await buildDesiredState(env, host, { engine, facts: assumedFacts(env, host), only, roles, certificate }));
   }
   return states;
 }
@@ -55,8 +58,7 @@ export async function runRender(envName: string | undefined, options: RenderOpti
     const { checkNginxSites, assertChecked } = await import('../checks/nginx.js');
     const { checkSystemdUnits } = await import('../checks/systemd.js');
     for (const state of states) {
-      const of = (tool: string) => state.files.filter((f) => f.validate === tool).map((f) => ({ path: f.path, content: displayContent(f.content) }));
-      for (const result of [await checkNginxSites(of('nginx')), await checkSystemdUnits(of('systemd'))]) {
+      for (const result of [await checkNginxSites(configFilesFor(state, 'nginx')), await checkSystemdUnits(configFilesFor(state, 'systemd'))]) {
         assertChecked(result);
         process.stderr.write(`${pc.green('ok:')} ${result.tool} accepts the files for ${state.host.address}\n`);
       }

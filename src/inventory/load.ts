@@ -21,6 +21,11 @@ export interface Inventory {
   dir: string;
   data: InventoryDocument;
   environments: Record<string, Environment>;
+  /**
+   * A problem found after loading (e.g. in a file the inventory names), placed at the field.
+   * An environment's own value is preferred; else the top-level one it inherits.
+   */
+  problemAt: (path: FieldPath, message: string) => InventoryProblem;
 }
 
 export async function loadInventory(file: string): Promise<Inventory> {
@@ -89,7 +94,11 @@ export function parseInventory(source: string, file: string): Inventory {
     }
   }
   if (problems.length > 0) throw new InventoryError(dedupe(problems));
-  return { file, dir: path.dirname(path.resolve(file)), data, environments };
+  const problemAt = (where: FieldPath, message: string): InventoryProblem => {
+    const pos = locate(doc, lines, where);
+    return { file, line: pos.line, column: pos.column, field: formatPath(where), message };
+  };
+  return { file, dir: path.dirname(path.resolve(file)), data, environments, problemAt };
 }
 
 function problemsFromIssues(issues: readonly v.BaseIssue<unknown>[], doc: Document, lines: LineCounter, file: string): InventoryProblem[] {

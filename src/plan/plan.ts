@@ -37,6 +37,19 @@ export interface SelfSignedPlan {
   domains: string[];
 }
 
+/** Ask the ACME server (certbot, webroot method) for a certificate before anything goes live. */
+export interface CertificateRequest {
+  /** Every domain of the environment; the first names the certificate (its live/ folder). */
+  domains: string[];
+  email: string;
+  /** The ACME directory URL. */
+  server: string;
+  webroot: string;
+  /** Why: no certificate yet, or which domains it lacks, or that it expired. */
+  reason: string;
+  ipv6: boolean;
+}
+
 export interface Plan {
   host: string;
   packages: string[];
@@ -44,6 +57,7 @@ export interface Plan {
   memberships: { user: string; group: string }[];
   dirs: (DesiredDir & { action: 'create' | 'attributes' })[];
   selfSigned: SelfSignedPlan | null;
+  certificate: CertificateRequest | null;
   files: FileChange[];
   links: DesiredLink[];
   /** Every desired link, changed or not: recorded with the release. */
@@ -64,6 +78,7 @@ export interface PlanInput {
   /** The code to deploy; absent when the code is not part of this command (setup). */
   code?: CodeVersion | null;
   selfSigned?: SelfSignedPlan | null;
+  certificate?: CertificateRequest | null;
   /**
    * `setup` provisions the server (packages, users, directories, certificates, the app's unit,
    * enabled but not started) and leaves the site, the code and every restart to `deploy`.
@@ -90,7 +105,7 @@ export function nextReleaseId(wanted: string, existing: readonly string[]): stri
   return next.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-export function planDeploy({ desired, facts, code = null, selfSigned = null, scope = 'deploy' }: PlanInput): Plan {
+export function planDeploy({ desired, facts, code = null, selfSigned = null, certificate = null, scope = 'deploy' }: PlanInput): Plan {
   const setup = scope === 'setup';
   const notified = new Set<string>();
   const notify = (names: string[]) => names.forEach((n) => notified.add(n));
@@ -141,6 +156,8 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, sco
   }
   if (setup) notified.delete('restart-app');
   if (selfSigned) notified.add('reload-nginx');
+  // The certificate's files change under the site nginx serves (an extended certificate).
+  if (certificate && !setup) notified.add('reload-nginx');
 
   // A unit is enabled once its file is there (now, or written by this plan).
   const unitWritten = (s: string) => desired.files.some((f) => f.path.endsWith(`/${s}`) && (facts.files.get(f.path)?.exists || files.some((c) => c.file === f)));
@@ -156,6 +173,7 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, sco
     memberships,
     dirs,
     selfSigned,
+    certificate,
     files,
     links,
     allLinks: desired.links,
@@ -171,6 +189,13 @@ function fileChange(f: DesiredFile, now: GatheredFacts['files'] extends Map<stri
   const printable = displayContent(f.content);
   if (!now?.exists) {
     return { file: f, action: 'create', diff: '', secretOnly: false };
+  }
+  if (f.secret) {
+    // A private key: its remote content is never fetched, so only "it differs" can be said.
+    const attributes = `${f.mode} ${f.owner}:${f.group}`;
+    const before = `${now.mode} ${now.owner}:${now.group}`;
+    if (now.sha256 === sha256(f.content)) return attributes === before ? null : { file: f, action: 'attributes', diff: '', secretOnly: false, attributesBefore: before };
+    return { file: f, action: 'update', diff: '', secretOnly: true, attributesBefore: attributes === before ? undefined : before };
   }
   const attributes = `${f.mode} ${f.owner}:${f.group}`;
   const before = `${now.mode} ${now.owner}:${now.group}`;
@@ -195,6 +220,7 @@ export function changeCount(plan: Plan): number {
     plan.memberships.length +
     plan.dirs.length +
     (plan.selfSigned ? 1 : 0) +
+    (plan.certificate ? 1 : 0) +
     plan.files.length +
     plan.links.length +
     plan.removes.length +

@@ -27,6 +27,10 @@ export function formatPlan(plan: Plan, label: string): string {
   for (const m of plan.memberships) out.push(`  add ${m.user} to group ${m.group}`);
   for (const d of plan.dirs) out.push(`  ${d.action === 'create' ? 'create directory' : 'set mode/owner of'} ${d.path} (${d.mode} ${d.owner}:${d.group})`);
   if (plan.selfSigned) out.push(`  generate a self-signed certificate for ${plan.selfSigned.domains.join(', ')}`);
+  if (plan.certificate) {
+    const c = plan.certificate;
+    out.push(`  obtain a certificate for ${c.domains.join(', ')} from ${c.server} (${c.reason})`);
+  }
   for (const c of plan.files) {
     const f = c.file;
     const attrs = `${f.mode} ${f.owner}:${f.group}`;

@@ -18,7 +18,7 @@ const FileEntry = v.strictObject({
   path: v.string(),
   template: v.optional(v.string()),
   view: v.optional(v.picklist(['nginx', 'unit', 'gunicorn', 'uwsgi'])),
-  generator: v.optional(v.picklist(['env'])),
+  generator: v.optional(v.picklist(['env', 'certificate', 'certificate-chain', 'certificate-key'])),
   when: v.optional(Condition),
   mode: v.pipe(v.string(), v.regex(/^0[0-7]{3}$/)),
   owner: v.string(),

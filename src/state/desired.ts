@@ -6,7 +6,8 @@
 import type { Environment } from '../inventory/resolve.js';
 import { sslMode } from '../inventory/resolve.js';
 import type { Host } from '../inventory/schema.js';
-import type { FileContent, Secret } from '../secrets/secret.js';
+import { displayContent, Secret, SecretText, type FileContent } from '../secrets/secret.js';
+import type { CustomCertificate } from '../certs/inspect.js';
 import { loadRoles, matches, type Role, type RoleFile } from '../roles/load.js';
 import type { TemplateEngine } from '../templates/engine.js';
 import { envFileContent } from '../views/envfile.js';
@@ -29,6 +30,10 @@ export interface DesiredFile {
   source: string;
   /** The project's override file, when one replaced the built-in template. */
   override?: string;
+  /** Made by code rather than a template (env file, uploaded certificate). */
+  generator?: string;
+  /** Wholly secret (a private key): its content never comes back from the server, not even redacted. */
+  secret?: boolean;
 }
 
 export interface DesiredLink {
@@ -76,6 +81,8 @@ export interface DesiredOptions {
   only?: string[];
   secrets?: ReadonlyMap<string, Secret>;
   roles?: Role[];
+  /** The checked files of `ssl: { cert, key }` (src/certs/custom.ts). */
+  certificate?: CustomCertificate | null;
 }
 
 export async function buildDesiredState(env: Environment, host: Host, options: DesiredOptions): Promise<DesiredState> {
@@ -86,6 +93,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     ssl: sslMode(env.ssl),
     static: env.app.static !== undefined,
     media: env.app.media !== undefined,
+    ssl_chain: typeof env.ssl === 'object' && env.ssl.chain !== undefined,
   };
   const roles = (options.roles ?? loadRoles()).filter((r) => !options.only || options.only.includes(r.name));
   const state: DesiredState = {
@@ -135,6 +143,7 @@ async function desiredFile(
   expand: (s: string) => string,
 ): Promise<DesiredFile> {
   const base = {
+    generator: f.generator,
     path: expand(f.path),
     mode: f.mode,
     owner: expand(f.owner),
@@ -145,6 +154,13 @@ async function desiredFile(
   };
   if (f.generator === 'env') {
     return { ...base, content: envFileContent(env, options.secrets), source: 'generated: environment file' };
+  }
+  if (f.generator?.startsWith('certificate')) {
+    const cert = options.certificate;
+    if (!cert) throw new Error(`${f.path}: the custom certificate was not loaded`);
+    const source = 'uploaded: ssl: in the inventory';
+    if (f.generator === 'certificate-key') return { ...base, content: new SecretText([new Secret('TLS private key', cert.key)]), source, secret: true };
+    return { ...base, content: f.generator === 'certificate' ? cert.fullchain : (cert.chain ?? ''), source };
   }
   const rendered = await options.engine.render(f.template!, viewFor(f.view, env, layout, options.facts));
   return { ...base, content: rendered.content, source: f.template!, override: rendered.override };
@@ -161,6 +177,15 @@ function viewFor(view: RoleFile['view'], env: Environment, layout: Layout, facts
     case 'uwsgi':
       return uwsgiView(env, layout, facts);
     case undefined:
-      throw new Error('a role file with a template needs a view');
+      // Small templates (the certbot hook) need only the app's name.
+      return { app: env.app.name };
   }
+}
+
+/**
+ * The files a local check reads as configuration: nginx sites and systemd units, as printable
+ * text. Uploaded certificates are validated on the server (nginx -t loads them) but are not sites.
+ */
+export function configFilesFor(state: DesiredState, tool: 'nginx' | 'systemd'): { path: string; content: string }[] {
+  return state.files.filter((f) => f.validate === tool && f.generator === undefined).map((f) => ({ path: f.path, content: displayContent(f.content) }));
 }

@@ -28,6 +28,13 @@ export interface UwsgiSettings {
   processes: string;
   processesNote: string;
   threads: number;
+  /**
+   * Stop gracefully on SIGTERM (each worker finishes its request). Only with one thread per
+   * worker: uWSGI 2.0.21 (Debian 12) can hang on a graceful stop of threaded workers, holding
+   * requests for tens of seconds (measured by bench/restart-under-load.mjs, THREADS=2), which
+   * is worse than the rare request die-on-term loses.
+   */
+  gracefulStop: boolean;
   harakiri: number;
   maxRequests: number;
 }
@@ -84,6 +91,7 @@ export function uwsgiView(env: Environment, layout: Layout, facts: HostFacts): U
     processes: fixed === null ? '%(%k * 2 + 1)' : String(fixed),
     processesNote: note,
     threads: env.gateway.threads,
+    gracefulStop: env.gateway.threads === 1,
     harakiri: env.gateway.timeout,
     maxRequests: env.gateway.max_requests,
   };

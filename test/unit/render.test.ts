@@ -12,7 +12,7 @@ import { displayContent } from '../../src/secrets/secret.js';
 import { checkNginxSites } from '../../src/checks/nginx.js';
 import { checkSystemdUnits } from '../../src/checks/systemd.js';
 import { parseNginxVersion, versionAtLeast } from '../../src/views/facts.js';
-import type { DesiredState } from '../../src/state/desired.js';
+import { configFilesFor, type DesiredState } from '../../src/state/desired.js';
 
 const FIXTURES = path.resolve(__dirname, '../fixtures/inventories');
 const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.yml')).sort();
@@ -43,7 +43,7 @@ describe.each(fixtures)('%s', (fixture) => {
   it('passes nginx -t', async () => {
     for (const { states } of await statesOf(fixture)) {
       for (const state of states) {
-        const sites = state.files.filter((f) => f.validate === 'nginx').map((f) => ({ path: f.path, content: displayContent(f.content) }));
+        const sites = configFilesFor(state, 'nginx');
         expect(sites).toHaveLength(1);
         const target = parseNginxVersion(sites[0]!.content.includes('http2 on;') ? '1.25.1' : '1.0.0');
         if (!versionAtLeast(localNginx, target)) {
@@ -62,7 +62,7 @@ describe.each(fixtures)('%s', (fixture) => {
   it('passes systemd-analyze verify with nothing on stderr', async () => {
     for (const { states } of await statesOf(fixture)) {
       for (const state of states) {
-        const units = state.files.filter((f) => f.validate === 'systemd').map((f) => ({ path: f.path, content: displayContent(f.content) }));
+        const units = configFilesFor(state, 'systemd');
         expect(units.length).toBeGreaterThan(0);
         const result = await checkSystemdUnits(units);
         expect(result.output).toBe('');

@@ -1,0 +1,129 @@
+/**
+ * `ssl: letsencrypt`: whether the ACME server must be asked (pure, from the facts), and the
+ * server script that asks it with certbot's webroot method.
+ *
+ * The certificate is obtained BEFORE the new configuration goes live, in its own script: the
+ * site nginx will serve names files that must exist (nginx -t fails otherwise), and if the ACME
+ * server cannot be reached nothing else has changed. While certbot runs, nginx must answer
+ * /.well-known/acme-challenge/ on port 80 for every domain: the live site does that for the
+ * domains it already serves; for the others (a first deploy, an added domain) a small server
+ * block stands in, and is removed again whatever happens.
+ */
+import { X509Certificate } from 'node:crypto';
+import type { Environment } from '../inventory/resolve.js';
+import type { CertificateRequest } from '../plan/plan.js';
+import { shCommand, shQuote as q } from '../remote/quote.js';
+import type { Layout } from '../views/layout.js';
+import { wrap, type RunContext } from '../apply/scripts.js';
+import { describeCertificate, pemCertificates, uncoveredDomains, validityProblem } from './inspect.js';
+
+export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
+
+/** certbot's folder for the certificate (`--cert-name` is the canonical domain). */
+export function letsEncryptLive(env: Environment): string {
+  return `/etc/letsencrypt/live/${env.domains[0]}`;
+}
+
+/** The leaf certificate file whose names and dates decide whether to ask again. */
+export function letsEncryptCertFile(env: Environment): string {
+  return `${letsEncryptLive(env)}/cert.pem`;
+}
+
+/**
+ * A certificate must be requested when there is none, when it lacks a domain (one was added),
+ * or when it has expired (renewal has been failing). Renewing ahead of expiry is certbot's
+ * timer's job, not the deploy's.
+ */
+export function certificateNeed(env: Environment, layout: Layout, pem: string | undefined, now: Date): CertificateRequest | null {
+  if (typeof env.ssl !== 'string' || env.ssl !== 'letsencrypt') return null;
+  let reason: string | null = null;
+  const first = pem ? pemCertificates(pem)[0] : undefined;
+  if (!first) reason = 'no certificate yet';
+  else {
+    const cert = new X509Certificate(first);
+    const missing = uncoveredDomains(cert, env.domains);
+    const invalid = validityProblem(describeCertificate(cert), now);
+    if (missing.length > 0) reason = `the current one does not cover ${missing.join(', ')}`;
+    else if (invalid) reason = `the current one ${invalid}`;
+  }
+  if (!reason) return null;
+  return {
+    domains: [...env.domains],
+    email: env.email!,
+    server: env.acme_server ?? LETS_ENCRYPT_DIRECTORY,
+    webroot: layout.acme_webroot,
+    reason,
+    ipv6: env.nginx.ipv6,
+  };
+}
+
+/** The stand-in server block's file: conf.d is read before sites-enabled, so it answers first. */
+export function acmeStandInFile(app: string): string {
+  return `/etc/nginx/conf.d/stack-acme-${app}.conf`;
+}
+
+export function standInServerBlock(app: string, domains: string, webroot: string, ipv6: boolean): string {
+  return [
+    `# Written by stack while certbot obtains a certificate for ${app}; removed right after.`,
+    'server {',
+    '    listen 80;',
+    ...(ipv6 ? ['    listen [::]:80;'] : []),
+    `    server_name ${domains};`,
+    '    location ^~ /.well-known/acme-challenge/ {',
+    `        root ${webroot};`,
+    '        default_type "text/plain";',
+    '        try_files $uri =404;',
+    '    }',
+    '    location / { return 404; }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** The script that obtains (or extends) the certificate; it changes nothing else. */
+export function obtainCertificateScript(req: CertificateRequest, ctx: RunContext): string {
+  const app = ctx.layout.app;
+  const standIn = acmeStandInFile(app);
+  const challenges = `${req.webroot}/.well-known/acme-challenge`;
+  const certbot = shCommand(
+    'certbot', 'certonly', '--non-interactive', '--agree-tos', '--no-eff-email',
+    '--email', req.email, '--server', req.server,
+    '--webroot', '-w', req.webroot,
+    '--cert-name', req.domains[0]!, '--expand', '--renew-by-default',
+    ...req.domains.flatMap((d) => ['-d', d]),
+  );
+  const block = standInServerBlock(app, 'STACK_DOMAINS', req.webroot, req.ipv6);
+  const lines = [
+    `step ${q('answer ACME challenges on port 80 for every domain')}`,
+    `install -d -m 0755 ${q(challenges)}`,
+    // Which domains nginx already answers the challenge path for: ask it, through itself.
+    `probe=stack-probe-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \\n')`,
+    `printf '%s' "$probe" > ${q(challenges)}/"$probe"; chmod 0644 ${q(challenges)}/"$probe"`,
+    'missing=',
+    `for d in ${req.domains.map(q).join(' ')}; do`,
+    `  got=$(curl -s --max-time 5 --resolve "$d:80:127.0.0.1" "http://$d/.well-known/acme-challenge/$probe" 2>/dev/null || true)`,
+    '  [ "$got" = "$probe" ] || missing="$missing $d"',
+    'done',
+    `rm -f ${q(challenges)}/"$probe"`,
+    // Put back what was there: no stand-in block, and nginx reloaded without it.
+    `cleanup() { if [ -f ${q(standIn)} ]; then rm -f ${q(standIn)}; nginx -t -q 2>/dev/null && reload_nginx; fi; }`,
+    'cert_fail() { cleanup; audit failed "$1"; fail "$1"; }',
+    'if [ -n "$missing" ]; then',
+    // Domains are validated names (letters, digits, dots, dashes): safe in a sed replacement.
+    `  printf '%s' ${q(block)} | sed "s|STACK_DOMAINS|$missing|" > ${q(standIn)}`,
+    `  nginx -t -q 2>/tmp/stack-nginx.$$ || { cat /tmp/stack-nginx.$$ >&2; rm -f /tmp/stack-nginx.$$; cert_fail 'nginx -t (ACME stand-in)'; }`,
+    '  rm -f /tmp/stack-nginx.$$',
+    `  reload_nginx || cert_fail 'reload nginx'`,
+    'fi',
+    `step ${q(`obtain a certificate for ${req.domains.join(', ')} (${req.server})`)}`,
+    `if ! ${certbot} >/tmp/stack-certbot.$$ 2>&1; then`,
+    // certbot says what went wrong in its last lines (the CA's answer or the connection error).
+    `  grep -v '^Saving debug log' /tmp/stack-certbot.$$ | tail -n 12 >&2; rm -f /tmp/stack-certbot.$$`,
+    `  cert_fail 'obtain certificate'`,
+    'fi',
+    'rm -f /tmp/stack-certbot.$$',
+    'cleanup',
+    `audit ok ''`,
+  ];
+  return wrap({ ...ctx, audit: ctx.audit ? { ...ctx.audit, command: `${ctx.audit.command}: certificate` } : null }, lines, { releaseLock: false });
+}

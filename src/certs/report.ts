@@ -1,0 +1,88 @@
+/**
+ * `stack certs`: which certificate each domain gets, read from the server (pure parts: the
+ * script that asks, the parser, the verdicts and the table).
+ *
+ * What counts is what nginx presents, so the script asks nginx itself (TLS with the domain as
+ * SNI on 127.0.0.1:443) and also reads the file on disk: a renewed file that nginx has not
+ * loaded yet shows up as a difference between the two.
+ */
+import { X509Certificate } from 'node:crypto';
+import { shQuote as q } from '../remote/quote.js';
+import { daysLeft, describeCertificate, pemCertificates, uncoveredDomains, type CertificateInfo } from './inspect.js';
+
+export function certsScript(domains: readonly string[], certificateFile: string): string {
+  return [
+    'set -u',
+    `if [ -f ${q(certificateFile)} ]; then printf 'disk\\t'; base64 -w0 ${q(certificateFile)}; printf '\\n'; fi`,
+    `for d in ${domains.map(q).join(' ')}; do`,
+    `  printf 'served\\t%s\\t' "$d"`,
+    '  timeout 10 openssl s_client -connect 127.0.0.1:443 -servername "$d" </dev/null 2>/dev/null | openssl x509 2>/dev/null | base64 -w0',
+    "  printf '\\n'",
+    'done',
+    'exit 0',
+    '',
+  ].join('\n');
+}
+
+export interface ServedCertificates {
+  disk: string | null;
+  served: Map<string, string | null>;
+}
+
+export function parseCertsOutput(output: string): ServedCertificates {
+  const result: ServedCertificates = { disk: null, served: new Map() };
+  for (const line of output.split('\n')) {
+    const [kind, a, b] = line.split('\t');
+    const decode = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString('utf8') : '');
+    if (kind === 'disk') result.disk = decode(a) || null;
+    if (kind === 'served' && a) result.served.set(a, pemCertificates(decode(b))[0] ?? null);
+  }
+  return result;
+}
+
+export interface DomainCertificate {
+  domain: string;
+  info: CertificateInfo | null;
+  days: number | null;
+  status: 'ok' | 'expires soon' | 'expired' | 'wrong name' | 'not served' | 'stale';
+  note: string;
+}
+
+/** Under this many days left a certificate is flagged (certbot renews at 30). */
+export const WARN_DAYS = 14;
+
+export function judgeCertificates(domains: readonly string[], found: ServedCertificates, now: Date): DomainCertificate[] {
+  const diskPem = found.disk ? pemCertificates(found.disk)[0] : undefined;
+  const disk = diskPem ? new X509Certificate(diskPem) : null;
+  return domains.map((domain) => {
+    const pem = found.served.get(domain);
+    if (!pem) {
+      return { domain, info: null, days: null, status: 'not served', note: 'nginx presents no certificate on 443 for this name: is the HTTPS site live? (stack deploy)' };
+    }
+    const cert = new X509Certificate(pem);
+    const info = describeCertificate(cert);
+    const days = daysLeft(info, now);
+    if (uncoveredDomains(cert, [domain]).length > 0) return { domain, info, days, status: 'wrong name', note: `the certificate served names ${info.names.join(', ') || info.subject}` };
+    if (info.notAfter.getTime() <= now.getTime()) return { domain, info, days, status: 'expired', note: 'renew it: certbot renew, or upload a new one' };
+    if (disk && disk.fingerprint256 !== cert.fingerprint256) {
+      return { domain, info, days, status: 'stale', note: `the file on disk is newer (until ${describeCertificate(disk).notAfter.toISOString().slice(0, 10)}); nginx has not reloaded it` };
+    }
+    if (days < WARN_DAYS) return { domain, info, days, status: 'expires soon', note: `renewal should have happened by now: check the certbot timer` };
+    return { domain, info, days, status: 'ok', note: '' };
+  });
+}
+
+export function formatCertificates(rows: readonly DomainCertificate[]): string {
+  const table = [
+    ['DOMAIN', 'ISSUER', 'EXPIRES (UTC)', 'DAYS LEFT', 'STATUS'],
+    ...rows.map((r) => [
+      r.domain,
+      r.info?.issuer ?? '-',
+      r.info ? r.info.notAfter.toISOString().slice(0, 16).replace('T', ' ') : '-',
+      r.days === null ? '-' : String(r.days),
+      r.note ? `${r.status}: ${r.note}` : r.status,
+    ]),
+  ];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  return table.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+}

@@ -1,0 +1,216 @@
+/**
+ * Certificates, without a server: custom certificate checks (real certificates made by openssl,
+ * with real dates), when Let's Encrypt must be asked, the stand-in ACME block (through the real
+ * nginx -t), and the `stack certs` verdicts.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { checkCustomCertificate } from '../../src/certs/inspect.js';
+import { certificateNeed, LETS_ENCRYPT_DIRECTORY, obtainCertificateScript, standInServerBlock } from '../../src/certs/letsencrypt.js';
+import { formatCertificates, judgeCertificates, parseCertsOutput } from '../../src/certs/report.js';
+import { checkNginxSites } from '../../src/checks/nginx.js';
+import { parseInventory } from '../../src/inventory/load.js';
+import { loadCustomCertificate } from '../../src/certs/custom.js';
+import { layoutFor } from '../../src/views/layout.js';
+import { InventoryError } from '../../src/errors.js';
+import { issue, makeCa, read, type Ca } from '../helpers/certs.js';
+import { stack } from '../helpers/cli.js';
+
+const NOW = new Date();
+let root: Ca;
+let intermediate: Ca;
+let other: Ca;
+let good: { cert: string; key: string };
+
+beforeAll(() => {
+  root = makeCa('Test Root CA');
+  intermediate = makeCa('Test Intermediate CA', root);
+  other = makeCa('Some Other CA');
+  good = issue(intermediate, { names: ['shop.example.org', 'www.shop.example.org'] });
+});
+
+const DOMAINS = ['shop.example.org', 'www.shop.example.org'];
+
+describe('custom certificate checks', () => {
+  it('accepts a matching, valid certificate that covers every domain, and builds the full chain', () => {
+    const r = checkCustomCertificate({ cert: read(good.cert), key: read(good.key), chain: read(intermediate.cert) }, DOMAINS, NOW);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const blocks = r.certificate.fullchain.match(/BEGIN CERTIFICATE/g);
+    expect(blocks).toHaveLength(2);
+    expect(r.certificate.fullchain.startsWith(read(good.cert).slice(0, 60))).toBe(true);
+    expect(r.certificate.chain).toContain('BEGIN CERTIFICATE');
+    expect(r.certificate.info.issuer).toBe('Test Intermediate CA');
+    expect(r.certificate.info.names).toEqual(DOMAINS);
+  });
+
+  it('does not repeat an intermediate already in the certificate file', () => {
+    const both = read(good.cert) + read(intermediate.cert);
+    const r = checkCustomCertificate({ cert: both, key: read(good.key), chain: read(intermediate.cert) }, DOMAINS, NOW);
+    expect(r.ok && r.certificate.fullchain.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+  });
+
+  it('refuses a key that belongs to another certificate', () => {
+    const stranger = issue(intermediate, { names: DOMAINS });
+    const r = checkCustomCertificate({ cert: read(good.cert), key: read(stranger.key) }, DOMAINS, NOW);
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.problems).toEqual([{ field: 'key', message: expect.stringMatching(/^does not match the certificate \(CN=shop\.example\.org/) }]);
+  });
+
+  it('refuses an expired certificate and one not valid yet, with the date', () => {
+    const old = issue(intermediate, { names: DOMAINS, start: '20200101000000Z', end: '20200201000000Z' });
+    const r = checkCustomCertificate({ cert: read(old.cert), key: read(old.key) }, DOMAINS, NOW);
+    expect(!r.ok && r.problems).toEqual([{ field: 'cert', message: expect.stringContaining('expired on 2020-02-01') }]);
+    const future = issue(intermediate, { names: DOMAINS, start: '20400101000000Z', end: '20410101000000Z' });
+    const f = checkCustomCertificate({ cert: read(future.cert), key: read(future.key) }, DOMAINS, NOW);
+    expect(!f.ok && f.problems[0]!.message).toContain('not valid before 2040-01-01');
+  });
+
+  it('refuses a certificate that does not cover every domain, naming the missing ones', () => {
+    const r = checkCustomCertificate({ cert: read(good.cert), key: read(good.key) }, [...DOMAINS, 'api.example.org'], NOW);
+    expect(!r.ok && r.problems).toEqual([
+      { field: 'cert', message: 'does not cover api.example.org (it covers shop.example.org, www.shop.example.org); get one that names every domain of the environment' },
+    ]);
+  });
+
+  it('checks IP addresses against IP entries and wildcards against one label', () => {
+    const ip = issue(intermediate, { names: ['169.254.9.2'] });
+    expect(checkCustomCertificate({ cert: read(ip.cert), key: read(ip.key) }, ['169.254.9.2'], NOW).ok).toBe(true);
+    const wild = issue(intermediate, { names: ['*.example.org'] });
+    expect(checkCustomCertificate({ cert: read(wild.cert), key: read(wild.key) }, ['a.example.org'], NOW).ok).toBe(true);
+    const deep = checkCustomCertificate({ cert: read(wild.cert), key: read(wild.key) }, ['a.b.example.org'], NOW);
+    expect(!deep.ok && deep.problems[0]!.message).toMatch(/^does not cover a\.b\.example\.org/);
+  });
+
+  it('refuses a chain that did not issue the certificate', () => {
+    const r = checkCustomCertificate({ cert: read(good.cert), key: read(good.key), chain: read(other.cert) }, DOMAINS, NOW);
+    expect(!r.ok && r.problems).toEqual([{ field: 'chain', message: expect.stringContaining('(CN=Some Other CA) did not issue this certificate') }]);
+  });
+
+  it('refuses files that are not certificates or keys, and encrypted keys', () => {
+    const r = checkCustomCertificate({ cert: 'hello', key: 'world' }, DOMAINS, NOW);
+    expect(!r.ok && r.problems.map((p) => p.field).sort()).toEqual(['cert', 'key']);
+    const enc = checkCustomCertificate({ cert: read(good.cert), key: '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n' }, DOMAINS, NOW);
+    expect(!enc.ok && enc.problems[0]!.message).toContain('is encrypted');
+  });
+});
+
+describe('custom certificate files named by the inventory', () => {
+  function project(files: Record<string, string | null>, ssl: string): string {
+    const dir = mkdtempSync(path.join(tmpdir(), 'stack-certs-'));
+    mkdirSync(path.join(dir, 'certs'));
+    for (const [name, content] of Object.entries(files)) {
+      if (content === null) mkdirSync(path.join(dir, name));
+      else writeFileSync(path.join(dir, name), content);
+    }
+    writeFileSync(
+      path.join(dir, 'inventory.yml'),
+      ['app: { name: shop, wsgi: "shop.wsgi:application" }', 'environments:', '  prod:', '    domains: [shop.example.org, www.shop.example.org]', `    ssl: ${ssl}`, '    hosts: [{ address: 203.0.113.5 }]', ''].join('\n'),
+    );
+    return dir;
+  }
+
+  it('names the file, line and field of a missing or unreadable file', () => {
+    const dir = project({ 'certs/cert.pem': read(good.cert), 'certs/key.pem': null }, '{ cert: certs/cert.pem, key: certs/key.pem, chain: certs/none.pem }');
+    const inventory = parseInventory(read(path.join(dir, 'inventory.yml')), path.join(dir, 'inventory.yml'));
+    let error: unknown;
+    try {
+      loadCustomCertificate(inventory, inventory.environments.prod!);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(InventoryError);
+    const problems = (error as InventoryError).problems;
+    expect(problems.map((p) => [p.line, p.field, p.message])).toEqual([
+      [5, 'environments.prod.ssl.key', 'certs/key.pem: is a directory, not a file'],
+      [5, 'environments.prod.ssl.chain', 'certs/none.pem: no such file (paths are relative to the inventory)'],
+    ]);
+  });
+
+  it('stops `stack render` with one located error for a mismatched key, and never prints a key', () => {
+    const stranger = issue(intermediate, { names: DOMAINS });
+    const dir = project({ 'certs/cert.pem': read(good.cert), 'certs/key.pem': read(stranger.key) }, '{ cert: certs/cert.pem, key: certs/key.pem }');
+    const r = stack(['render', 'prod'], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^error: inventory\.yml:5:\d+: environments\.prod\.ssl\.key: certs\/key\.pem: does not match the certificate/m);
+    expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
+    const keyBody = read(stranger.key).split('\n')[1]!;
+    expect(r.stdout + r.stderr).not.toContain(keyBody);
+  });
+
+  it('renders the uploaded files with the key redacted', () => {
+    const dir = project({ 'certs/cert.pem': read(good.cert), 'certs/key.pem': read(good.key), 'certs/chain.pem': read(intermediate.cert) }, '{ cert: certs/cert.pem, key: certs/key.pem, chain: certs/chain.pem }');
+    const r = stack(['render', 'prod'], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('==> 203.0.113.5:/etc/ssl/stack/shop/privkey.pem (0600 root:root');
+    expect(r.stdout).toMatch(/privkey\.pem.*\n\[REDACTED\]/);
+    expect(r.stdout).not.toContain(read(good.key).split('\n')[1]!);
+    expect(r.stdout).toContain('==> 203.0.113.5:/etc/ssl/stack/shop/chain.pem');
+    expect(r.stdout).toContain(read(good.cert).split('\n')[1]!);
+  });
+});
+
+describe("when Let's Encrypt is asked", () => {
+  const inventory = parseInventory(
+    ['app: { name: shop, wsgi: "shop.wsgi:application" }', 'environments:', '  prod:', '    domains: [shop.example.org, www.shop.example.org]', '    ssl: letsencrypt', '    email: ops@example.org', '    hosts: [{ address: 203.0.113.5 }]', ''].join('\n'),
+    'inventory.yml',
+  );
+  const env = inventory.environments.prod!;
+  const layout = layoutFor(env.app, env.gateway);
+
+  it('asks when there is no certificate, one lacks a domain, or it expired; not otherwise', () => {
+    expect(certificateNeed(env, layout, undefined, NOW)).toMatchObject({ reason: 'no certificate yet', server: LETS_ENCRYPT_DIRECTORY, domains: DOMAINS, email: 'ops@example.org' });
+    expect(certificateNeed(env, layout, read(good.cert), NOW)).toBeNull();
+    const one = issue(intermediate, { names: ['shop.example.org'] });
+    expect(certificateNeed(env, layout, read(one.cert), NOW)?.reason).toBe('the current one does not cover www.shop.example.org');
+    const old = issue(intermediate, { names: DOMAINS, start: '20200101000000Z', end: '20200201000000Z' });
+    expect(certificateNeed(env, layout, read(old.cert), NOW)?.reason).toBe('the current one expired on 2020-02-01');
+  });
+
+  it('never asks for other ssl modes', () => {
+    expect(certificateNeed({ ...env, ssl: 'self-signed' }, layout, undefined, NOW)).toBeNull();
+  });
+
+  it('builds a stand-in ACME block that nginx accepts', async () => {
+    const block = standInServerBlock('shop', 'shop.example.org www.shop.example.org', '/var/www/_letsencrypt', true);
+    const result = await checkNginxSites([{ path: '/etc/nginx/conf.d/stack-acme-shop.conf', content: block }]);
+    expect(result.output).toBe('');
+    expect(result.ok).toBe(true);
+  });
+
+  it('runs certbot with the webroot, the server, every domain and no secret on its command line', () => {
+    const req = certificateNeed({ ...env, acme_server: 'https://ca.internal:14000/dir' }, layout, undefined, NOW)!;
+    const script = obtainCertificateScript(req, { layout, lock: null, audit: null });
+    expect(script).toContain('certbot certonly --non-interactive --agree-tos --no-eff-email --email ops@example.org --server https://ca.internal:14000/dir --webroot -w /var/www/_letsencrypt --cert-name shop.example.org --expand --renew-by-default -d shop.example.org -d www.shop.example.org');
+    // The stand-in block goes away on success and on failure.
+    expect(script.match(/cleanup/g)!.length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('stack certs verdicts', () => {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+  it('reports issuer, expiry and days left per domain, and what is wrong', () => {
+    const one = issue(intermediate, { names: ['shop.example.org'] });
+    const renewed = issue(intermediate, { names: DOMAINS });
+    const output = [`disk\t${b64(read(renewed.cert))}`, `served\tshop.example.org\t${b64(read(good.cert))}`, `served\twww.shop.example.org\t${b64(read(one.cert))}`, 'served\tapi.example.org\t', ''].join('\n');
+    const rows = judgeCertificates([...DOMAINS, 'api.example.org'], parseCertsOutput(output), NOW);
+    expect(rows.map((r) => r.status)).toEqual(['stale', 'wrong name', 'not served']);
+    expect(rows[0]!.info!.issuer).toBe('Test Intermediate CA');
+    expect(rows[0]!.days).toBeGreaterThanOrEqual(88);
+    const table = formatCertificates(rows);
+    expect(table.split('\n')[0]).toMatch(/^DOMAIN\s+ISSUER\s+EXPIRES \(UTC\)\s+DAYS LEFT\s+STATUS$/);
+    expect(table).toContain('not served: nginx presents no certificate');
+  });
+
+  it('says ok, expires soon and expired', () => {
+    const soon = issue(intermediate, { names: DOMAINS, end: new Date(Date.now() + 5 * 86_400_000).toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z' });
+    const old = issue(intermediate, { names: DOMAINS, start: '20200101000000Z', end: '20200201000000Z' });
+    const output = (pem: string) => `served\tshop.example.org\t${b64(read(pem))}\n`;
+    expect(judgeCertificates(['shop.example.org'], parseCertsOutput(output(good.cert)), NOW)[0]!.status).toBe('ok');
+    expect(judgeCertificates(['shop.example.org'], parseCertsOutput(output(soon.cert)), NOW)[0]!.status).toBe('expires soon');
+    expect(judgeCertificates(['shop.example.org'], parseCertsOutput(output(old.cert)), NOW)[0]!.status).toBe('expired');
+  });
+});
