@@ -106,7 +106,9 @@ try {
   console.log(`${gateway} ${ssh(server, gateway === 'uwsgi' ? 'uwsgi --version' : '/usr/bin/gunicorn --version').trim()}, 2 workers x ${threads} thread(s), ${clients} clients, ${restarts} restarts in ${(ms / 1000).toFixed(1)} s`);
   console.log(`requests ${counts.total}, 200: ${counts.ok}, failures ${JSON.stringify(counts.failures)}`);
   console.log(`requests answered while each restart ran: min ${Math.min(...perRestart)}, max ${Math.max(...perRestart)}`);
-  console.log(errors ? `nginx hello.error.log:\n${errors}` : 'nginx hello.error.log: empty');
+  const lines = errors ? errors.split('\n') : [];
+  console.log(`nginx hello.error.log: ${lines.length} line(s)${lines.length > 0 ? `, the first ${Math.min(5, lines.length)}:` : ''}`);
+  for (const l of lines.slice(0, 5)) console.log(`  ${l}`);
 } finally {
   await sandboxDown(name);
 }

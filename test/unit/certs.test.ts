@@ -3,7 +3,8 @@
  * with real dates), when Let's Encrypt must be asked, the stand-in ACME block (through the real
  * nginx -t), and the `stack certs` verdicts.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,7 @@ import { loadCustomCertificate } from '../../src/certs/custom.js';
 import { layoutFor } from '../../src/views/layout.js';
 import { InventoryError } from '../../src/errors.js';
 import { issue, makeCa, read, type Ca } from '../helpers/certs.js';
-import { stack } from '../helpers/cli.js';
+import { ROOT, stack } from '../helpers/cli.js';
 
 const NOW = new Date();
 let root: Ca;
@@ -127,6 +128,23 @@ describe('custom certificate files named by the inventory', () => {
       [5, 'environments.prod.ssl.key', 'certs/key.pem: is a directory, not a file'],
       [5, 'environments.prod.ssl.chain', 'certs/none.pem: no such file (paths are relative to the inventory)'],
     ]);
+  });
+
+  // As root, every file is readable: the CLI runs as `nobody` to meet a file it may not read.
+  it.skipIf(process.getuid?.() !== 0)('says a file it may not read is unreadable, at its field', () => {
+    const dir = project({ 'certs/cert.pem': read(good.cert), 'certs/key.pem': read(good.key) }, '{ cert: certs/cert.pem, key: certs/key.pem }');
+    chmodSync(dir, 0o755);
+    chmodSync(path.join(dir, 'certs'), 0o755);
+    chmodSync(path.join(dir, 'inventory.yml'), 0o644);
+    chmodSync(path.join(dir, 'certs/cert.pem'), 0o644);
+    chmodSync(path.join(dir, 'certs/key.pem'), 0o600);
+    const r = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, path.join(ROOT, 'bin/stack.js'), 'render', 'prod'], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, NO_COLOR: '1', HOME: '/tmp' },
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^error: inventory\.yml:5:\d+: environments\.prod\.ssl\.key: certs\/key\.pem: cannot read it \(permission denied\)/m);
   });
 
   it('stops `stack render` with one located error for a mismatched key, and never prints a key', () => {
