@@ -156,8 +156,9 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
   }
   if (setup) notified.delete('restart-app');
   if (selfSigned) notified.add('reload-nginx');
-  // The certificate's files change under the site nginx serves (an extended certificate).
-  if (certificate && !setup) notified.add('reload-nginx');
+  // The certificate's files change under the site nginx may already serve (an extended or
+  // replaced certificate): nginx reads them only when it reloads. Setup too.
+  if (certificate) notified.add('reload-nginx');
 
   // A unit is enabled once its file is there (now, or written by this plan).
   const unitWritten = (s: string) => desired.files.some((f) => f.path.endsWith(`/${s}`) && (facts.files.get(f.path)?.exists || files.some((c) => c.file === f)));

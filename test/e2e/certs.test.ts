@@ -158,6 +158,18 @@ describe("ssl: letsencrypt with a real ACME CA (Pebble)", () => {
     expect(await root(server, "pgrep -f '^nginx: worker process$' | sort")).not.toBe(workersBefore);
   });
 
+  it('setup obtains a missing certificate too, and nginx serves it', async () => {
+    const before = await httpsGet(server.address, domains[0]!, '/health', pebbleRoot);
+    await root(server, `certbot delete --non-interactive --cert-name ${domains[0]}`);
+    const dry = stack(['setup', 'sbx', '--dry-run'], { cwd: dir });
+    expect(dry.stdout + dry.stderr).toContain('(no certificate yet)');
+    const r = stack(['setup', 'sbx'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const after = await httpsGet(server.address, domains[0]!, '/health', pebbleRoot);
+    expect(after.cert.serialNumber).not.toBe(before.cert.serialNumber);
+    expect(after.cert.checkHost('api.app.stack.test')).toBe('api.app.stack.test');
+  });
+
   it('stack certs shows each domain with its issuer, expiry and days left', () => {
     const r = stack(['certs', 'sbx'], { cwd: dir });
     expect(r.code, r.stdout + r.stderr).toBe(0);
