@@ -139,8 +139,8 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
         keep: o.env.keep,
         manifest: o.manifest,
       });
-    const run = (what: string, stdin: string | import('node:stream').Readable, command?: string) =>
-      runScript(shell, label, o.progress, { stdin, command, what, redact });
+    const run = (what: string, stdin: string | import('node:stream').Readable, command?: string, hint?: string) =>
+      runScript(shell, label, o.progress, { stdin, command, what, redact, hint });
 
     let outcome;
     // Provisioning goes first on its own when something must come between it and activation:
@@ -152,7 +152,14 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       if (provision) await run('provision', provision);
       provisioned = true;
     }
-    if (plan.certificate) await run('obtain certificate', obtainCertificateScript(plan.certificate, ctx));
+    if (plan.certificate) {
+      await run(
+        'obtain certificate',
+        obtainCertificateScript(plan.certificate, ctx),
+        undefined,
+        `nothing else was changed: the site serves what it served before. Check that the server reaches ${plan.certificate.server}, and that every domain resolves to this server with port 80 open`,
+      );
+    }
     if (uploads) {
       const pack = packSource(o.source!);
       await Promise.all([pack.done, run(`upload release ${plan.release!.id}`, pack.stream, `sh -c ${shQuote(releaseScript(plan.release!, ctx, o.manifest))}`)]);

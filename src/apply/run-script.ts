@@ -14,7 +14,7 @@ export async function runScript(
   shell: RemoteShell,
   host: string,
   progress: Progress,
-  script: { command?: string; stdin: string | Readable; what: string; redact?: (text: string) => string },
+  script: { command?: string; stdin: string | Readable; what: string; redact?: (text: string) => string; hint?: string },
 ): Promise<ScriptOutcome> {
   let buffered = '';
   let failed: string | undefined;
@@ -50,7 +50,7 @@ export async function runScript(
     const redact = script.redact ?? ((t: string) => t);
     const outcome =
       rolledBack === undefined ? undefined : rolledBack.startsWith('200') ? 'rolled back to the previous release, which answers its health check' : `rolled back to the previous release, whose health check answered ${rolledBack}`;
-    throw new RemoteCommandError(shell.label, failed ?? script.what, r.code, redact(r.stderr), { outcome });
+    throw new RemoteCommandError(shell.label, failed ?? script.what, r.code, redact(r.stderr), { outcome, hint: script.hint });
   }
   progress.end(true);
   return { ...r, health, rolledBack };
