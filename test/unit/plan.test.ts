@@ -6,7 +6,7 @@ import { parseInventory } from '../../src/inventory/load.js';
 import { changeCount, nextReleaseId, planDeploy, sha256 } from '../../src/plan/plan.js';
 import { activateScript, provisionLines, type RunContext } from '../../src/apply/scripts.js';
 import { shQuote } from '../../src/remote/quote.js';
-import { Secret, displayContent } from '../../src/secrets/secret.js';
+import { Secret, SecretText, displayContent } from '../../src/secrets/secret.js';
 import { parseSecretsFile } from '../../src/secrets/load.js';
 import { buildDesiredState, type DesiredState } from '../../src/state/desired.js';
 import { TemplateEngine } from '../../src/templates/engine.js';
@@ -221,5 +221,30 @@ describe('release ids', () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\nreleases\t20261123T204431Z\n'), code: { id: '20261123T204431Z', sourceHash: 'x', requirements: null } });
     expect(plan.release!.id).toBe('20261123T204432Z');
+  });
+});
+
+describe('certificates in the plan', () => {
+  it('a certificate request counts as a change and reloads nginx, in deploy and in setup', async () => {
+    const d = await desired();
+    const facts = parseFacts(convergedOutput(d));
+    const certificate = { domains: ['blog.example.com'], email: 'ops@example.com', server: 'https://acme.test/dir', webroot: '/var/www/_letsencrypt', reason: 'no certificate yet', ipv6: true };
+    expect(changeCount(planDeploy({ desired: d, facts }))).toBe(0);
+    for (const scope of ['deploy', 'setup'] as const) {
+      const plan = planDeploy({ desired: d, facts, certificate, scope });
+      expect(changeCount(plan)).toBe(1);
+      expect(plan.handlers.map((h) => h.name)).toEqual(['reload-nginx']);
+    }
+  });
+
+  it('never asks the server for a secret file\'s content, and says only that it changed', async () => {
+    const d = await desired();
+    const key = { ...d.files[0]!, path: '/etc/ssl/stack/blog/privkey.pem', content: new SecretText([new Secret('TLS private key', '-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n')]), secret: true, validate: 'nginx' as const, notify: ['reload-nginx'] };
+    d.files.push(key);
+    const script = factsScript(d, { files: new Map([[key.path, sha256(key.content)]]), probes: [], secret: new Set([key.path]) });
+    expect(script).toContain(`f ${key.path} ${sha256(key.content)} secret`);
+    const facts = parseFacts(`${convergedOutput(d).replace(new RegExp(`file\\t${key.path}\\t[0-9a-f]+`), `file\t${key.path}\t${'0'.repeat(64)}`)}`);
+    const change = planDeploy({ desired: d, facts }).files.find((f) => f.file.path === key.path)!;
+    expect(change).toMatchObject({ action: 'update', diff: '', secretOnly: true });
   });
 });
