@@ -25,7 +25,7 @@ import { redactEnvFileText } from '../views/envfile.js';
 import { assumedFacts, type HostFacts } from '../views/facts.js';
 import { tlsFor } from '../views/nginx.js';
 import type { CustomCertificate } from '../certs/inspect.js';
-import { certificateNeed, letsEncryptCertFile, obtainCertificateScript } from '../certs/letsencrypt.js';
+import { certificateNeed, letsEncryptCertFile, letsEncryptRenewalConf, obtainCertificateScript } from '../certs/letsencrypt.js';
 import { runScript } from './run-script.js';
 import {
   activateScript,
@@ -101,7 +101,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       files: new Map(assumed.files.map((f) => [f.path, sha256(f.content)])),
       secret: new Set(assumed.files.filter((f) => f.secret).map((f) => f.path)),
       probes: tls ? [tls.certificate, tls.certificateKey] : [],
-      certificates: letsEncrypt ? [letsEncryptCertFile(o.env)] : [],
+      publicFiles: letsEncrypt ? [letsEncryptCertFile(o.env), letsEncryptRenewalConf(o.env)] : [],
     };
     const round = await runWithLock(shell, lock, factsScript(assumed, request), { progress: o.progress, host: label, env: o.env.name, wait: o.wait, what: 'gather facts' });
     lockHeld = round.acquired;
@@ -117,7 +117,13 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       sslMode(o.env.ssl) === 'self-signed' && tls && !(facts.present.has(tls.certificate) && facts.present.has(tls.certificateKey))
         ? { cert: tls.certificate, key: tls.certificateKey, domains: o.env.domains }
         : null;
-    const certificate = certificateNeed(o.env, layout, facts.certificates.get(letsEncryptCertFile(o.env)), new Date());
+    const certificate = certificateNeed(
+      o.env,
+      layout,
+      facts.publicFiles.get(letsEncryptCertFile(o.env)),
+      new Date(),
+      facts.publicFiles.get(letsEncryptRenewalConf(o.env)),
+    );
     const plan = planDeploy({ desired, facts, code, selfSigned, certificate, scope: o.mode });
 
     if (o.dryRun) {
@@ -157,7 +163,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
         'obtain certificate',
         obtainCertificateScript(plan.certificate, ctx),
         undefined,
-        `nothing else was changed: the site serves what it served before. Check that the server reaches ${plan.certificate.server}, and that every domain resolves to this server with port 80 open`,
+        `only provisioning ran; the site's configuration and release are untouched and it serves what it served before. Check that the server reaches ${plan.certificate.server}, and that every domain resolves to this server with port 80 open`,
       );
     }
     if (uploads) {

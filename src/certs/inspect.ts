@@ -136,9 +136,12 @@ export function checkCustomCertificate(
     const has = info.names.length > 0 ? info.names.join(', ') : 'no subjectAltName';
     problems.push({ field: 'cert', message: `does not cover ${missing.join(', ')} (it covers ${has}); get one that names every domain of the environment` });
   }
-  // Intermediates: those after the leaf in the cert file, then those of the chain file.
-  const intermediates: X509Certificate[] = [...certs.slice(1)];
-  for (const c of chainCerts) if (!intermediates.some((i) => i.fingerprint256 === c.fingerprint256)) intermediates.push(c);
+  // Intermediates: those after the leaf in the cert file, then those of the chain file, each
+  // once, never the leaf itself (a "chain" that is really a full chain is common).
+  const intermediates: X509Certificate[] = [];
+  for (const c of [...certs.slice(1), ...chainCerts]) {
+    if (c.fingerprint256 !== leaf.fingerprint256 && !intermediates.some((i) => i.fingerprint256 === c.fingerprint256)) intermediates.push(c);
+  }
   const issuer = intermediates[0];
   if (issuer && !(leaf.checkIssued(issuer) && leaf.verify(issuer.publicKey))) {
     problems.push({

@@ -29,28 +29,50 @@ export function letsEncryptCertFile(env: Environment): string {
   return `${letsEncryptLive(env)}/cert.pem`;
 }
 
+/** certbot's renewal settings for the certificate; its `server =` line names the CA it renews from. */
+export function letsEncryptRenewalConf(env: Environment): string {
+  return `/etc/letsencrypt/renewal/${env.domains[0]}.conf`;
+}
+
+/** The ACME server a renewal configuration renews from, or null. */
+export function renewalServer(conf: string | undefined): string | null {
+  return conf?.match(/^server\s*=\s*(\S+)\s*$/m)?.[1] ?? null;
+}
+
 /**
- * A certificate must be requested when there is none, when it lacks a domain (one was added),
- * or when it has expired (renewal has been failing). Renewing ahead of expiry is certbot's
- * timer's job, not the deploy's.
+ * A certificate must be requested when there is none (or it cannot be read), when it lacks a
+ * domain (one was added), when it has expired (renewal has been failing), or when it comes
+ * from another ACME server than `acme_server` names (a move from a staging CA to the real one
+ * must not keep the untrusted certificate, nor keep renewing from staging). Renewing ahead of
+ * expiry is certbot's timer's job, not the deploy's.
  */
-export function certificateNeed(env: Environment, layout: Layout, pem: string | undefined, now: Date): CertificateRequest | null {
+export function certificateNeed(env: Environment, layout: Layout, pem: string | undefined, now: Date, renewalConf?: string): CertificateRequest | null {
   if (typeof env.ssl !== 'string' || env.ssl !== 'letsencrypt') return null;
+  const server = env.acme_server ?? LETS_ENCRYPT_DIRECTORY;
   let reason: string | null = null;
   const first = pem ? pemCertificates(pem)[0] : undefined;
   if (!first) reason = 'no certificate yet';
   else {
-    const cert = new X509Certificate(first);
-    const missing = uncoveredDomains(cert, env.domains);
-    const invalid = validityProblem(describeCertificate(cert), now);
-    if (missing.length > 0) reason = `the current one does not cover ${missing.join(', ')}`;
-    else if (invalid) reason = `the current one ${invalid}`;
+    let cert: X509Certificate | null = null;
+    try {
+      cert = new X509Certificate(first);
+    } catch {
+      reason = 'the current one cannot be read';
+    }
+    if (cert) {
+      const missing = uncoveredDomains(cert, env.domains);
+      const invalid = validityProblem(describeCertificate(cert), now);
+      const from = renewalServer(renewalConf);
+      if (missing.length > 0) reason = `the current one does not cover ${missing.join(', ')}`;
+      else if (invalid) reason = `the current one ${invalid}`;
+      else if (from !== null && from !== server) reason = `the current one comes from ${from}`;
+    }
   }
   if (!reason) return null;
   return {
     domains: [...env.domains],
     email: env.email!,
-    server: env.acme_server ?? LETS_ENCRYPT_DIRECTORY,
+    server,
     webroot: layout.acme_webroot,
     reason,
     ipv6: env.nginx.ipv6,
@@ -114,6 +136,13 @@ export function obtainCertificateScript(req: CertificateRequest, ctx: RunContext
     `  nginx -t -q 2>/tmp/stack-nginx.$$ || { cat /tmp/stack-nginx.$$ >&2; rm -f /tmp/stack-nginx.$$; cert_fail 'nginx -t (ACME stand-in)'; }`,
     '  rm -f /tmp/stack-nginx.$$',
     `  reload_nginx || cert_fail 'reload nginx'`,
+    // The block must really answer (a custom nginx.conf might not include conf.d).
+    `  printf '%s' "$probe" > ${q(challenges)}/"$probe"; chmod 0644 ${q(challenges)}/"$probe"`,
+    '  for d in $missing; do',
+    `    got=$(curl -s --max-time 5 --resolve "$d:80:127.0.0.1" "http://$d/.well-known/acme-challenge/$probe" 2>/dev/null || true)`,
+    `    [ "$got" = "$probe" ] || { rm -f ${q(challenges)}/"$probe"; echo "nginx does not answer /.well-known/acme-challenge/ for $d, even with ${standIn} (does nginx.conf include conf.d?)" >&2; cert_fail 'ACME stand-in'; }`,
+    '  done',
+    `  rm -f ${q(challenges)}/"$probe"`,
     'fi',
     `step ${q(`obtain a certificate for ${req.domains.join(', ')} (${req.server})`)}`,
     `if ! ${certbot} >/tmp/stack-certbot.$$ 2>&1; then`,

@@ -19,7 +19,7 @@ export async function runCerts(envName: string | undefined, globals: GlobalOptio
   await forEachHost(inventory, env, globals, async (shell, host) => {
     const r = await shell.sudoScript(certsScript(env.domains, tls.certificate));
     if (r.code !== 0) throw new StackError(`${shell.label}: could not read the certificates: ${r.stderr.trim()}`);
-    const rows = judgeCertificates(env.domains, parseCertsOutput(r.stdout), new Date());
+    const rows = judgeCertificates(env.domains, parseCertsOutput(r.stdout), new Date(), env.ssl === 'letsencrypt' ? 'certbot' : 'you');
     bad += rows.filter((row) => row.status !== 'ok').length;
     process.stdout.write(`${pc.bold(host.address)} (${typeof env.ssl === 'string' ? env.ssl : 'custom certificate'})\n${formatCertificates(rows)}\n`);
   });

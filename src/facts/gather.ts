@@ -35,8 +35,8 @@ export interface GatheredFacts {
   releases: string[];
   ufw: string | null;
   lock: LockState;
-  /** path -> PEM text, for the certificate files asked for that exist. */
-  certificates: Map<string, string>;
+  /** path -> content, for the public files asked for (certificates, certbot settings) that exist. */
+  publicFiles: Map<string, string>;
 }
 
 /** The deploy lock as the facts script found (or took) it. */
@@ -100,8 +100,11 @@ export interface FactsRequest {
   probes: string[];
   /** Files whose content never comes back, even when it differs (private keys). */
   secret?: ReadonlySet<string>;
-  /** Certificate files (public) whose PEM comes back, to see what they cover and until when. */
-  certificates?: readonly string[];
+  /**
+   * Public files whose content comes back whole: a certificate (what it covers, until when) and
+   * certbot's renewal settings (which CA it renews from). Never a key.
+   */
+  publicFiles?: readonly string[];
 }
 
 /** The facts script for a host's desired state. */
@@ -115,13 +118,13 @@ export function factsScript(desired: DesiredState, request: FactsRequest): strin
     `f() { if [ -f "$1" ]; then s=$(sha256sum "$1" | cut -c1-64); printf 'file\\t%s\\t%s\\t%s\\n' "$1" "$s" "$(stat -c '%a\t%U\t%G' "$1")"; if [ "$s" != "$2" ] && [ "\${3:-}" != secret ]; then printf 'content\\t%s\\t' "$1"; base64 -w0 "$1"; printf '\\n'; fi; else printf 'file\\t%s\\t-\\n' "$1"; fi; }`,
     `l() { printf 'link\\t%s\\t%s\\n' "$1" "$(readlink "$1" 2>/dev/null || echo -)"; }`,
     `d() { if [ -d "$1" ]; then printf 'dir\\t%s\\t%s\\n' "$1" "$(stat -c '%a\t%U\t%G' "$1")"; else printf 'dir\\t%s\\t-\\n' "$1"; fi; }`,
-    `c() { if [ -f "$1" ]; then printf 'cert\\t%s\\t' "$1"; base64 -w0 "$1"; printf '\\n'; fi; }`,
+    `c() { if [ -f "$1" ]; then printf 'public\\t%s\\t' "$1"; base64 -w0 "$1"; printf '\\n'; fi; }`,
     `x() { if [ -e "$1" ] || [ -L "$1" ]; then printf 'present\\t%s\\n' "$1"; fi; }`,
     `u() { if getent passwd "$1" >/dev/null; then printf 'user\\t%s\\t%s\\n' "$1" "$(id -nG "$1" | tr ' ' ',')"; else printf 'user\\t%s\\t-\\n' "$1"; fi; }`,
     `svc() { printf 'service\\t%s\\t%s\\t%s\\n' "$1" "$(systemctl is-enabled "$1" 2>/dev/null)" "$(systemctl is-active "$1" 2>/dev/null)"; }`,
   ];
   for (const [path, sha] of request.files) lines.push(`f ${q(path)} ${sha}${request.secret?.has(path) ? ' secret' : ''}`);
-  for (const path of request.certificates ?? []) lines.push(`c ${q(path)}`);
+  for (const path of request.publicFiles ?? []) lines.push(`c ${q(path)}`);
   for (const l of desired.links) lines.push(`l ${q(l.path)}`);
   for (const p of [...desired.removes.map((r) => r.path), ...request.probes]) lines.push(`x ${q(p)}`);
   for (const d of desired.dirs) lines.push(`d ${q(d.path)}`);
@@ -163,7 +166,7 @@ export function parseFacts(output: string, redact: (path: string, content: strin
     releases: [],
     ufw: null,
     lock: { state: 'free' },
-    certificates: new Map(),
+    publicFiles: new Map(),
   };
   for (const line of output.split('\n')) {
     const [kind, ...f] = line.split('\t');
@@ -188,8 +191,8 @@ export function parseFacts(output: string, redact: (path: string, content: strin
       case 'link':
         facts.links.set(f[0]!, f[1] === '-' ? null : f[1]!);
         break;
-      case 'cert':
-        facts.certificates.set(f[0]!, Buffer.from(f[1] ?? '', 'base64').toString('utf8'));
+      case 'public':
+        facts.publicFiles.set(f[0]!, Buffer.from(f[1] ?? '', 'base64').toString('utf8'));
         break;
       case 'present':
         facts.present.add(f[0]!);

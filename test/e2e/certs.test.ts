@@ -95,7 +95,7 @@ describe("ssl: letsencrypt with a real ACME CA (Pebble)", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/obtain certificate/);
     expect(r.stderr).toMatch(/Connection refused|Failed to establish a new connection/);
-    expect(r.stderr).toContain('hint: nothing else was changed: the site serves what it served before');
+    expect(r.stderr).toContain("hint: only provisioning ran; the site's configuration and release are untouched and it serves what it served before");
     expect(r.stderr).not.toMatch(/at .*\.js:\d+/);
     expect(await root(server, `sha256sum ${site}; ls /etc/nginx/conf.d /etc/nginx/sites-enabled`)).toBe(before);
     expect(await root(server, 'ls /etc/letsencrypt/live 2>/dev/null | wc -l')).toBe('0');

@@ -53,6 +53,16 @@ describe('custom certificate checks', () => {
     expect(r.ok && r.certificate.fullchain.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
   });
 
+  it('takes a "chain" that is really the full chain (leaf included) without repeating the leaf', () => {
+    const full = read(good.cert) + read(intermediate.cert);
+    const r = checkCustomCertificate({ cert: read(good.cert), key: read(good.key), chain: full }, DOMAINS, NOW);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.certificate.fullchain.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    expect(r.certificate.chain!.match(/BEGIN CERTIFICATE/g)).toHaveLength(1);
+    expect(r.certificate.chain).toBe(read(intermediate.cert).replace(/\n?$/, '\n'));
+  });
+
   it('refuses a key that belongs to another certificate', () => {
     const stranger = issue(intermediate, { names: DOMAINS });
     const r = checkCustomCertificate({ cert: read(good.cert), key: read(stranger.key) }, DOMAINS, NOW);
@@ -187,6 +197,19 @@ describe("when Let's Encrypt is asked", () => {
     expect(certificateNeed(env, layout, read(old.cert), NOW)?.reason).toBe('the current one expired on 2020-02-01');
   });
 
+  it('asks again when acme_server names another CA than the one the certificate renews from', () => {
+    const conf = (server: string) => `# renew_before_expiry = 30 days\nversion = 2.1.0\n[renewalparams]\naccount = abc\nserver = ${server}\nauthenticator = webroot\n`;
+    expect(certificateNeed(env, layout, read(good.cert), NOW, conf(LETS_ENCRYPT_DIRECTORY))).toBeNull();
+    const staging = 'https://acme-staging-v02.api.letsencrypt.org/directory';
+    expect(certificateNeed(env, layout, read(good.cert), NOW, conf(staging))?.reason).toBe(`the current one comes from ${staging}`);
+    expect(certificateNeed({ ...env, acme_server: staging }, layout, read(good.cert), NOW, conf(staging))).toBeNull();
+  });
+
+  it('asks again when the current certificate cannot be read, instead of failing', () => {
+    const garbage = '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n';
+    expect(certificateNeed(env, layout, garbage, NOW)?.reason).toBe('the current one cannot be read');
+  });
+
   it('never asks for other ssl modes', () => {
     expect(certificateNeed({ ...env, ssl: 'self-signed' }, layout, undefined, NOW)).toBeNull();
   });
@@ -221,6 +244,11 @@ describe('stack certs verdicts', () => {
     const table = formatCertificates(rows);
     expect(table.split('\n')[0]).toMatch(/^DOMAIN\s+ISSUER\s+EXPIRES \(UTC\)\s+DAYS LEFT\s+STATUS$/);
     expect(table).toContain('not served: nginx presents no certificate');
+  });
+
+  it('says what nginx presents is unreadable rather than failing', () => {
+    const output = `served\tshop.example.org\t${b64('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')}\n`;
+    expect(judgeCertificates(['shop.example.org'], parseCertsOutput(output), NOW)[0]!.status).toBe('unreadable');
   });
 
   it('says ok, expires soon and expired', () => {
