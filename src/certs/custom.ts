@@ -42,5 +42,6 @@ export function loadCustomCertificate(inventory: Inventory, env: Environment, no
   if (cert === undefined || key === undefined || problems.length > 0) throw new InventoryError(problems);
   const checked = checkCustomCertificate({ cert, key, chain }, env.domains, now);
   if (!checked.ok) throw new InventoryError(checked.problems.map((p) => at(p.field, p.message)));
+  for (const w of checked.certificate.warnings) process.stderr.write(`warning: ${inventory.file}: environments.${env.name}.ssl.${w}\n`);
   return checked.certificate;
 }

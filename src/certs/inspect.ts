@@ -5,6 +5,7 @@
  * asked (deploy), and to report (`stack certs`).
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { Secret } from '../secrets/secret.js';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -77,8 +78,11 @@ export interface CustomCertificate {
   fullchain: string;
   /** The intermediates alone (for OCSP stapling), when a chain was given. */
   chain: string | null;
-  key: string;
+  /** Revealed only where the file is written on the server. */
+  key: Secret;
   info: CertificateInfo;
+  /** Things that work but are probably not meant (no intermediates for a CA-issued certificate). */
+  warnings: string[];
 }
 
 export type CertificateField = 'cert' | 'key' | 'chain';
@@ -150,13 +154,21 @@ export function checkCustomCertificate(
     });
   }
   if (problems.length > 0) return { ok: false, problems };
+  const warnings: string[] = [];
+  // A certificate its own issuer signed needs no chain; one from a CA does, or clients that
+  // lack the intermediate cannot build a path to a root.
+  const selfIssued = leaf.checkIssued(leaf) && leaf.verify(leaf.publicKey);
+  if (intermediates.length === 0 && !selfIssued) {
+    warnings.push(`cert: ${info.issuer} issued it, but no intermediate certificate is given: clients that lack it will not trust the site; add chain: (your CA's intermediates)`);
+  }
   return {
     ok: true,
     certificate: {
       fullchain: [leaf, ...intermediates].map((c) => c.toString()).join(''),
       chain: input.chain !== undefined ? intermediates.map((c) => c.toString()).join('') : null,
-      key: input.key.endsWith('\n') ? input.key : `${input.key}\n`,
+      key: new Secret('TLS private key', input.key.endsWith('\n') ? input.key : `${input.key}\n`),
       info,
+      warnings,
     },
   };
 }

@@ -159,7 +159,7 @@ async function desiredFile(
     const cert = options.certificate;
     if (!cert) throw new Error(`${f.path}: the custom certificate was not loaded`);
     const source = 'uploaded: ssl: in the inventory';
-    if (f.generator === 'certificate-key') return { ...base, content: new SecretText([new Secret('TLS private key', cert.key)]), source, secret: true };
+    if (f.generator === 'certificate-key') return { ...base, content: new SecretText([cert.key]), source, secret: true };
     return { ...base, content: f.generator === 'certificate' ? cert.fullchain : (cert.chain ?? ''), source };
   }
   const rendered = await options.engine.render(f.template!, viewFor(f.view, env, layout, options.facts));

@@ -34,6 +34,16 @@ beforeAll(() => {
 
 const DOMAINS = ['shop.example.org', 'www.shop.example.org'];
 
+/** A self-signed server certificate for self.example.org, made by openssl req -x509. */
+function issueSelfSigned(): { cert: string; key: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'stack-self-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30', '-subj', '/CN=self.example.org', '-addext', 'subjectAltName=DNS:self.example.org', '-keyout', key, '-out', cert]);
+  if (r.status !== 0) throw new Error(String(r.stderr));
+  return { cert, key };
+}
+
 describe('custom certificate checks', () => {
   it('accepts a matching, valid certificate that covers every domain, and builds the full chain', () => {
     const r = checkCustomCertificate({ cert: read(good.cert), key: read(good.key), chain: read(intermediate.cert) }, DOMAINS, NOW);
@@ -45,6 +55,24 @@ describe('custom certificate checks', () => {
     expect(r.certificate.chain).toContain('BEGIN CERTIFICATE');
     expect(r.certificate.info.issuer).toBe('Test Intermediate CA');
     expect(r.certificate.info.names).toEqual(DOMAINS);
+  });
+
+  it('keeps the key as a secret value that prints redacted', () => {
+    const r = checkCustomCertificate({ cert: read(good.cert), key: read(good.key), chain: read(intermediate.cert) }, DOMAINS, NOW);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(String(r.certificate.key)).toBe('[REDACTED]');
+    expect(JSON.stringify(r.certificate)).not.toContain(read(good.key).split('\n')[1]!);
+    expect(r.certificate.key.reveal()).toBe(read(good.key));
+    expect(r.certificate.warnings).toEqual([]);
+  });
+
+  it('warns when a CA-issued certificate comes without its intermediates, not for a self-signed one', () => {
+    const alone = checkCustomCertificate({ cert: read(good.cert), key: read(good.key) }, DOMAINS, NOW);
+    expect(alone.ok && alone.certificate.warnings).toEqual([expect.stringContaining('Test Intermediate CA issued it, but no intermediate certificate is given')]);
+    const selfSigned = issueSelfSigned();
+    const ss = checkCustomCertificate({ cert: read(selfSigned.cert), key: read(selfSigned.key) }, ['self.example.org'], NOW);
+    expect(ss.ok && ss.certificate.warnings).toEqual([]);
   });
 
   it('does not repeat an intermediate already in the certificate file', () => {
