@@ -159,9 +159,10 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       provisioned = true;
     }
     if (plan.certificate) {
+      // Planned only for ssl: letsencrypt, whose desired state always has the stand-in block.
       await run(
         'obtain certificate',
-        obtainCertificateScript(plan.certificate, ctx),
+        obtainCertificateScript(plan.certificate, ctx, desired.acmeStandIn!),
         undefined,
         `only provisioning ran; the site's configuration and release are untouched and it serves what it served before. Check that the server reaches ${plan.certificate.server}, and that every domain resolves to this server with port 80 open`,
       );

@@ -14,6 +14,7 @@ import type { Environment } from '../inventory/resolve.js';
 import type { CertificateRequest } from '../plan/plan.js';
 import { shCommand, shQuote as q } from '../remote/quote.js';
 import type { Layout } from '../views/layout.js';
+import { STAND_IN_DOMAINS } from '../views/nginx.js';
 import { wrap, type RunContext } from '../apply/scripts.js';
 import { describeCertificate, pemCertificates, uncoveredDomains, validityProblem } from './inspect.js';
 
@@ -75,7 +76,6 @@ export function certificateNeed(env: Environment, layout: Layout, pem: string | 
     server,
     webroot: layout.acme_webroot,
     reason,
-    ipv6: env.nginx.ipv6,
   };
 }
 
@@ -84,28 +84,12 @@ export function acmeStandInFile(app: string): string {
   return `/etc/nginx/conf.d/stack-acme-${app}.conf`;
 }
 
-export function standInServerBlock(app: string, domains: string, webroot: string, ipv6: boolean): string {
-  return [
-    `# Written by stack while certbot obtains a certificate for ${app}; removed right after.`,
-    'server {',
-    '    listen 80;',
-    ...(ipv6 ? ['    listen [::]:80;'] : []),
-    `    server_name ${domains};`,
-    '    location ^~ /.well-known/acme-challenge/ {',
-    `        root ${webroot};`,
-    '        default_type "text/plain";',
-    '        try_files $uri =404;',
-    '    }',
-    '    location / { return 404; }',
-    '}',
-    '',
-  ].join('\n');
-}
-
-/** The script that obtains (or extends) the certificate; it changes nothing else. */
-export function obtainCertificateScript(req: CertificateRequest, ctx: RunContext): string {
-  const app = ctx.layout.app;
-  const standIn = acmeStandInFile(app);
+/**
+ * The script that obtains (or extends) the certificate; it changes nothing else. `standIn` is
+ * the rendered stand-in block (DesiredState.acmeStandIn), its server_name still to fill in.
+ */
+export function obtainCertificateScript(req: CertificateRequest, ctx: RunContext, standIn: string): string {
+  const standInFile = acmeStandInFile(ctx.layout.app);
   const challenges = `${req.webroot}/.well-known/acme-challenge`;
   const certbot = shCommand(
     'certbot', 'certonly', '--non-interactive', '--agree-tos', '--no-eff-email',
@@ -114,35 +98,27 @@ export function obtainCertificateScript(req: CertificateRequest, ctx: RunContext
     '--cert-name', req.domains[0]!, '--expand', '--renew-by-default',
     ...req.domains.flatMap((d) => ['-d', d]),
   );
-  const block = standInServerBlock(app, 'STACK_DOMAINS', req.webroot, req.ipv6);
   const lines = [
     `step ${q('answer ACME challenges on port 80 for every domain')}`,
     `install -d -m 0755 ${q(challenges)}`,
-    // Which domains nginx already answers the challenge path for: ask it, through itself.
-    `probe=stack-probe-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \\n')`,
+    // Whether nginx answers the challenge path for a domain: ask it, through itself, for a
+    // file only this script knows.
+    `probe=stack-probe-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')`,
     `printf '%s' "$probe" > ${q(challenges)}/"$probe"; chmod 0644 ${q(challenges)}/"$probe"`,
-    'missing=',
-    `for d in ${req.domains.map(q).join(' ')}; do`,
-    `  got=$(curl -s --max-time 5 --resolve "$d:80:127.0.0.1" "http://$d/.well-known/acme-challenge/$probe" 2>/dev/null || true)`,
-    '  [ "$got" = "$probe" ] || missing="$missing $d"',
-    'done',
-    `rm -f ${q(challenges)}/"$probe"`,
-    // Put back what was there: no stand-in block, and nginx reloaded without it.
-    `cleanup() { if [ -f ${q(standIn)} ]; then rm -f ${q(standIn)}; nginx -t -q 2>/dev/null && reload_nginx; fi; }`,
+    `answers() { [ "$(curl -s --max-time 5 --resolve "$1:80:127.0.0.1" "http://$1/.well-known/acme-challenge/$probe" 2>/dev/null || true)" = "$probe" ]; }`,
+    // Put back what was there: no probe, no stand-in block, and nginx reloaded without it.
+    `cleanup() { rm -f ${q(challenges)}/"$probe"; if [ -f ${q(standInFile)} ]; then rm -f ${q(standInFile)}; nginx -t -q 2>/dev/null && reload_nginx; fi; }`,
     'cert_fail() { cleanup; audit failed "$1"; fail "$1"; }',
+    'missing=',
+    `for d in ${req.domains.map(q).join(' ')}; do answers "$d" || missing="$missing $d"; done`,
     'if [ -n "$missing" ]; then',
     // Domains are validated names (letters, digits, dots, dashes): safe in a sed replacement.
-    `  printf '%s' ${q(block)} | sed "s|STACK_DOMAINS|$missing|" > ${q(standIn)}`,
+    `  printf '%s' ${q(standIn)} | sed "s|${STAND_IN_DOMAINS}|$missing|" > ${q(standInFile)}`,
     `  nginx -t -q 2>/tmp/stack-nginx.$$ || { cat /tmp/stack-nginx.$$ >&2; rm -f /tmp/stack-nginx.$$; cert_fail 'nginx -t (ACME stand-in)'; }`,
     '  rm -f /tmp/stack-nginx.$$',
     `  reload_nginx || cert_fail 'reload nginx'`,
     // The block must really answer (a custom nginx.conf might not include conf.d).
-    `  printf '%s' "$probe" > ${q(challenges)}/"$probe"; chmod 0644 ${q(challenges)}/"$probe"`,
-    '  for d in $missing; do',
-    `    got=$(curl -s --max-time 5 --resolve "$d:80:127.0.0.1" "http://$d/.well-known/acme-challenge/$probe" 2>/dev/null || true)`,
-    `    [ "$got" = "$probe" ] || { rm -f ${q(challenges)}/"$probe"; echo "nginx does not answer /.well-known/acme-challenge/ for $d, even with ${standIn} (does nginx.conf include conf.d?)" >&2; cert_fail 'ACME stand-in'; }`,
-    '  done',
-    `  rm -f ${q(challenges)}/"$probe"`,
+    `  for d in $missing; do answers "$d" || { echo "nginx does not answer /.well-known/acme-challenge/ for $d, even with ${standInFile} (does nginx.conf include conf.d?)" >&2; cert_fail 'ACME stand-in'; }; done`,
     'fi',
     `step ${q(`obtain a certificate for ${req.domains.join(', ')} (${req.server})`)}`,
     `if ! ${certbot} >/tmp/stack-certbot.$$ 2>&1; then`,

@@ -47,7 +47,6 @@ export interface CertificateRequest {
   webroot: string;
   /** Why: no certificate yet, or which domains it lacks, or that it expired. */
   reason: string;
-  ipv6: boolean;
 }
 
 export interface Plan {
@@ -191,19 +190,13 @@ function fileChange(f: DesiredFile, now: GatheredFacts['files'] extends Map<stri
   if (!now?.exists) {
     return { file: f, action: 'create', diff: '', secretOnly: false };
   }
-  if (f.secret) {
-    // A private key: its remote content is never fetched, so only "it differs" can be said.
-    const attributes = `${f.mode} ${f.owner}:${f.group}`;
-    const before = `${now.mode} ${now.owner}:${now.group}`;
-    if (now.sha256 === sha256(f.content)) return attributes === before ? null : { file: f, action: 'attributes', diff: '', secretOnly: false, attributesBefore: before };
-    return { file: f, action: 'update', diff: '', secretOnly: true, attributesBefore: attributes === before ? undefined : before };
-  }
   const attributes = `${f.mode} ${f.owner}:${f.group}`;
   const before = `${now.mode} ${now.owner}:${now.group}`;
   const contentChanged = now.sha256 !== sha256(f.content);
   if (!contentChanged && attributes === before) return null;
   if (!contentChanged) return { file: f, action: 'attributes', diff: '', secretOnly: false, attributesBefore: before };
-  const old = now.content ?? '';
+  // A private key's remote content is never fetched: only "it differs" can be said.
+  const old = f.secret ? printable : (now.content ?? '');
   const diff = old === printable ? '' : createTwoFilesPatch(f.path, f.path, old, printable, '', '', { context: 3 });
   return {
     file: f,

@@ -14,7 +14,7 @@ import { envFileContent } from '../views/envfile.js';
 import type { HostFacts } from '../views/facts.js';
 import { appUnitView, gunicornView, uwsgiView } from '../views/gateway.js';
 import { expandPlaceholders, layoutFor, type Layout } from '../views/layout.js';
-import { nginxSiteView } from '../views/nginx.js';
+import { acmeStandInView, nginxSiteView } from '../views/nginx.js';
 
 export interface DesiredFile {
   path: string;
@@ -72,6 +72,8 @@ export interface DesiredState {
   services: string[];
   /** In the order they run: daemon-reload before a restart, the app before nginx. */
   handlers: Handler[];
+  /** With ssl: letsencrypt, the nginx block that answers ACME challenges while certbot runs. */
+  acmeStandIn: string | null;
 }
 
 export interface DesiredOptions {
@@ -108,6 +110,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     removes: [],
     services: [],
     handlers: [],
+    acmeStandIn: null,
   };
   for (const role of roles) {
     for (const p of role.packages) {
@@ -130,6 +133,10 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     for (const [name, h] of Object.entries(role.handlers)) {
       state.handlers.push({ name, description: expand(h.description), command: expand(h.command), service: h.service && expand(h.service) });
     }
+  }
+  if (context.ssl === 'letsencrypt' && roles.some((r) => r.name === 'web')) {
+    const standIn = await options.engine.render('nginx/acme-stand-in.conf', acmeStandInView(env, layout));
+    state.acmeStandIn = displayContent(standIn.content);
   }
   return state;
 }

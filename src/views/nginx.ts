@@ -26,6 +26,9 @@ export interface NginxSite {
   aliases: string[];
   listenHttp: string[];
   listenHttps: string[];
+  /** The same for the blocks that redirect other names: never default_server. */
+  listenAliasHttp: string[];
+  listenAliasHttps: string[];
   /** nginx >= 1.25.1 turns HTTP/2 on with its own directive; older ones take it on `listen`. */
   http2Directive: boolean;
   tls: NginxTls | null;
@@ -89,7 +92,11 @@ export function nginxSiteView(env: Environment, layout: Layout, facts: HostFacts
   const tls = tlsFor(env, layout);
   const http2Directive = versionAtLeast(facts.nginxVersion, [1, 25, 1]);
   const def = nginx.default_server ? ' default_server' : '';
-  const listen = (port: string, extra: string) => [`${port}${extra}${def}`, ...(nginx.ipv6 ? [`[::]:${port}${extra}${def}`] : [])];
+  // Only the canonical name's blocks may be default_server: nginx refuses two on one port.
+  const listen = (port: string, extra: string, canonical = true) => {
+    const d = canonical ? def : '';
+    return [`${port}${extra}${d}`, ...(nginx.ipv6 ? [`[::]:${port}${extra}${d}`] : [])];
+  };
   const hstsParts = [`max-age=${nginx.hsts_max_age}`, ...(nginx.hsts_subdomains ? ['includeSubDomains'] : [])];
   return {
     app: app.name,
@@ -100,6 +107,8 @@ export function nginxSiteView(env: Environment, layout: Layout, facts: HostFacts
     aliases: env.domains.slice(1),
     listenHttp: listen('80', ''),
     listenHttps: tls ? listen('443', http2Directive ? ' ssl' : ' ssl http2') : [],
+    listenAliasHttp: listen('80', '', false),
+    listenAliasHttps: tls ? listen('443', http2Directive ? ' ssl' : ' ssl http2', false) : [],
     http2Directive,
     tls,
     acmeWebroot: layout.acme_webroot,
@@ -118,4 +127,21 @@ export function nginxSiteView(env: Environment, layout: Layout, facts: HostFacts
 
 function trimSlashes(p: string): string {
   return p.replace(/^\.\//, '').replace(/\/+$/, '');
+}
+
+/** The ACME stand-in block (templates/nginx/acme-stand-in.conf.hbs) used while certbot runs. */
+export interface AcmeStandIn {
+  app: string;
+  /** Never default_server: the live site may be, and two would not pass nginx -t. */
+  listen: string[];
+  /** Filled in on the server with the domains nginx does not answer yet. */
+  serverNames: string;
+  acmeWebroot: string;
+}
+
+/** The domains in an ACME stand-in are chosen on the server; this is where they go. */
+export const STAND_IN_DOMAINS = 'STACK_DOMAINS';
+
+export function acmeStandInView(env: Environment, layout: Layout): AcmeStandIn {
+  return { app: env.app.name, listen: ['80', ...(env.nginx.ipv6 ? ['[::]:80'] : [])], serverNames: STAND_IN_DOMAINS, acmeWebroot: layout.acme_webroot };
 }

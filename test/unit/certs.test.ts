@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { checkCustomCertificate } from '../../src/certs/inspect.js';
-import { certificateNeed, LETS_ENCRYPT_DIRECTORY, obtainCertificateScript, standInServerBlock } from '../../src/certs/letsencrypt.js';
+import { certificateNeed, LETS_ENCRYPT_DIRECTORY, obtainCertificateScript } from '../../src/certs/letsencrypt.js';
+import { buildDesiredState, configFilesFor } from '../../src/state/desired.js';
+import { TemplateEngine } from '../../src/templates/engine.js';
+import { STAND_IN_DOMAINS } from '../../src/views/nginx.js';
 import { formatCertificates, judgeCertificates, parseCertsOutput } from '../../src/certs/report.js';
 import { checkNginxSites } from '../../src/checks/nginx.js';
 import { parseInventory } from '../../src/inventory/load.js';
@@ -242,16 +245,24 @@ describe("when Let's Encrypt is asked", () => {
     expect(certificateNeed({ ...env, ssl: 'self-signed' }, layout, undefined, NOW)).toBeNull();
   });
 
-  it('builds a stand-in ACME block that nginx accepts', async () => {
-    const block = standInServerBlock('shop', 'shop.example.org www.shop.example.org', '/var/www/_letsencrypt', true);
-    const result = await checkNginxSites([{ path: '/etc/nginx/conf.d/stack-acme-shop.conf', content: block }]);
-    expect(result.output).toBe('');
+  it('renders a stand-in ACME block that nginx accepts next to the site, even a default_server one', async () => {
+    const defaultEnv = { ...env, nginx: { ...env.nginx, default_server: true } };
+    const state = await buildDesiredState(defaultEnv, env.hosts[0]!, { engine: new TemplateEngine('/nonexistent', '/'), facts: { nginxVersion: [1, 22, 1] } });
+    // On the server it names only the domains the live site does not answer (here: one added).
+    const block = state.acmeStandIn!.replace(STAND_IN_DOMAINS, 'api.shop.example.org');
+    expect(block).toContain('server_name api.shop.example.org;');
+    expect(block).toContain('location ^~ /.well-known/acme-challenge/');
+    const result = await checkNginxSites([...configFilesFor(state, 'nginx'), { path: '/etc/nginx/conf.d/stack-acme-shop.conf', content: block }]);
+    // (The harness's placeholder certificate has no OCSP URL: nginx warns about stapling.)
+    expect(result.output).not.toMatch(/\[emerg\]|duplicate|conflicting/);
     expect(result.ok).toBe(true);
+    const plain = await buildDesiredState({ ...env, ssl: 'none' }, env.hosts[0]!, { engine: new TemplateEngine('/nonexistent', '/'), facts: { nginxVersion: [1, 22, 1] } });
+    expect(plain.acmeStandIn).toBeNull();
   });
 
   it('runs certbot with the webroot, the server, every domain and no secret on its command line', () => {
     const req = certificateNeed({ ...env, acme_server: 'https://ca.internal:14000/dir' }, layout, undefined, NOW)!;
-    const script = obtainCertificateScript(req, { layout, lock: null, audit: null });
+    const script = obtainCertificateScript(req, { layout, lock: null, audit: null }, 'server { server_name STACK_DOMAINS; }\n');
     expect(script).toContain('certbot certonly --non-interactive --agree-tos --no-eff-email --email ops@example.org --server https://ca.internal:14000/dir --webroot -w /var/www/_letsencrypt --cert-name shop.example.org --expand --renew-by-default -d shop.example.org -d www.shop.example.org');
     // The stand-in block goes away on success and on failure.
     expect(script.match(/cleanup/g)!.length).toBeGreaterThanOrEqual(3);

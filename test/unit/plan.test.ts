@@ -228,7 +228,7 @@ describe('certificates in the plan', () => {
   it('a certificate request counts as a change and reloads nginx, in deploy and in setup', async () => {
     const d = await desired();
     const facts = parseFacts(convergedOutput(d));
-    const certificate = { domains: ['blog.example.com'], email: 'ops@example.com', server: 'https://acme.test/dir', webroot: '/var/www/_letsencrypt', reason: 'no certificate yet', ipv6: true };
+    const certificate = { domains: ['blog.example.com'], email: 'ops@example.com', server: 'https://acme.test/dir', webroot: '/var/www/_letsencrypt', reason: 'no certificate yet' };
     expect(changeCount(planDeploy({ desired: d, facts }))).toBe(0);
     for (const scope of ['deploy', 'setup'] as const) {
       const plan = planDeploy({ desired: d, facts, certificate, scope });
