@@ -16,6 +16,8 @@ import { changeCount, planDeploy, sha256, type CodeVersion, type Plan } from '..
 import { formatPlan } from '../plan/print.js';
 import { shQuote } from '../remote/quote.js';
 import { packSource, type SourceTree } from '../release/source.js';
+import { describeShortfall, spaceShortfall } from '../release/space.js';
+import { StackError } from '../errors.js';
 import { displayContent, type Secret } from '../secrets/secret.js';
 import { redactValues } from '../secrets/redact.js';
 import { connectHost } from '../ssh/connect.js';
@@ -35,6 +37,7 @@ import {
   provisionLines,
   provisionScript,
   releaseScript,
+  shippedListText,
   type HealthCheck,
   type ManifestInfo,
   type RunContext,
@@ -102,6 +105,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       secret: new Set(assumed.files.filter((f) => f.secret).map((f) => f.path)),
       probes: tls ? [tls.certificate, tls.certificateKey] : [],
       publicFiles: letsEncrypt ? [letsEncryptCertFile(o.env), letsEncryptRenewalConf(o.env)] : [],
+      shippedHash: o.mode === 'deploy' && o.source ? sha256(shippedListText(o.source.fileList)) : undefined,
     };
     const round = await runWithLock(shell, lock, factsScript(assumed, request), { progress: o.progress, host: label, env: o.env.name, wait: o.wait, what: 'gather facts' });
     lockHeld = round.acquired;
@@ -112,7 +116,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       cpus: o.host.cpus ?? facts.cpus ?? undefined,
     });
     knownContents(facts, assumed);
-    const code: CodeVersion | null = o.mode === 'deploy' && o.source ? { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null } : null;
+    const code: CodeVersion | null = o.mode === 'deploy' && o.source ? { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null, fileList: o.source.fileList } : null;
     const selfSigned =
       sslMode(o.env.ssl) === 'self-signed' && tls && !(facts.present.has(tls.certificate) && facts.present.has(tls.certificateKey))
         ? { cert: tls.certificate, key: tls.certificateKey, domains: o.env.domains }
@@ -135,13 +139,15 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
     const ctx: RunContext = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: o.manifest.by, command: `${o.mode} ${o.env.name}` } };
     const health = o.mode === 'deploy' ? healthCheckFor(o.env, tls !== null, layout.unit) : null;
     const sshPort = o.mode === 'setup' ? (o.host.port ?? 22) : undefined;
+    const provisioning = { layout, staticPath: o.env.app.static?.path ?? null, sshPort };
     const activate = (provision: string[]) =>
       activateScript(plan, ctx, {
         health,
         provision,
         noCodeYet: !facts.currentRelease && !plan.release,
         managedFiles: desired.files.map((f) => f.path),
-        hooks: { before_activate: o.env.hooks.before_activate, after_activate: o.env.hooks.after_activate },
+        hooks: { build: o.env.hooks.build, before_activate: o.env.hooks.before_activate, after_activate: o.env.hooks.after_activate, timeout: o.env.hooks.timeout },
+        staticPath: provisioning.staticPath,
         keep: o.env.keep,
         manifest: o.manifest,
       });
@@ -153,8 +159,16 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
     // the certificate (certbot must be installed) or the upload of a release (its venv).
     const uploads = plan.release !== null && !plan.release.copyFrom && o.source !== undefined;
     let provisioned = false;
+    if (uploads) {
+      const short = spaceShortfall(facts.freeKib, o.source!.bytes);
+      if (short) {
+        throw new StackError(`${shell.label}: ${describeShortfall(short, o.source!.bytes, layout.releases)}`, {
+          hint: 'free some space on the server (fewer releases kept with `keep:`, old logs), then deploy again; nothing was changed',
+        });
+      }
+    }
     if (plan.certificate || uploads) {
-      const provision = provisionScript(plan, ctx, sshPort);
+      const provision = provisionScript(plan, ctx, provisioning);
       if (provision) await run('provision', provision);
       provisioned = true;
     }
@@ -169,10 +183,10 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
     }
     if (uploads) {
       const pack = packSource(o.source!);
-      await Promise.all([pack.done, run(`upload release ${plan.release!.id}`, pack.stream, `sh -c ${shQuote(releaseScript(plan.release!, ctx, o.manifest))}`)]);
+      await Promise.all([pack.done, run(`upload release ${plan.release!.id}`, pack.stream, `sh -c ${shQuote(releaseScript(plan.release!, ctx))}`)]);
       outcome = await run('activate', activate([]));
     } else if (changeCount(plan) > 0 || plan.handlers.length > 0) {
-      outcome = await run('activate', activate(provisioned ? [] : provisionLines(plan, sshPort)));
+      outcome = await run('activate', activate(provisioned ? [] : provisionLines(plan, provisioning)));
     } else if (health) {
       outcome = await run('health check', healthOnlyScript(health, ctx));
     } else {

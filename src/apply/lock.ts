@@ -15,19 +15,45 @@ export function releaseLockScript(dir: string, token: string): string {
   return `if [ "$(cat ${shQuote(`${dir}/token`)} 2>/dev/null)" = ${shQuote(token)} ]; then rm -rf ${shQuote(dir)}; fi\n`;
 }
 
+/** Clears a stale lock, only if it is still the one judged stale (a holder-less one has no token). */
+function clearLockScript(dir: string, token: string | null): string {
+  return token ? releaseLockScript(dir, token) : `if [ ! -e ${shQuote(`${dir}/token`)} ]; then rm -rf ${shQuote(dir)}; fi\n`;
+}
+
 export function describeHolder(h: LockHolder | null): string {
   if (!h) return 'another deploy (no details recorded)';
   return `${h.who} (${h.command}, pid ${h.pid} on ${h.client}, since ${h.since})`;
 }
 
-/** A lock left by a stack process on this machine that no longer runs. */
-export function isStale(h: LockHolder | null, here = hostname()): boolean {
-  if (!h || h.client !== here) return false;
+/**
+ * A lock whose holder can no longer act sets no bound on anyone: nothing ever renews it. Every
+ * server script of the holder marks the lock when it starts and ends, and the client's own gaps
+ * between two scripts are short (planning, packing), so no sign of life for this long means
+ * the client is gone (a cut connection, a machine that died).
+ */
+export const LOCK_LEASE_SECONDS = 600;
+
+/**
+ * Why a held lock is provably stale, or null while its holder may still act: never while one of
+ * its scripts runs on the server; then when its stack process on this machine is gone, when it
+ * was left without a holder (taking it never finished), or when its holder has shown no sign of
+ * life for LOCK_LEASE_SECONDS.
+ */
+export function staleReason(lock: { holder: LockHolder | null; scriptRunning: boolean; age: number | null }, here = hostname()): string | null {
+  if (lock.scriptRunning) return null;
+  const { holder, age } = lock;
+  if (!holder) return age !== null && age > 60 ? 'it was left without a holder' : null;
+  if (holder.client === here && !processRuns(holder.pid)) return 'that process no longer runs';
+  if (age !== null && age > LOCK_LEASE_SECONDS) return `nothing of it has run on the server for ${Math.floor(age / 60)} minutes`;
+  return null;
+}
+
+function processRuns(pid: number): boolean {
   try {
-    process.kill(h.pid, 0);
-    return false;
+    process.kill(pid, 0);
+    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }
 
@@ -55,11 +81,13 @@ export async function runWithLock(
     if (r.code !== 0) throw new StackError(`${shell.label}: ${o.what} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
     o.progress.end(true);
     const state = parseFacts(r.stdout).lock;
+    if (state.state === 'error') throw new StackError(`${shell.label}: cannot take the deploy lock: ${state.message}`, { hint: 'free some space on the server (old releases go with a lower `keep`), then deploy again' });
     if (state.state !== 'held') return { stdout: r.stdout, acquired: state.state === 'acquired', holder: null };
     if (lock.mode === 'report') return { stdout: r.stdout, acquired: false, holder: state.holder };
-    if (isStale(state.holder) && !state.scriptRunning) {
-      o.progress.line(pc.yellow(`${o.host}: clearing a stale deploy lock left by ${describeHolder(state.holder)}: that process no longer runs`));
-      await shell.sudoScript(releaseLockScript(lock.dir, state.holder!.token));
+    const stale = staleReason(state);
+    if (stale) {
+      o.progress.line(pc.yellow(`${o.host}: clearing a stale deploy lock left by ${describeHolder(state.holder)}: ${stale}`));
+      await shell.sudoScript(clearLockScript(lock.dir, state.holder?.token ?? null));
       continue;
     }
     if (!o.wait || Date.now() > deadline) {

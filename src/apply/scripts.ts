@@ -9,6 +9,8 @@
  * defines nothing and runs nothing. Once it runs, it ignores SIGHUP and SIGPIPE, so a dropped
  * connection cannot stop it half way: it finishes, or rolls back, on its own.
  */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { shCommand, shQuote as q } from '../remote/quote.js';
 import type { Layout } from '../views/layout.js';
 import type { Plan, ReleasePlan } from '../plan/plan.js';
@@ -32,6 +34,15 @@ const FUNCTIONS = [
   '}',
 ].join('\n');
 
+/** Receiving, sealing and converting releases: shell functions kept in a real file. */
+const RELEASE_FUNCTIONS = readFileSync(fileURLToPath(new URL('../../src/remote/sh/release.sh', import.meta.url)), 'utf8');
+
+/** Seconds without a byte of the upload before the server gives up on a silent client. */
+export const UPLOAD_IDLE_SECONDS = 30;
+/** Bounds on the build steps that have no bound of their own. */
+const VENV_SECONDS = 600;
+const PIP_SECONDS = 1800;
+
 /** Who runs what, for the lock and the audit log. */
 export interface RunContext {
   layout: Layout;
@@ -48,9 +59,22 @@ export function auditFile(app: string): string {
   return `/var/log/stack/${app}.log`;
 }
 
-/** Wraps a script body: one function, run only if the whole text arrived. */
-export function wrap(ctx: RunContext, body: string[], options: { releaseLock: boolean; release?: string }): string {
-  const lines = ['stack_main() {', 'set -u', 'umask 077', FUNCTIONS, "trap '' HUP PIPE"];
+/**
+ * Wraps a script body: one function, run only if the whole text arrived. Temporary files live
+ * in a private folder from mktemp under /run (memory, root's), removed on every way out.
+ * `releaseLock`: true releases the deploy lock when the script ends; 'on-failure' only when it
+ * fails (a step whose client may be gone, like an upload cut off: nobody else would release it).
+ */
+export function wrap(ctx: RunContext, body: string[], options: { releaseLock: boolean | 'on-failure'; release?: string }): string {
+  const lines = [
+    'stack_main() {',
+    'set -u',
+    'umask 077',
+    FUNCTIONS,
+    RELEASE_FUNCTIONS,
+    "trap '' HUP PIPE",
+    `TMPD=$(mktemp -d -p /run stack.XXXXXXXX) || { echo 'cannot make a temporary folder in /run' >&2; exit 1; }`,
+  ];
   if (ctx.audit) {
     const { file, who, command } = ctx.audit;
     lines.push(
@@ -59,30 +83,94 @@ export function wrap(ctx: RunContext, body: string[], options: { releaseLock: bo
   } else {
     lines.push('audit() { :; }');
   }
+  const exit = ['on_exit() {', '  status=$?', '  rm -rf "$TMPD"'];
   if (ctx.lock) {
     const { dir, token } = ctx.lock;
-    lines.push(
-      `[ "$(cat ${q(`${dir}/token`)} 2>/dev/null)" = ${q(token)} ] || { echo 'the deploy lock is no longer ours: another deploy took it over' >&2; fail 'deploy lock'; }`,
-    );
-    // While this script runs, the lock is not stale, whatever happened to the client.
-    lines.push(`echo $$ > ${q(`${dir}/script.pid`)}`);
-    if (options.releaseLock) lines.push(`trap 'if [ "$(cat ${q(`${dir}/token`)} 2>/dev/null)" = ${q(token)} ]; then rm -rf ${q(dir)}; fi' EXIT`);
-    else lines.push(`trap 'rm -f ${q(`${dir}/script.pid`)}' EXIT`);
+    const ours = `[ "$(cat ${q(`${dir}/token`)} 2>/dev/null)" = ${q(token)} ]`;
+    lines.push(`${ours} || { echo 'the deploy lock is no longer ours: another deploy took it over' >&2; fail 'deploy lock'; }`);
+    // While this script runs, the lock is not stale, whatever happened to the client; `active`
+    // dates the last sign of life, for a lock whose client vanished between two scripts.
+    lines.push(`echo $$ > ${q(`${dir}/script.pid`)}; touch ${q(`${dir}/active`)}`);
+    const release = `if ${ours}; then rm -rf ${q(dir)}; fi`;
+    const keep = `rm -f ${q(`${dir}/script.pid`)}; if ${ours}; then touch ${q(`${dir}/active`)}; fi`;
+    if (options.releaseLock === true) exit.push(`  ${release}`);
+    else if (options.releaseLock === 'on-failure') exit.push(`  if [ "$status" -ne 0 ]; then ${release}; else ${keep}; fi`);
+    else exit.push(`  ${keep}`);
   }
-  lines.push(...body, '}', 'stack_main');
+  exit.push('}', 'trap on_exit EXIT');
+  lines.push(...exit, ...body, '}', 'stack_main');
   return `${lines.join('\n')}\n`;
 }
 
-/** Packages, users, group memberships, directories, a self-signed certificate. Lines only. */
-export function provisionLines(plan: Plan, sshPort?: number): string[] {
+/** How a step runs in a sandbox of its own (a transient systemd service, see `sandboxed`). */
+export interface SandboxSpec {
+  user: string;
+  group: string;
+  dir: string;
+  /** What it may write; everything else is read-only. */
+  writable: string[];
+  /** Handed over by systemd (read as root): the user needs no access to the file. */
+  envFile?: string;
+  seconds: number;
+  env?: Record<string, string>;
+}
+
+/**
+ * A command line that runs `command` with sh as another user in a transient service: the whole
+ * system read-only except `writable`, a private /tmp, no new privileges and no set-id files,
+ * a time limit, and every process it started ends with it (nothing it leaves behind can touch
+ * the release later). Its output and exit status come back through --pipe and --wait.
+ */
+export function sandboxed(s: SandboxSpec, command: string): string {
+  const p = (property: string) => ['-p', property];
+  return shCommand(
+    'systemd-run',
+    '--quiet',
+    '--wait',
+    '--pipe',
+    '--collect',
+    '--service-type=exec',
+    ...p(`User=${s.user}`),
+    ...p(`Group=${s.group}`),
+    ...p(`WorkingDirectory=${s.dir}`),
+    ...p('ProtectSystem=strict'),
+    ...s.writable.flatMap((w) => p(`ReadWritePaths=-${w}`)),
+    ...p('PrivateTmp=yes'),
+    ...p('ProtectHome=yes'),
+    ...p('NoNewPrivileges=yes'),
+    ...p('RestrictSUIDSGID=yes'),
+    ...p('UMask=0022'),
+    ...p(`RuntimeMaxSec=${s.seconds}`),
+    ...(s.envFile ? p(`EnvironmentFile=${s.envFile}`) : []),
+    ...Object.entries({ PATH: `${s.dir}/.venv/bin:/usr/local/bin:/usr/bin:/bin`, ...s.env }).flatMap(([k, v]) => ['-E', `${k}=${v}`]),
+    '--',
+    'sh',
+    '-c',
+    command,
+  );
+}
+
+export interface ProvisionOptions {
+  layout: Layout;
+  /** The static folder, relative to a release (kept readable for nginx when releases are sealed). */
+  staticPath: string | null;
+  /** setup: open the SSH port too when ufw is there. */
+  sshPort?: number;
+}
+
+/**
+ * Packages, users, group memberships, directories, a self-signed certificate, and the
+ * conversion of a server in the layout of before releases were sealed. Lines only.
+ */
+export function provisionLines(plan: Plan, o: ProvisionOptions): string[] {
+  const { sshPort } = o;
   const lines: string[] = [];
   if (plan.packages.length > 0) {
     const install = shCommand('apt-get', 'install', '-y', '-q', '--no-install-recommends', ...plan.packages);
     lines.push(
       `step ${q(`install packages: ${plan.packages.join(' ')}`)}`,
       // A fresh server may have no package lists yet: update once, then try again.
-      `if ! ${install} >/tmp/stack-apt.$$ 2>&1; then apt-get update -q >>/tmp/stack-apt.$$ 2>&1; ${install} >>/tmp/stack-apt.$$ 2>&1 || { tail -n 25 /tmp/stack-apt.$$ >&2; rm -f /tmp/stack-apt.$$; fail 'install packages'; }; fi`,
-      'rm -f /tmp/stack-apt.$$',
+      `if ! ${install} >"$TMPD/apt" 2>&1; then apt-get update -q >>"$TMPD/apt" 2>&1; ${install} >>"$TMPD/apt" 2>&1 || { tail -n 25 "$TMPD/apt" >&2; no_space_note /var "$TMPD/apt"; fail 'install packages'; }; fi`,
     );
   }
   for (const u of plan.users) {
@@ -94,9 +182,13 @@ export function provisionLines(plan: Plan, sshPort?: number): string[] {
   for (const m of plan.memberships) {
     lines.push(`step ${q(`add ${m.user} to group ${m.group}`)}`, `usermod -aG ${q(m.group)} ${q(m.user)} || fail ${q(`add ${m.user} to ${m.group}`)}`);
   }
+  for (const m of plan.leaves) {
+    lines.push(`step ${q(`remove ${m.user} from group ${m.group}`)}`, `gpasswd -d ${q(m.user)} ${q(m.group)} >/dev/null || fail ${q(`remove ${m.user} from ${m.group}`)}`);
+  }
   for (const d of plan.dirs) {
     lines.push(`step ${q(`directory ${d.path}`)}`, `install -d -m ${d.mode} -o ${q(d.owner)} -g ${q(d.group)} ${q(d.path)} || fail ${q(`directory ${d.path}`)}`);
   }
+  lines.push(...upgradeLines(plan, o));
   if (plan.selfSigned) {
     const { cert, key, domains } = plan.selfSigned;
     const san = domains.map((d) => (/^\d+\.\d+\.\d+\.\d+$/.test(d) ? `IP:${d}` : `DNS:${d}`)).join(',');
@@ -119,9 +211,34 @@ export function provisionLines(plan: Plan, sshPort?: number): string[] {
   return lines;
 }
 
+/**
+ * Runs right after the directories have become root's: from then on the app's user cannot move
+ * anything in /srv/NAME, so each release can be checked and sealed where it is, live one included
+ * (reading code needs no more than the group's read access, which sealing keeps).
+ */
+function upgradeLines(plan: Plan, o: ProvisionOptions): string[] {
+  const u = plan.upgrade;
+  if (!u) return [];
+  const { layout } = o;
+  const lines: string[] = [];
+  if (u.sealReleases) {
+    lines.push(
+      `step ${q('seal the releases already there (code owned by root, read-only to the app)')}`,
+      `if [ -L ${q(layout.current)} ]; then chown -h root:root ${q(layout.current)}; fi`,
+      `for r in ${q(layout.releases)}/*; do [ -e "$r" ] || [ -L "$r" ] || continue; convert_release "$r" ${q(layout.app)} ${o.staticPath ? q(o.staticPath) : "''"} || { no_space_note ${q(layout.releases)}; fail "seal $r"; }; done`,
+    );
+  }
+  if (u.media) lines.push(`step ${q(`uploads in ${u.media} to group ${layout.web_user}`)}`, `convert_media ${q(u.media)} ${q(layout.app)} ${q(layout.web_user)} || fail 'convert the uploads'`);
+  if (u.socketGroup) {
+    const { path, group } = u.socketGroup;
+    lines.push(`step ${q(`socket ${path} to group ${group}`)}`, `if [ -S ${q(path)} ]; then chgrp ${q(group)} ${q(path)} || fail 'socket group'; fi`);
+  }
+  return lines;
+}
+
 /** Provisioning alone (used when a release upload has to come between it and activation). */
-export function provisionScript(plan: Plan, ctx: RunContext, sshPort?: number): string | null {
-  const lines = provisionLines(plan, sshPort);
+export function provisionScript(plan: Plan, ctx: RunContext, o: ProvisionOptions): string | null {
+  const lines = provisionLines(plan, o);
   return lines.length > 0 ? wrap(ctx, lines, { releaseLock: false }) : null;
 }
 
@@ -145,41 +262,51 @@ function manifestJson(release: ReleasePlan, info: ManifestInfo): string {
 
 function writeManifest(dir: string, app: string, json: string): string {
   const file = `${dir}/.stack-release.json`;
-  return `printf '%s\\n' ${q(json)} > ${q(`${file}.new`)} && chown ${q(`${app}:${app}`)} ${q(`${file}.new`)} && chmod 0640 ${q(`${file}.new`)} && mv -f ${q(`${file}.new`)} ${q(file)} || fail 'write manifest'`;
+  return `printf '%s\\n' ${q(json)} > ${q(`${file}.new`)} && chown ${q(`root:${app}`)} ${q(`${file}.new`)} && chmod 0640 ${q(`${file}.new`)} && mv -f ${q(`${file}.new`)} ${q(file)} || fail 'write manifest'`;
 }
 
 /**
- * Unpacks the release from the tarball on stdin into releases/<id>, as the app's user, with its
- * own virtualenv. The manifest is written last: a release without one is incomplete and never
- * goes live. The tarball is the stdin, so this script is the command line: it carries no secret.
+ * Receives the release (the tarball on stdin) into releases/<id> and builds it there: its own
+ * virtualenv, the requirements, compiled Python files. Every build step runs as the build user
+ * in a sandbox that can write this release and nothing else (`sandboxed`); the release is not
+ * sealed yet, and nothing trusts it until activation has run the build hooks and sealed it.
+ * The tarball is the stdin, so this script is the command line: it carries no secret. The last
+ * line marks the release built, in root's lock folder, for activation to check.
  */
-export function releaseScript(release: ReleasePlan, ctx: RunContext, info: ManifestInfo): string {
+export function releaseScript(release: ReleasePlan, ctx: RunContext): string {
   const { layout } = ctx;
   const dir = `${layout.releases}/${release.id}`;
-  const asApp = (...words: string[]) => `runuser -u ${q(layout.app)} -- ${shCommand(...words)}`;
-  const log = `${dir}/.stack-build.log`;
+  const upload = `${layout.releases}/.${release.id}.upload`;
+  const build = (seconds: number, command: string) =>
+    sandboxed({ user: layout.build_user, group: layout.build_user, dir, writable: [dir], seconds }, command);
+  const failed = (what: string, lines = 25) => `{ tail -n ${lines} "$TMPD/build" >&2; no_space_note ${q(layout.releases)} "$TMPD/build"; fail ${q(what)}; }`;
   return wrap(
     ctx,
     [
-      // The app's group (which nginx joins) reads the release, to serve static files; others nothing.
-      'umask 027',
+      `step ${q(`receive release ${release.id}`)}`,
+      `rm -rf ${q(dir)} ${q(upload)} && install -d -m 0750 -o ${q(layout.build_user)} -g ${q(layout.build_user)} ${q(dir)} || { no_space_note ${q(layout.releases)}; fail 'create release directory'; }`,
+      `receive ${q(upload)} ${UPLOAD_IDLE_SECONDS}; r=$?`,
+      `if [ "$r" -eq 2 ]; then rm -f ${q(upload)}; echo 'nothing arrived for ${UPLOAD_IDLE_SECONDS} s: the connection to the client was lost' >&2; fail 'receive release'; fi`,
+      `if [ "$r" -ne 0 ]; then rm -f ${q(upload)}; no_space_note ${q(layout.releases)}; fail 'receive release'; fi`,
       `step ${q(`unpack release ${release.id}`)}`,
-      `rm -rf ${q(dir)} && install -d -m 0750 -o ${q(layout.app)} -g ${q(layout.app)} ${q(dir)} || fail 'create release directory'`,
-      `tar -xzf - -C ${q(dir)} --no-same-owner || fail 'unpack release'`,
-      `chown -R ${q(`${layout.app}:${layout.app}`)} ${q(dir)} && chmod -R u+rwX,g+rX,g-w,o-rwx ${q(dir)}`,
+      // Root unpacks the developer's tarball into a folder nobody else could have touched yet;
+      // modes are kept as they were locally, owners are not.
+      `tar -xzpf ${q(upload)} -C ${q(dir)} --no-same-owner 2>"$TMPD/build"; r=$?; rm -f ${q(upload)}`,
+      `[ "$r" -eq 0 ] || ${failed('unpack release')}`,
+      `chown -R -h -P ${q(`${layout.build_user}:${layout.build_user}`)} ${q(dir)} || fail 'hand the release to the build user'`,
       `step ${q('create virtualenv')}`,
-      `${asApp('python3', '-m', 'venv', '--system-site-packages', `${dir}/.venv`)} >${q(log)} 2>&1 || { tail -n 25 ${q(log)} >&2; fail 'create virtualenv'; }`,
+      `${build(VENV_SECONDS, 'python3 -m venv --system-site-packages .venv')} >>"$TMPD/build" 2>&1 </dev/null || ${failed('create virtualenv')}`,
       ...(release.requirements
         ? [
             `step ${q(`pip install -r ${release.requirements}`)}`,
-            `${asApp(`${dir}/.venv/bin/python`, '-m', 'pip', 'install', '--no-input', '--disable-pip-version-check', '-r', `${dir}/${release.requirements}`)} >>${q(log)} 2>&1 || { tail -n 40 ${q(log)} >&2; fail 'pip install'; }`,
+            `${build(PIP_SECONDS, shCommand('.venv/bin/python', '-m', 'pip', 'install', '--no-input', '--no-cache-dir', '--disable-pip-version-check', '-r', release.requirements))} >>"$TMPD/build" 2>&1 </dev/null || ${failed('pip install', 40)}`,
           ]
         : []),
       `step ${q('compile Python files')}`,
-      `${asApp(`${dir}/.venv/bin/python`, '-m', 'compileall', '-q', '-x', '/\\.venv/', dir)} >>${q(log)} 2>&1 || true`,
-      writeManifest(dir, layout.app, manifestJson(release, info)),
+      `${build(VENV_SECONDS, shCommand('.venv/bin/python', '-m', 'compileall', '-q', '-x', '/\\.venv/', '.'))} >>"$TMPD/build" 2>&1 </dev/null || true`,
+      ...(ctx.lock ? [`printf '%s\\n' ${q(release.id)} > ${q(`${ctx.lock.dir}/built`)} || fail 'mark the release built'`] : []),
     ],
-    { releaseLock: false },
+    { releaseLock: 'on-failure' },
   );
 }
 
@@ -235,7 +362,7 @@ export function healthOnlyScript(health: HealthCheck, ctx: RunContext): string {
 
 /** The undo log: every change remembered so that all of them can be put back. */
 const UNDO_FUNCTIONS = [
-  'UNDO=$(mktemp)',
+  'UNDO="$TMPD/undo"; : > "$UNDO"',
   // Lines are "path backup" (restore the backup) or "path -" (remove what we created).
   `remember() { if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$1.stack-bak.$$" && printf '%s %s\\n' "$1" "$1.stack-bak.$$" >> "$UNDO"; else printf '%s -\\n' "$1" >> "$UNDO"; fi; }`,
   `undo() { tac "$UNDO" | while read -r p b; do if [ "$b" = - ]; then rm -f "$p"; else mv -fT "$b" "$p"; fi; done; : > "$UNDO"; }`,
@@ -245,9 +372,16 @@ const UNDO_FUNCTIONS = [
   `abort() { undo; rm -f "$UNDO"; drop_new_release; audit failed "$1"; fail "$1"; }`,
 ];
 
+/**
+ * Server hooks. `build` runs as the build user in the new release before it is sealed and may
+ * write into it (collectstatic); `before_activate` and `after_activate` run as the app's user on
+ * the sealed, read-only release (migrate). Each is bounded by `timeout` seconds.
+ */
 export interface Hooks {
+  build: string[];
   before_activate: string[];
   after_activate: string[];
+  timeout: number;
 }
 
 export interface ActivateOptions {
@@ -261,6 +395,13 @@ export interface ActivateOptions {
   hooks: Hooks;
   keep: number;
   manifest?: ManifestInfo;
+  /** The static folder, relative to the release: nginx may read it once the release is sealed. */
+  staticPath: string | null;
+}
+
+/** The list of shipped files as recorded in a release (`.stack-files`), compared by hash. */
+export function shippedListText(files: readonly string[]): string {
+  return files.map((f) => `${f}\n`).join('');
 }
 
 /**
@@ -323,13 +464,14 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
     );
   }
   for (const r of plan.removes) lines.push(`step ${q(`remove ${r}`)}`, `remember ${q(r)}`, `rm -f ${q(r)} || abort ${q(`remove ${r}`)}`);
+  if (plan.release && !plan.release.copyFrom && rel && o.manifest) lines.push(...sealLines(plan.release, rel, ctx, o));
   if (plan.release) {
     lines.push(
       `step ${q(`switch current to release ${plan.release.id}`)}`,
       `[ -f ${q(`${rel}/.stack-release.json`)} ] || abort 'release is incomplete'`,
       `remember ${q(layout.current)}`,
       // A relative link keeps working if /srv is ever mounted elsewhere; mv -T makes it atomic.
-      `ln -sfn ${q(`releases/${plan.release.id}`)} ${q(`${layout.current}.stack-new.$$`)} && chown -h ${q(`${layout.app}:${layout.app}`)} ${q(`${layout.current}.stack-new.$$`)} && mv -fT ${q(`${layout.current}.stack-new.$$`)} ${q(layout.current)} || abort 'switch current'`,
+      `ln -sfn ${q(`releases/${plan.release.id}`)} ${q(`${layout.current}.stack-new.$$`)} && mv -fT ${q(`${layout.current}.stack-new.$$`)} ${q(layout.current)} || abort 'switch current'`,
     );
   }
   if (validatesNginx) {
@@ -354,7 +496,7 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
       ...o.managedFiles.map((p) => `if [ -e ${q(p)} ]; then mkdir -p ${q(`${rel}/.stack/config${p.slice(0, p.lastIndexOf('/'))}`)} && cp -a ${q(p)} ${q(`${rel}/.stack/config${p}`)}; fi`),
       ...plan.allLinks.map((l) => `printf '%s %s\\n' ${q(l.path)} ${q(l.target)} >> ${q(`${rel}/.stack/links`)}`),
     );
-    for (const hook of o.hooks.before_activate) lines.push(...hookLines(hook, rel, layout, 'abort'));
+    for (const hook of o.hooks.before_activate) lines.push(...hookLines(hook, appHook(layout, rel, o.hooks.timeout), 'abort'));
   }
 
   // From here on services are touched: a failure puts the previous state back and reloads it.
@@ -379,8 +521,7 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
   for (const h of plan.handlers) {
     lines.push(
       `step ${q(h.description)}`,
-      `${h.command} 2>/tmp/stack-handler.$$ || { cat /tmp/stack-handler.$$ >&2; rm -f /tmp/stack-handler.$$; ${h.name === 'restart-app' ? `journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; ` : ''}${onFailure} ${q(h.description)}; }`,
-      'rm -f /tmp/stack-handler.$$',
+      `${h.command} 2>"$TMPD/handler" || { cat "$TMPD/handler" >&2; ${h.name === 'restart-app' ? `journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; ` : ''}${onFailure} ${q(h.description)}; }`,
     );
   }
   for (const s of plan.start) lines.push(`step ${q(`start ${s}`)}`, `systemctl start ${q(s)} || { journalctl -u ${q(s)} -n 15 --no-pager -o cat >&2; ${onFailure} ${q(`start ${s}`)}; }`);
@@ -397,20 +538,56 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
       `inuse=$(for p in $(pgrep -u ${q(layout.app)}); do readlink /proc/$p/cwd; done 2>/dev/null | sed -n ${q(`s|^${layout.releases}/\\([^/]*\\).*|\\1|p`)} | sort -u)`,
       `ls -1 | sort -r | tail -n +${o.keep + 1} | while read -r r; do case " $(echo $inuse) " in *" $r "*) continue;; esac; [ "$r" = ${q(plan.release!.id)} ] || rm -rf "$r"; done; cd /`,
     );
-    for (const hook of o.hooks.after_activate) lines.push(...hookLines(hook, layout.current, layout, 'after_failed'));
+    for (const hook of o.hooks.after_activate) lines.push(...hookLines(hook, appHook(layout, layout.current, o.hooks.timeout), 'after_failed'));
   }
   lines.push(`audit ok ''`);
   return wrap(ctx, [`after_failed() { audit failed "$1"; fail "$1 (the new release stays live)"; }`, ...lines], { releaseLock: true, release: plan.release?.id });
 }
 
-/** A hook runs in the release, as the app's user, with the app's environment and virtualenv. */
-function hookLines(hook: string, dir: string, layout: Layout, onFailure: string): string[] {
-  const inner = `set -a; . ${q(layout.env_file)}; set +a; cd ${q(dir)} && PATH=${q(`${dir}/.venv/bin`)}:$PATH; ${hook}`;
+/** A server hook as the app's user: on the sealed release, writing only what the app may. */
+function appHook(layout: Layout, dir: string, seconds: number): SandboxSpec {
+  return {
+    user: layout.app,
+    group: layout.app,
+    dir,
+    writable: [layout.shared, ...(layout.media_dir ? [layout.media_dir] : [])],
+    envFile: layout.env_file,
+    seconds,
+  };
+}
+
+/** A hook runs in its sandbox with the app's environment and virtualenv; its output is shown only if it fails. */
+function hookLines(hook: string, spec: SandboxSpec, onFailure: string): string[] {
   return [
     `step ${q(`hook: ${hook}`)}`,
-    `runuser -u ${q(layout.app)} -- sh -c ${q(inner)} >/tmp/stack-hook.$$ 2>&1 < /dev/null || { tail -n 40 /tmp/stack-hook.$$ >&2; rm -f /tmp/stack-hook.$$; ${onFailure} ${q(`hook ${hook}`)}; }`,
-    'rm -f /tmp/stack-hook.$$',
+    `${sandboxed(spec, hook)} >"$TMPD/hook" 2>&1 </dev/null || { tail -n 40 "$TMPD/hook" >&2; ${onFailure} ${q(`hook ${hook}`)}; }`,
   ];
+}
+
+/**
+ * The new release, built by the release script, becomes trustworthy: the build hooks run in it
+ * (as the build user, with the app's environment, able to write only this release), then it is
+ * sealed: nothing of the build runs any more, root owns every file, the app may only read them.
+ * Only then is its manifest written, and only then can `current` point at it.
+ */
+function sealLines(release: ReleasePlan, rel: string, ctx: RunContext, o: ActivateOptions): string[] {
+  const { layout } = ctx;
+  const lines = [
+    `step ${q(`check that release ${release.id} was built`)}`,
+    ...(ctx.lock ? [`[ "$(cat ${q(`${ctx.lock.dir}/built`)} 2>/dev/null)" = ${q(release.id)} ] || abort 'release is incomplete (its build did not finish)'`] : []),
+  ];
+  for (const hook of o.hooks.build) {
+    const spec = { user: layout.build_user, group: layout.build_user, dir: rel, writable: [rel], envFile: layout.env_file, seconds: o.hooks.timeout };
+    lines.push(...hookLines(hook, spec, 'abort'));
+  }
+  lines.push(
+    `step ${q(`seal release ${release.id}`)}`,
+    `pkill -KILL -u ${q(layout.build_user)} 2>/dev/null; rm -rf ${q(`${rel}/.stack`)} ${q(`${rel}/.stack-release.json`)}`,
+    `seal ${q(rel)} ${q(layout.app)} ${o.staticPath ? q(o.staticPath) : "''"} || { no_space_note ${q(layout.releases)}; abort 'seal release'; }`,
+    ...(release.fileList ? writeFileLines(`${rel}/.stack-files`, shippedListText(release.fileList), `root:${layout.app}`, '0640', 'abort') : []),
+    writeManifest(rel, layout.app, manifestJson(release, o.manifest!)).replace(/fail 'write manifest'$/, "abort 'write manifest'"),
+  );
+  return lines;
 }
 
 /**
@@ -424,21 +601,26 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
   const lines = [
     ...UNDO_FUNCTIONS,
     `[ -f ${q(`${rel}/.stack-release.json`)} ] && [ -d ${q(`${rel}/.stack/config`)} ] || fail ${q(`release ${target} has no recorded configuration`)}`,
+    // Only a sealed release is trusted: in the layout of before, the app's user could plant a
+    // configuration that this script would install as root.
+    `for p in ${q(layout.root)} ${q(layout.releases)} ${q(rel)} ${q(`${rel}/.stack`)}; do [ ! -L "$p" ] && [ "$(stat -c %U "$p")" = root ] || fail ${q(`release ${target} is not sealed (this server has the layout of an earlier stack): run stack deploy once, which converts it, then roll back`)}; done`,
     `step ${q(`restore the configuration of release ${target}`)}`,
-    `cd ${q(`${rel}/.stack/config`)} && find . -type f | sed 's|^\\.||' > /tmp/stack-files.$$; cd /`,
+    `cd ${q(`${rel}/.stack/config`)} && find . -type f | sed 's|^\\.||' > "$TMPD/files"; cd /`,
     'while read -r p; do',
     `  src=${q(`${rel}/.stack/config`)}"$p"`,
-    '  if ! cmp -s "$src" "$p" || [ "$(stat -c %a:%U:%G "$src")" != "$(stat -c %a:%U:%G "$p" 2>/dev/null)" ]; then',
+    // Restored files are root's and writable by root alone, whatever a record of an earlier
+    // layout says (the environment file was the app's then).
+    '  want=$(printf \'%o:root:%s\' "$(( 0$(stat -c %a "$src") & ~022 ))" "$(stat -c %G "$src")")',
+    '  if ! cmp -s "$src" "$p" || [ "$want" != "$(stat -c %a:%U:%G "$p" 2>/dev/null)" ]; then',
     '    mkdir -p "$(dirname "$p")"; remember "$p"',
-    '    cp -a "$src" "$p.stack-new.$$" && mv -f "$p.stack-new.$$" "$p" || { rm -f /tmp/stack-files.$$; abort "restore $p"; }',
+    '    cp -a "$src" "$p.stack-new.$$" && chown root "$p.stack-new.$$" && chmod go-w "$p.stack-new.$$" && mv -f "$p.stack-new.$$" "$p" || abort "restore $p"',
     '    printf \'@@step restored %s\\n\' "$p"',
     '  fi',
-    'done < /tmp/stack-files.$$',
-    'rm -f /tmp/stack-files.$$',
+    'done < "$TMPD/files"',
     `while read -r l t; do if [ "$(readlink "$l")" != "$t" ]; then remember "$l"; ln -sfn "$t" "$l.stack-new.$$" && mv -fT "$l.stack-new.$$" "$l" || abort "link $l"; fi; done < ${q(`${rel}/.stack/links`)}`,
     `step ${q(`switch current to release ${target}`)}`,
     `remember ${q(layout.current)}`,
-    `ln -sfn ${q(`releases/${target}`)} ${q(`${layout.current}.stack-new.$$`)} && chown -h ${q(`${layout.app}:${layout.app}`)} ${q(`${layout.current}.stack-new.$$`)} && mv -fT ${q(`${layout.current}.stack-new.$$`)} ${q(layout.current)} || abort 'switch current'`,
+    `ln -sfn ${q(`releases/${target}`)} ${q(`${layout.current}.stack-new.$$`)} && mv -fT ${q(`${layout.current}.stack-new.$$`)} ${q(layout.current)} || abort 'switch current'`,
     `step ${q('validate the nginx configuration (nginx -t)')}`,
     `nginx -t -q 2>"$UNDO.nginx" || { cat "$UNDO.nginx" >&2; rm -f "$UNDO.nginx"; abort 'nginx -t'; }`,
     'rm -f "$UNDO.nginx"',
@@ -451,7 +633,7 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     `step ${q('reload systemd units')}`,
     'systemctl daemon-reload',
     `step ${q(`restart ${layout.app}`)}`,
-    `systemctl restart ${q(layout.unit)} 2>/tmp/stack-handler.$$ || { cat /tmp/stack-handler.$$ >&2; journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; rollback_live 'restart'; }`,
+    `systemctl restart ${q(layout.unit)} 2>"$TMPD/handler" || { cat "$TMPD/handler" >&2; journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; rollback_live 'restart'; }`,
     `step ${q('reload nginx')}`,
     'reload_nginx || rollback_live "reload nginx"',
     ...(health ? healthLines(health, 'rollback_live', false) : []),
@@ -459,6 +641,16 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     "audit ok ''",
   ];
   return wrap(ctx, lines, { releaseLock: true, release: target });
+}
+
+/** Writes a file from a base64 heredoc (its end tag has a `_`, which base64 never contains). */
+function writeFileLines(path: string, content: string, owner: string, mode: string, onFailure: string): string[] {
+  return [
+    `base64 -d > ${q(path)} <<'STACK_END_OF_FILE' || ${onFailure} ${q(`write ${path}`)}`,
+    ...chunk(Buffer.from(content, 'utf8').toString('base64'), 76),
+    'STACK_END_OF_FILE',
+    `chown ${q(owner)} ${q(path)} && chmod ${mode} ${q(path)} || ${onFailure} ${q(`write ${path}`)}`,
+  ];
 }
 
 function chunk(text: string, size: number): string[] {

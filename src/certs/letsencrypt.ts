@@ -114,19 +114,17 @@ export function obtainCertificateScript(req: CertificateRequest, ctx: RunContext
     'if [ -n "$missing" ]; then',
     // Domains are validated names (letters, digits, dots, dashes): safe in a sed replacement.
     `  printf '%s' ${q(standIn)} | sed "s|${STAND_IN_DOMAINS}|$missing|" > ${q(standInFile)}`,
-    `  nginx -t -q 2>/tmp/stack-nginx.$$ || { cat /tmp/stack-nginx.$$ >&2; rm -f /tmp/stack-nginx.$$; cert_fail 'nginx -t (ACME stand-in)'; }`,
-    '  rm -f /tmp/stack-nginx.$$',
+    `  nginx -t -q 2>"$TMPD/nginx" || { cat "$TMPD/nginx" >&2; cert_fail 'nginx -t (ACME stand-in)'; }`,
     `  reload_nginx || cert_fail 'reload nginx'`,
     // The block must really answer (a custom nginx.conf might not include conf.d).
     `  for d in $missing; do answers "$d" || { echo "nginx does not answer /.well-known/acme-challenge/ for $d, even with ${standInFile} (does nginx.conf include conf.d?)" >&2; cert_fail 'ACME stand-in'; }; done`,
     'fi',
     `step ${q(`obtain a certificate for ${req.domains.join(', ')} (${req.server})`)}`,
-    `if ! ${certbot} >/tmp/stack-certbot.$$ 2>&1; then`,
+    `if ! ${certbot} >"$TMPD/certbot" 2>&1; then`,
     // certbot says what went wrong in its last lines (the CA's answer or the connection error).
-    `  grep -v '^Saving debug log' /tmp/stack-certbot.$$ | tail -n 12 >&2; rm -f /tmp/stack-certbot.$$`,
+    `  grep -v '^Saving debug log' "$TMPD/certbot" | tail -n 12 >&2`,
     `  cert_fail 'obtain certificate'`,
     'fi',
-    'rm -f /tmp/stack-certbot.$$',
     'cleanup',
     `audit ok ''`,
   ];

@@ -1,4 +1,5 @@
 /** `stack deploy ENV [--dry-run]` and `stack setup ENV`: one pipeline, several exits. */
+import pc from 'picocolors';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
@@ -8,7 +9,7 @@ import type { GlobalOptions } from '../cli/main.js';
 import { selectEnvironment, connectTimeoutMs } from '../cli/environment.js';
 import { createProgress, type Progress } from '../cli/progress.js';
 import { EXIT, StackError, UsageError } from '../errors.js';
-import { hasRequirements, readSource } from '../release/source.js';
+import { hasRequirements, readSource, untrackedWarning } from '../release/source.js';
 import { loadSecrets } from '../secrets/load.js';
 import { loadCustomCertificate } from '../certs/custom.js';
 import { redactValues } from '../secrets/redact.js';
@@ -29,12 +30,14 @@ export async function runDeploy(envName: string | undefined, options: DeployOpti
   const certificate = loadCustomCertificate(inventory, env);
   const redact = redactValues([...secrets.values()]);
   const sourceDir = path.resolve(inventory.dir, env.app.source);
-  const source = mode === 'deploy' ? await readSource(sourceDir) : undefined;
+  const source = mode === 'deploy' ? await readSource(sourceDir, { exclude: env.app.exclude, inventoryFile: path.resolve(globals.inventory) }) : undefined;
+  const untracked = source ? untrackedWarning(source.untracked) : null;
+  if (untracked) process.stderr.write(`${pc.yellow('warning:')} ${untracked}\n`);
   let requirements: string | null = null;
   if (mode === 'deploy' && env.app.requirements) {
     const file = path.join(sourceDir, env.app.requirements);
     if (!existsSync(file)) throw new UsageError(`app.requirements: ${path.relative(process.cwd(), file)} does not exist`, { hint: 'fix the path (it is relative to app.source) or remove the key' });
-    if (!source!.files.includes(env.app.requirements)) throw new UsageError(`app.requirements: ${env.app.requirements} is not shipped (is it ignored by git?)`);
+    if (!source!.fileList.includes(env.app.requirements)) throw new UsageError(`app.requirements: ${env.app.requirements} is not shipped (untracked, ignored by .gitignore, or in app.exclude?)`);
     requirements = hasRequirements(readFileSync(file, 'utf8')) ? env.app.requirements : null;
   }
   const engine = new TemplateEngine(path.resolve(inventory.dir, inventory.data.templates), inventory.dir);

@@ -4,9 +4,9 @@ import type { GlobalOptions } from '../cli/main.js';
 import { selectEnvironment } from '../cli/environment.js';
 import { forEachHost } from '../cli/hosts.js';
 import { StackError } from '../errors.js';
-import { parseLockInfo } from '../facts/gather.js';
+import { lockLines, parseFacts } from '../facts/gather.js';
 import { shQuote as q } from '../remote/quote.js';
-import { describeHolder, isStale } from '../apply/lock.js';
+import { describeHolder, staleReason } from '../apply/lock.js';
 import { auditFile, lockDir } from '../apply/scripts.js';
 import { layoutFor } from '../views/layout.js';
 
@@ -14,17 +14,19 @@ export async function runLock(action: 'status' | 'release', envName: string | un
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const dir = lockDir(layoutFor(env.app, env.gateway).app);
   await forEachHost(inventory, env, globals, async (shell, host) => {
-    const script = action === 'status' ? `cat ${q(`${dir}/info`)} 2>/dev/null || true` : `cat ${q(`${dir}/info`)} 2>/dev/null; rm -rf ${q(dir)}`;
-    const r = await shell.sudoScript(script);
+    // The same report a deploy reads, so both always agree on whether there is a lock.
+    const report = lockLines({ mode: 'report', dir, token: '', holder: { who: '', client: '', pid: 0, since: '', command: '' } }).join('\n');
+    const r = await shell.sudoScript(action === 'status' ? report : `${report}\nrm -rf ${q(dir)}`);
     if (r.code !== 0) throw new StackError(`${shell.label}: ${r.stderr.trim()}`);
-    const holder = r.stdout.trim() ? parseLockInfo(r.stdout) : null;
-    if (!holder) {
+    const lock = parseFacts(r.stdout).lock;
+    if (lock.state !== 'held') {
       process.stdout.write(`${host.address}: not locked\n`);
     } else if (action === 'release') {
-      process.stdout.write(`${host.address}: ${pc.yellow('released')} the lock held by ${describeHolder(holder)}\n`);
+      process.stdout.write(`${host.address}: ${pc.yellow('released')} the lock held by ${describeHolder(lock.holder)}\n`);
     } else {
-      const stale = isStale(holder) ? pc.yellow(' (that process no longer runs: the next deploy clears it)') : '';
-      process.stdout.write(`${host.address}: locked by ${describeHolder(holder)}${stale}\n`);
+      const stale = staleReason(lock);
+      const note = lock.scriptRunning ? ' (one of its steps is running on the server right now)' : stale ? pc.yellow(` (stale: ${stale}; the next deploy clears it)`) : '';
+      process.stdout.write(`${host.address}: locked by ${describeHolder(lock.holder)}${note}\n`);
     }
   });
 }

@@ -37,10 +37,20 @@ export interface GatheredFacts {
   lock: LockState;
   /** path -> content, for the public files asked for (certificates, certbot settings) that exist. */
   publicFiles: Map<string, string>;
+  /** KiB free for root where releases go (the nearest existing folder of /srv/NAME). */
+  freeKib: number | null;
+  /** The live release's list of shipped files, when it differs from the one asked about. */
+  shipped: string[] | null;
 }
 
 /** The deploy lock as the facts script found (or took) it. */
-export type LockState = { state: 'acquired' } | { state: 'free' } | { state: 'held'; holder: LockHolder | null; scriptRunning: boolean };
+export type LockState =
+  | { state: 'acquired' }
+  | { state: 'free' }
+  /** age: seconds since the holder last showed life (a script of it started or ended). */
+  | { state: 'held'; holder: LockHolder | null; scriptRunning: boolean; age: number | null }
+  /** The lock could not be taken at all (a full disk): no deploy holds it. */
+  | { state: 'error'; message: string };
 
 export interface LockHolder {
   token: string;
@@ -75,14 +85,25 @@ export function parseLockInfo(text: string): LockHolder | null {
 /** The lock part of a script: mkdir is atomic, so exactly one deploy gets it. */
 export function lockLines(lock: LockRequest): string[] {
   const { dir, token, holder } = lock;
+  const q = shQuote;
+  const parent = dir.slice(0, dir.lastIndexOf('/'));
   const info = [`token=${token}`, `who=${holder.who}`, `client=${holder.client}`, `pid=${holder.pid}`, `since=${holder.since}`, `command=${holder.command}`].join('\n');
   // Whether one of that deploy's scripts is still running on the server (each records its pid).
-  const running = `if [ -f ${shQuote(`${dir}/script.pid`)} ] && kill -0 "$(cat ${shQuote(`${dir}/script.pid`)})" 2>/dev/null; then echo 1; else echo 0; fi`;
-  const report = `printf 'lock\theld\t%s\t%s\n' "$(base64 -w0 ${shQuote(`${dir}/info`)} 2>/dev/null)" "$(${running})"`;
-  if (lock.mode === 'report') return [`if [ -d ${shQuote(dir)} ]; then ${report}; else printf 'lock\tfree\n'; fi`];
+  const running = `if [ -f ${q(`${dir}/script.pid`)} ] && kill -0 "$(cat ${q(`${dir}/script.pid`)})" 2>/dev/null; then echo 1; else echo 0; fi`;
+  // When the holder last showed life: its last script's start or end, else the taking itself.
+  const age = `$(( $(date +%s) - $(stat -c %Y ${q(`${dir}/active`)} 2>/dev/null || stat -c %Y ${q(`${dir}/info`)} 2>/dev/null || stat -c %Y ${q(dir)}) ))`;
+  const report = `printf 'lock\theld\t%s\t%s\t%s\n' "$(base64 -w0 ${q(`${dir}/info`)} 2>/dev/null)" "$(${running})" "${age}"`;
+  if (lock.mode === 'report') return [`if [ -d ${q(dir)} ]; then ${report}; else printf 'lock\tfree\n'; fi`];
+  const free = `$(( $(df -Pk ${q(parent)} 2>/dev/null | awk 'NR == 2 { print $4 }') / 1024 )) MiB free there`;
   return [
-    `mkdir -p ${shQuote(dir.slice(0, dir.lastIndexOf('/')))}`,
-    `if mkdir ${shQuote(dir)} 2>/dev/null; then printf '%s\n' ${shQuote(info)} > ${shQuote(`${dir}/info`)}; printf '%s' ${shQuote(token)} > ${shQuote(`${dir}/token`)}; printf 'lock\tacquired\n'; else ${report}; fi`,
+    `mkdir -p ${q(parent)} 2>/dev/null`,
+    // A lock is never left half made: one that cannot be written whole is taken back, and a
+    // mkdir that failed for another reason than "it exists" is an error, not another deploy.
+    `if lock_err=$(mkdir ${q(dir)} 2>&1); then`,
+    `  if printf '%s\n' ${q(info)} > ${q(`${dir}/info`)} && printf '%s' ${q(token)} > ${q(`${dir}/token`)}; then printf 'lock\tacquired\n'`,
+    `  else rm -rf ${q(dir)}; printf 'lock\terror\t%s\n' "could not write the deploy lock in ${parent} (No space left on device?), ${free}"; fi`,
+    `elif [ -d ${q(dir)} ]; then ${report}`,
+    `else printf 'lock\terror\t%s\n' "$(printf '%s' "$lock_err" | tr '\t\n' '  '), ${free}"; fi`,
   ];
 }
 
@@ -105,6 +126,8 @@ export interface FactsRequest {
    * certbot's renewal settings (which CA it renews from). Never a key.
    */
   publicFiles?: readonly string[];
+  /** sha256 of the file list about to ship: the live one comes back only when it differs. */
+  shippedHash?: string;
 }
 
 /** The facts script for a host's desired state. */
@@ -139,6 +162,10 @@ export function factsScript(desired: DesiredState, request: FactsRequest): strin
     `printf 'current\\t%s\\n' "$(readlink ${q(current)} 2>/dev/null || echo -)"`,
     `if [ -f ${q(current)}/.stack-release.json ]; then printf 'manifest\\t'; base64 -w0 ${q(current)}/.stack-release.json; printf '\\n'; fi`,
     `printf 'releases\\t%s\\n' "$(ls -1 ${q(releases)} 2>/dev/null | tr '\\n' ' ')"`,
+    `p=${q(releases)}; while [ ! -d "$p" ] && [ -n "$p" ]; do p=\${p%/*}; done; printf 'free\\t%s\\n' "$(df -Pk "\${p:-/}" 2>/dev/null | awk 'NR == 2 { print $4 }')"`,
+    ...(request.shippedHash
+      ? [`if [ -f ${q(current)}/.stack-files ] && [ "$(sha256sum < ${q(current)}/.stack-files | cut -c1-64)" != ${request.shippedHash} ]; then printf 'shipped\\t'; base64 -w0 ${q(current)}/.stack-files; printf '\\n'; fi`]
+      : []),
     `if command -v ufw >/dev/null; then printf 'ufw\\t%s\\n' "$(ufw status 2>/dev/null | head -n1)"; fi`,
     'exit 0',
   );
@@ -167,6 +194,8 @@ export function parseFacts(output: string, redact: (path: string, content: strin
     ufw: null,
     lock: { state: 'free' },
     publicFiles: new Map(),
+    freeKib: null,
+    shipped: null,
   };
   for (const line of output.split('\n')) {
     const [kind, ...f] = line.split('\t');
@@ -223,6 +252,12 @@ export function parseFacts(output: string, redact: (path: string, content: strin
       case 'releases':
         facts.releases = (f[0] ?? '').split(' ').filter(Boolean).sort();
         break;
+      case 'shipped':
+        facts.shipped = Buffer.from(f[0] ?? '', 'base64').toString('utf8').split('\n').filter(Boolean);
+        break;
+      case 'free':
+        facts.freeKib = f[0] && /^\d+$/.test(f[0]) ? Number(f[0]) : null;
+        break;
       case 'ufw':
         facts.ufw = f[0] ?? null;
         break;
@@ -231,8 +266,15 @@ export function parseFacts(output: string, redact: (path: string, content: strin
           f[0] === 'acquired'
             ? { state: 'acquired' }
             : f[0] === 'held'
-              ? { state: 'held', holder: parseLockInfo(Buffer.from(f[1] ?? '', 'base64').toString('utf8')), scriptRunning: f[2] === '1' }
-              : { state: 'free' };
+              ? {
+                  state: 'held',
+                  holder: parseLockInfo(Buffer.from(f[1] ?? '', 'base64').toString('utf8')),
+                  scriptRunning: f[2] === '1',
+                  age: f[3] && /^-?\d+$/.test(f[3]) ? Number(f[3]) : null,
+                }
+              : f[0] === 'error'
+                ? { state: 'error', message: f[1] ?? 'the deploy lock could not be taken' }
+                : { state: 'free' };
         break;
     }
   }

@@ -2,17 +2,25 @@
  * Reading an inventory: YAML with positions, validation that reports every problem at once
  * (file:line:column, field, how to fix it), then one resolved view per environment.
  */
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { LineCounter, parseDocument, type Document } from 'yaml';
+import { isMap, isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import * as v from 'valibot';
 import { InventoryError, UsageError, type InventoryProblem } from '../errors.js';
 import { InventorySchema, knownKeys, type InventoryDocument } from './schema.js';
 import { formatPath, locate, type FieldPath } from './locate.js';
 import { didYouMean } from './suggest.js';
 import { reservedKeyProblems, shapeProblems } from './shape.js';
-import { placeSyntaxError } from './syntax.js';
+import { syntaxPlacer } from './syntax.js';
 import { resolveEnvironment, type Environment } from './resolve.js';
+import { aliasProblems, aliasTargets, firstNestedAlias, MAX_ALIASES } from './aliases.js';
+import { literalProblems } from './literals.js';
+
+/**
+ * An inventory describes one app and its servers in a few kilobytes. The limit keeps a wrong
+ * file (a log, a dump) from being parsed at all, and bounds the time and memory loading takes.
+ */
+export const MAX_INVENTORY_BYTES = 1024 * 1024;
 
 export interface Inventory {
   /** Path as the user gave it, used in messages. */
@@ -29,9 +37,9 @@ export interface Inventory {
 }
 
 export async function loadInventory(file: string): Promise<Inventory> {
-  let source: string;
+  let read: Awaited<ReturnType<typeof readCapped>>;
   try {
-    source = await readFile(file, 'utf8');
+    read = await readCapped(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(
@@ -39,46 +47,77 @@ export async function loadInventory(file: string): Promise<Inventory> {
       { hint: code === 'ENOENT' ? 'run `stack init` to write one, or pass -i FILE' : undefined },
     );
   }
-  return parseInventory(source, file);
+  if (read.tooLarge) throw new InventoryError([sizeProblem(file, read.size)]);
+  return parseInventory(read.text, file);
 }
 
 export function parseInventory(source: string, file: string): Inventory {
-  const lines = new LineCounter();
-  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new InventoryError(
-      dedupe(
-        doc.errors.map((e) => {
-          const p = placeSyntaxError(e, source, lines);
-          return { file, line: p.line, column: p.column, field: '', message: `YAML syntax error: ${p.message}` };
-        }),
-      ),
-    );
+  // No string of at most a third of the limit in UTF-16 units can be over it in UTF-8 bytes.
+  if (source.length > MAX_INVENTORY_BYTES / 3 && Buffer.byteLength(source, 'utf8') > MAX_INVENTORY_BYTES) {
+    throw new InventoryError([sizeProblem(file, Buffer.byteLength(source, 'utf8'))]);
   }
-  const raw: unknown = doc.toJS();
+  const lines = new LineCounter();
+  // Repeated keys are found below: yaml's own check compares each key with every key before it.
+  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
+  const at = (offset: number) => {
+    const pos = lines.linePos(offset);
+    return { file, line: pos.line, column: pos.col };
+  };
+  const place = syntaxPlacer(source, lines);
+  const yamlProblems: InventoryProblem[] = [
+    ...doc.errors.map((e) => {
+      const p = place(e);
+      return { file, line: p.line, column: p.column, field: '', message: `YAML syntax error: ${p.message}` };
+    }),
+    ...repeatedKeys(doc, lines).map((r) => ({
+      ...at(r.offset),
+      field: '',
+      message: `YAML syntax error: Map keys must be unique; ${r.key} is already set on line ${r.firstLine}: remove one of them`,
+    })),
+  ];
+  if (yamlProblems.length > 0) throw new InventoryError(dedupe(yamlProblems));
+
+  const targets = aliasTargets(doc);
+  const aliases = aliasProblems(doc, targets);
+  if (aliases.length > 0) throw new InventoryError(aliases.map((a) => ({ ...at(a.offset), field: '', message: `YAML alias: ${a.message}` })));
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIASES });
+  } catch (err) {
+    // yaml's own alias limit, or an alias before its anchor. Not expected past the checks
+    // above, but it is still the file's fault, and reported as such.
+    const message = err instanceof Error ? err.message : String(err);
+    throw new InventoryError([{ ...at(firstNestedAlias(doc, targets)), field: '', message: `YAML alias: ${message}; write the values out instead` }]);
+  }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new InventoryError([
       { file, line: 1, column: 1, field: '', message: 'the inventory must be a mapping with app: and environments:; run `stack init` for a starting point' },
     ]);
   }
+  // Numbers written in a way the configs would not reproduce. They replace what the schema says
+  // about the same field, which sees only the parsed number.
+  const literals = literalProblems(doc, source, targets).map((p) => ({ ...at(p.offset), field: formatPath(p.path), message: p.message }));
+  const literalFields = new Set(literals.map((p) => p.field));
   const shape = [...reservedKeyProblems(doc), ...shapeProblems(raw, InventorySchema as never)];
   if (shape.length > 0) {
     throw new InventoryError(
-      dedupe(
-        shape.map((p) => {
+      dedupe([
+        ...literals,
+        ...shape.map((p) => {
           const pos = locate(doc, lines, p.path, p.keyOf);
           return { file, line: pos.line, column: pos.column, field: formatPath(p.path), message: p.message };
         }),
-      ),
+      ]),
     );
   }
   // One problem per field: the first rule a value breaks says what to fix.
   const result = v.safeParse(InventorySchema, raw, { abortPipeEarly: true });
   if (!result.success) {
-    throw new InventoryError(problemsFromIssues(result.issues, doc, lines, file));
+    const issues = problemsFromIssues(result.issues, doc, lines, file).filter((p) => !literalFields.has(p.field));
+    throw new InventoryError(dedupe([...literals, ...issues]));
   }
   const data = result.output;
-  const problems: InventoryProblem[] = [];
+  const problems: InventoryProblem[] = [...literals];
   const environments: Record<string, Environment> = {};
   for (const name of Object.keys(data.environments)) {
     const resolved = resolveEnvironment(data, name);
@@ -143,6 +182,57 @@ function flattenIssues(issues: readonly v.BaseIssue<unknown>[]): v.BaseIssue<unk
     }
     out.push(issue);
   }
+  return out;
+}
+
+/** Reads at most one byte past the limit, so a huge file (or a device) is never read whole. */
+async function readCapped(file: string): Promise<{ tooLarge: false; text: string } | { tooLarge: true; size: number | undefined }> {
+  const handle = await open(file, 'r');
+  try {
+    const stat = await handle.stat();
+    if (stat.isFile() && stat.size > MAX_INVENTORY_BYTES) return { tooLarge: true, size: stat.size };
+    const buffer = Buffer.alloc(MAX_INVENTORY_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > MAX_INVENTORY_BYTES) return { tooLarge: true, size: undefined };
+    }
+    return { tooLarge: false, text: buffer.toString('utf8', 0, length) };
+  } finally {
+    await handle.close();
+  }
+}
+
+function sizeProblem(file: string, size: number | undefined): InventoryProblem {
+  const bytes = (n: number) => `${n.toLocaleString('en-US')} bytes`;
+  const what = size === undefined ? 'more than 1 MiB' : `${(size / 1024 / 1024).toFixed(1)} MiB (${bytes(size)})`;
+  return {
+    file,
+    line: 1,
+    column: 1,
+    field: '',
+    message: `the file is ${what}, over the limit of 1 MiB (${bytes(MAX_INVENTORY_BYTES)}) for an inventory; check that -i names the inventory, and keep anything that is not a setting out of it`,
+  };
+}
+
+/** Keys repeated within one mapping, each with the line it first appeared on. */
+function repeatedKeys(doc: Document, lines: LineCounter): { offset: number; key: string; firstLine: number }[] {
+  const out: { offset: number; key: string; firstLine: number }[] = [];
+  visit(doc, {
+    Map(_, map) {
+      if (!isMap(map) || map.items.length < 2) return;
+      // Compared as yaml compares them, by value: 1 and "1" are different keys.
+      const seen = new Map<unknown, number>();
+      for (const pair of map.items) {
+        if (!isScalar(pair.key) || !pair.key.range) continue;
+        const first = seen.get(pair.key.value);
+        if (first === undefined) seen.set(pair.key.value, pair.key.range[0]);
+        else out.push({ offset: pair.key.range[0], key: JSON.stringify(String(pair.key.value)), firstLine: lines.linePos(first).line });
+      }
+    },
+  });
   return out;
 }
 

@@ -1,5 +1,5 @@
 /** Maps a field path back to line and column in the user's YAML, so every error points at its source. */
-import { isMap, isSeq, isScalar, type Document, type LineCounter, type Node, type Pair } from 'yaml';
+import { isMap, isSeq, isScalar, type Document, type LineCounter, type Node, type Pair, type YAMLMap } from 'yaml';
 
 export type FieldPath = readonly (string | number)[];
 
@@ -18,6 +18,26 @@ export function formatPath(path: FieldPath): string {
 }
 
 /**
+ * Each mapping's pairs by key, built on first use: a search per lookup made reporting thousands
+ * of problems in one large mapping quadratic. Rebuilt if the mapping has changed size since.
+ */
+const pairIndex = new WeakMap<YAMLMap, { size: number; byKey: Map<string, Pair> }>();
+
+function pairOf(map: YAMLMap, key: string): Pair | undefined {
+  let index = pairIndex.get(map);
+  if (!index || index.size !== map.items.length) {
+    const byKey = new Map<string, Pair>();
+    for (const p of map.items as Pair[]) {
+      // The first of repeated keys, as a search from the start would find.
+      if (isScalar(p.key) && !byKey.has(String(p.key.value))) byKey.set(String(p.key.value), p);
+    }
+    index = { size: map.items.length, byKey };
+    pairIndex.set(map, index);
+  }
+  return index.byKey.get(key);
+}
+
+/**
  * Position of the node at `path`; for a key the value is missing, the nearest ancestor.
  * With `keyOf`, the position of the key itself (used for unknown keys).
  */
@@ -28,7 +48,7 @@ export function locate(doc: Document, lines: LineCounter, path: FieldPath, keyOf
   for (let i = 0; i < path.length; i++) {
     const key = path[i]!;
     if (isMap(node)) {
-      const pair = node.items.find((p: Pair) => isScalar(p.key) && String(p.key.value) === String(key));
+      const pair = pairOf(node, String(key));
       if (!pair) {
         found = false;
         break;

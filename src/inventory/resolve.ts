@@ -2,15 +2,21 @@
  * One environment's complete settings: the top-level sections with the environment's own
  * overrides laid over them, plus the rules that span several fields.
  */
-import type { App, Gateway, Hooks, Host, InventoryDocument, Nginx, Ssl } from './schema.js';
+import { durationSeconds, HOOK_TIMEOUT, type App, type Gateway, type Hooks, type Host, type InventoryDocument, type Nginx, type Ssl } from './schema.js';
 import type { FieldPath } from './locate.js';
+
+/** The hooks of one environment; `timeout` is in seconds, whatever unit the inventory used. */
+export type ResolvedHooks = Omit<Hooks, 'timeout'> & {
+  /** How long each server hook (build, before_activate, after_activate) may run, in seconds. */
+  timeout: number;
+};
 
 export interface Environment {
   name: string;
   app: App;
   gateway: Gateway;
   nginx: Nginx;
-  hooks: Hooks;
+  hooks: ResolvedHooks;
   /** The first is canonical; the others redirect to it. */
   domains: string[];
   ssl: Ssl;
@@ -35,7 +41,7 @@ export function resolveEnvironment(doc: InventoryDocument, name: string): Resolv
     app: overlay(doc.app, env.app),
     gateway: overlay(doc.gateway, env.gateway),
     nginx: overlay(doc.nginx, env.nginx),
-    hooks: overlay(doc.hooks, env.hooks),
+    hooks: resolveHooks(overlay(doc.hooks, env.hooks)),
     domains: env.domains,
     ssl: env.ssl,
     email: env.email,
@@ -45,6 +51,12 @@ export function resolveEnvironment(doc: InventoryDocument, name: string): Resolv
   };
   const problems = crossFieldProblems(environment);
   return problems.length > 0 ? { ok: false, problems } : { ok: true, environment };
+}
+
+function resolveHooks(hooks: Hooks): ResolvedHooks {
+  const { timeout, ...lists } = hooks;
+  // The schema has checked the value, so it converts.
+  return { ...lists, timeout: timeout === undefined ? HOOK_TIMEOUT.defaultSeconds : durationSeconds(timeout, ['s', 'm', 'h'])! };
 }
 
 /** Override values win key by key; nested objects (static, media) are replaced whole. */
@@ -72,13 +84,18 @@ function crossFieldProblems(env: Environment): { path: FieldPath; message: strin
   if (env.acme_server && mode !== 'letsencrypt') {
     problems.push({ path: ['acme_server'], message: 'only used with ssl: letsencrypt; remove it or set ssl: letsencrypt' });
   }
+  // Sets, not indexOf: an inventory may list thousands of names, and a scan per name is quadratic.
+  const domains = new Set<string>();
   env.domains.forEach((d, i) => {
-    if (env.domains.indexOf(d) !== i) problems.push({ path: ['domains', i], message: `${d} is listed twice; remove the repeat` });
+    if (domains.has(d)) problems.push({ path: ['domains', i], message: `${d} is listed twice; remove the repeat` });
+    domains.add(d);
   });
   const envNames = new Set(Object.keys(env.app.env));
+  const secrets = new Set<string>();
   env.app.secrets.forEach((s, i) => {
     if (envNames.has(s)) problems.push({ path: ['app', 'secrets', i], message: `${s} is both in env: and in secrets:; keep it in secrets: only` });
-    if (env.app.secrets.indexOf(s) !== i) problems.push({ path: ['app', 'secrets', i], message: `${s} is listed twice; remove the repeat` });
+    if (secrets.has(s)) problems.push({ path: ['app', 'secrets', i], message: `${s} is listed twice; remove the repeat` });
+    secrets.add(s);
   });
   if (env.app.static && env.app.media && env.app.static.url === env.app.media.url) {
     problems.push({ path: ['app', 'media', 'url'], message: 'static and media need different URL prefixes, e.g. /static/ and /media/' });

@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import * as v from 'valibot';
+import { reservedEnvReason } from './env-names.js';
 
 /** Characters that would end a directive, open a block, start a quote or expand a variable. */
 const BREAKOUT = /[;{}'"`$\\\n\r\t\x00-\x1f\x7f-\x9f\u2028\u2029]/;
@@ -53,8 +54,85 @@ function matching(what: string, re: RegExp, fix: string) {
 const DOMAIN = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/;
 const IPV4 = /^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 const SIZE = /^\d+[kKmMgG]?$/;
-const DURATION = /^\d+(ms|s|m|h|d|w|M|y)?$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * How a YAML number or boolean must be written for its field (checked on the scalar's source text
+ * by literals.ts, since the parsed value has already lost it: 0x1F, 1e21 and
+ * 12345678901234567890 all arrive as plain JavaScript numbers).
+ */
+export type LiteralRule =
+  | { kind: 'whole'; what: string; min: number; max: number; hint: string }
+  /** An env value goes into the env file as text, so it must read back exactly as written. */
+  | { kind: 'env' };
+
+const literalRules = new WeakMap<object, LiteralRule>();
+
+/** The rule of a field's schema (through optional and union wrappers), if it takes a number. */
+export function literalRuleOf(schema: unknown): LiteralRule | undefined {
+  let s = schema as { type?: string; wrapped?: unknown; options?: unknown[] } | undefined;
+  while (s && (s.type === 'optional' || s.type === 'nullable')) s = s.wrapped as typeof s;
+  if (!s) return undefined;
+  const own = literalRules.get(s);
+  if (own) return own;
+  if (s.type === 'union') {
+    for (const option of s.options ?? []) {
+      const rule = literalRules.get(option as object);
+      if (rule) return rule;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A whole number within bounds. Every numeric field has an upper bound: a value past it is a typo,
+ * and an unbounded one reaches the generated configs as 1e+21 or Infinity.
+ */
+function wholeNumber(what: string, min: number, max: number, hint = '') {
+  const range = `${what} must be a whole number from ${min} to ${max}${hint}`;
+  const schema = v.pipe(
+    v.number(range),
+    v.integer(range),
+    v.minValue(min, `${what} must be at least ${min}${hint}`),
+    v.maxValue(max, `${what} must be at most ${max}${hint}`),
+  );
+  literalRules.set(schema, { kind: 'whole', what, min, max, hint });
+  return schema;
+}
+
+/** Seconds in each unit of nginx's time syntax (ngx_parse_time: a month is 30 days, a year 365). */
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800, M: 2592000, y: 31536000 };
+
+/** A duration such as `90s`, `15m` or `1y` (a bare number is seconds) in seconds, if `units` allows its unit. */
+export function durationSeconds(value: string | number, units: readonly string[]): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : undefined;
+  const m = /^(\d+)([A-Za-z]*)$/.exec(value);
+  if (!m || (m[2] !== '' && !units.includes(m[2]!))) return undefined;
+  return Number(m[1]) * (m[2] ? UNIT_SECONDS[m[2]]! : 1);
+}
+
+/** Bytes in a size as nginx reads it (ngx_parse_offset: k, m and g are powers of 1024). */
+export function sizeBytes(value: string): number | undefined {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(value);
+  if (!m) return undefined;
+  return Number(m[1]) * 1024 ** ' kmg'.indexOf((m[2] || ' ').toLowerCase());
+}
+
+/**
+ * nginx reads client_max_body_size into an off_t (up to 8 EiB) and refuses more at `nginx -t`,
+ * i.e. at deploy time. No request body needs more than 1 TiB, and bounding it here also keeps
+ * the byte count exact in a JavaScript number.
+ */
+const MAX_BODY_SIZE = 1024 ** 4;
+
+/**
+ * nginx's own `expires max` is 10 years (max-age=315360000), and HTTP caches treat anything
+ * past 2^31 seconds as 2^31 (RFC 9111), so a longer cache duration means nothing more.
+ */
+const MAX_CACHE_SECONDS = 10 * UNIT_SECONDS.y!;
+
+/** Server hooks: at least a second; a day is far beyond any migration or build worth waiting for. */
+export const HOOK_TIMEOUT = { defaultSeconds: 15 * 60, min: 1, max: 24 * 3600 } as const;
 
 /** A name made only of digits and dots is an IPv4 address or nothing. */
 const notBadNumeric = (what: string) =>
@@ -64,6 +142,27 @@ export const domain = v.pipe(
   matching('domain', new RegExp(`${DOMAIN.source}|${IPV4.source}`), 'write a lowercase host name such as blog.example.com (no scheme, port, path, wildcard or spaces)'),
   notBadNumeric('domain'),
 );
+
+/**
+ * A folder inside the release, which nginx serves as it is: `.` (or anything that comes down to
+ * it) would publish the whole release, code and settings included, and a hidden folder holds the
+ * virtualenv (.venv), the repository (.git) or stack's record of the release (.stack).
+ */
+const servedFolder = (what: string, example: string) =>
+  v.pipe(
+    text(what, example),
+    v.check((s) => !s.startsWith('/'), `${what} is relative to the app's release directory; drop the leading "/"`),
+    v.check((s) => !s.split('/').includes('..'), `${what} must stay inside the release; remove ".."`),
+    v.check((s) => !/\s/.test(s), `${what} must not contain spaces`),
+    v.check(
+      (s) => s.split('/').some((part) => part !== '' && part !== '.'),
+      (i) => `${JSON.stringify(i.input)} is the release itself, and nginx would serve all of it (code, settings, keys); name a folder inside it, e.g. ${example}`,
+    ),
+    v.check(
+      (s) => !s.split('/').some((part) => part.startsWith('.') && part !== '.'),
+      (i) => `${JSON.stringify(i.input)} is or is inside a hidden folder (.git, .venv and .stack hold code, the virtualenv and the release's settings), which nginx must not serve; use a plain folder, e.g. ${example}`,
+    ),
+  );
 
 const relativePath = (what: string, example: string) =>
   v.pipe(
@@ -87,19 +186,41 @@ const urlPrefix = (example: string) =>
     v.regex(/^\/([A-Za-z0-9._~-]+\/)*$/, `must be a URL path that starts and ends with "/", e.g. ${example}`),
   );
 
-const positiveInt = (what: string, max: number) =>
+const positiveInt = (what: string, max: number) => wholeNumber(what, 1, max);
+
+/** An env or secret name: a shell identifier that nothing else on the server gives a meaning to. */
+const envName = (what: string, fix: string) =>
   v.pipe(
-    v.number(`${what} must be a whole number`),
-    v.integer(`${what} must be a whole number`),
-    v.minValue(1, `${what} must be at least 1`),
-    v.maxValue(max, `${what} must be at most ${max}`),
+    matching(what, ENV_NAME, fix),
+    v.check(
+      (s) => reservedEnvReason(s) === undefined,
+      (i) => `${String(i.input)} cannot be set by the app: ${reservedEnvReason(String(i.input))}; pick another name`,
+    ),
   );
+
+/** Values of app.env: written into the env file as text. */
+const ENV_VALUE = v.union(
+  [v.pipe(v.string(), safe('environment value')), v.number(), v.boolean()],
+  'must be text, a number or true/false',
+);
+literalRules.set(ENV_VALUE, { kind: 'env' });
+
+/** Linux user names have at most 32 characters, and stack creates NAME-build next to NAME. */
+const MAX_APP_NAME = 32 - '-build'.length;
 
 export const AppSchema = v.strictObject({
   name: v.pipe(
-    matching('app name', /^[a-z][a-z0-9-]{0,30}$/, 'use lowercase letters, digits and "-", starting with a letter, at most 31 characters'),
+    matching('app name', /^[a-z][a-z0-9-]*$/, `use lowercase letters, digits and "-", starting with a letter, at most ${MAX_APP_NAME} characters`),
+    v.maxLength(
+      MAX_APP_NAME,
+      (i) => `${JSON.stringify(i.input)} has ${String(i.input).length} characters; the limit is ${MAX_APP_NAME}, because stack also creates the system user NAME-build and Linux user names have at most 32 characters`,
+    ),
+    v.check(
+      (s) => !s.endsWith('-build'),
+      'must not end in "-build": stack creates the build user NAME-build for every app, so this name could be the build user of another app; pick another',
+    ),
     v.check((s) => !['root', 'nginx', 'www-data', 'deploy', 'stack', 'daemon', 'nobody'].includes(s), 'that name is taken by a system user or service; pick another'),
-    v.description('Names the systemd unit, the system user, /srv/<name> and /etc/<name>.'),
+    v.description(`Names the systemd unit, the system users <name> and <name>-build, /srv/<name> and /etc/<name>. At most ${MAX_APP_NAME} characters.`),
   ),
   source: v.optional(
     v.pipe(text('source directory', '.'), v.description('Local directory to ship, relative to the inventory file.')),
@@ -110,11 +231,39 @@ export const AppSchema = v.strictObject({
     v.description('module:callable of the WSGI application.'),
   ),
   requirements: v.optional(relativePath('requirements file', 'requirements.txt')),
+  exclude: v.optional(
+    v.pipe(
+      v.array(
+        v.pipe(
+          v.string('each pattern is text, e.g. "*.sqlite3"'),
+          v.nonEmpty('an empty pattern leaves nothing out; remove it'),
+          v.check((s) => !/[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(s), 'a pattern is one line, without control characters; write one pattern per list item'),
+        ),
+        'must be a list of patterns, e.g. [node_modules/, "*.sqlite3"]',
+      ),
+      v.description('Gitignore-style patterns of files in source that are not shipped to the server.'),
+    ),
+    [],
+  ),
   static: v.optional(
     v.strictObject({
       url: urlPrefix('/static/'),
-      path: relativePath('static directory', 'static'),
-      max_age: v.optional(matching('cache duration', DURATION, 'write a number with a unit, e.g. 30d or 1y'), '1y'),
+      path: servedFolder('static directory', 'static'),
+      max_age: v.optional(
+        v.pipe(
+          matching('cache duration', /^\d+[A-Za-z]*$/, 'write a number with a unit, e.g. 30d or 1y'),
+          v.check((s) => !s.endsWith('ms'), 'nginx counts cache durations in whole seconds; write s, m, h, d, w, M or y, e.g. 30d'),
+          v.check(
+            (s) => durationSeconds(s, Object.keys(UNIT_SECONDS)) !== undefined,
+            (i) => `${JSON.stringify(i.input)} is not a valid cache duration; write a number with one unit: s, m, h, d, w, M (30 days) or y (365 days), e.g. 30d or 1y`,
+          ),
+          v.check(
+            (s) => durationSeconds(s, Object.keys(UNIT_SECONDS))! <= MAX_CACHE_SECONDS,
+            'a cache duration can be at most 10y (nginx\'s own "expires max"); write 10y or less',
+          ),
+        ),
+        '1y',
+      ),
     }),
   ),
   media: v.optional(
@@ -131,18 +280,12 @@ export const AppSchema = v.strictObject({
     '/health',
   ),
   env: v.optional(
-    v.record(
-      matching('environment variable name', ENV_NAME, 'use letters, digits and "_", not starting with a digit'),
-      v.union(
-        [v.pipe(v.string(), safe('environment value')), v.number(), v.boolean()],
-        'must be text, a number or true/false',
-      ),
-    ),
+    v.record(envName('environment variable name', 'use letters, digits and "_", not starting with a digit'), ENV_VALUE),
     {},
   ),
   health_check: v.optional(
     v.strictObject({
-      status: v.optional(v.pipe(v.number('must be an HTTP status code'), v.integer('must be an HTTP status code'), v.minValue(100, 'must be an HTTP status code'), v.maxValue(599, 'must be an HTTP status code')), 200),
+      status: v.optional(wholeNumber('status', 100, 599, ' (an HTTP status code)'), 200),
       timeout: v.optional(positiveInt('timeout', 300), 3),
       retries: v.optional(positiveInt('retries', 600), 20),
     }),
@@ -150,7 +293,7 @@ export const AppSchema = v.strictObject({
   ),
   secrets: v.optional(
     v.array(
-      matching('secret name', ENV_NAME, 'use letters, digits and "_", not starting with a digit (the value itself goes in the environment or .stack/secrets.<env>)'),
+      envName('secret name', 'use letters, digits and "_", not starting with a digit (the value itself goes in the environment or .stack/secrets.<env>)'),
       'must be a list of secret names, e.g. [SECRET_KEY, DATABASE_URL]',
     ),
     [],
@@ -174,11 +317,40 @@ const hookList = (where: string) =>
     [],
   );
 
+/** How long each server hook may run: `90s`, `15m`, `1h`, or a number of seconds. */
+const hookTimeout = v.union(
+  [
+    v.pipe(
+      v.string(),
+      v.check(
+        (s) => durationSeconds(s, ['s', 'm', 'h']) !== undefined,
+        (i) => `${JSON.stringify(i.input)} is not a valid timeout; write a number of seconds or a number with s, m or h, e.g. 90s, 15m or 1h`,
+      ),
+      v.check((s) => {
+        const seconds = durationSeconds(s, ['s', 'm', 'h'])!;
+        return seconds >= HOOK_TIMEOUT.min && seconds <= HOOK_TIMEOUT.max;
+      }, 'a hook timeout must be from 1s to 24h'),
+    ),
+    wholeNumber('timeout', HOOK_TIMEOUT.min, HOOK_TIMEOUT.max, ' seconds, or a duration such as 15m or 1h'),
+  ],
+  'must be a duration such as 90s, 15m or 1h, or a number of seconds',
+);
+
 export const HooksSchema = v.strictObject({
   before_deploy: v.pipe(hookList('run locally before anything is sent'), v.description('Local commands, in the inventory\'s folder, before connecting.')),
-  before_activate: v.pipe(hookList('run on the server in the new release'), v.description('Server commands in the new release, as the app user, with its env and venv, before it goes live (e.g. migrate, collectstatic).')),
+  build: v.pipe(
+    hookList('run on the server in the new release before it is sealed'),
+    v.description('Server commands in the new release before it is sealed, as the build user <name>-build, which may write into the release (e.g. collectstatic, compilemessages).'),
+  ),
+  before_activate: v.pipe(
+    hookList('run on the server in the new release'),
+    v.description('Server commands as the app\'s user, with its env and venv, on the sealed (read-only) release before it goes live (e.g. migrate).'),
+  ),
   after_activate: v.pipe(hookList('run on the server after the release is live'), v.description('Server commands in the live release after the health check passed.')),
   after_deploy: v.pipe(hookList('run locally after every host is done'), v.description('Local commands after a successful deploy.')),
+  timeout: v.optional(
+    v.pipe(hookTimeout, v.description('How long each server hook (build, before_activate, after_activate) may run: 90s, 15m, 1h (default 15m, at most 24h).')),
+  ),
 });
 
 export const GatewaySchema = v.strictObject({
@@ -189,16 +361,24 @@ export const GatewaySchema = v.strictObject({
   ),
   threads: v.optional(positiveInt('threads', 64), 1),
   timeout: v.optional(positiveInt('timeout', 3600), 30),
-  max_requests: v.optional(v.pipe(v.number('max_requests must be a whole number'), v.integer('max_requests must be a whole number'), v.minValue(0, 'max_requests must be 0 (off) or more')), 0),
+  // Far more requests than a worker serves between restarts, and exact in every config format.
+  max_requests: v.optional(wholeNumber('max_requests', 0, 1_000_000_000, ' (0 = never recycle)'), 0),
 });
 
 export const NginxSchema = v.strictObject({
-  client_max_body_size: v.optional(matching('size', SIZE, 'write a number with an optional k, m or g, e.g. 16m'), '16m'),
+  client_max_body_size: v.optional(
+    v.pipe(
+      matching('size', SIZE, 'write a number with an optional k, m or g, e.g. 16m'),
+      v.check((s) => sizeBytes(s)! <= MAX_BODY_SIZE, 'client_max_body_size can be at most 1024g (1 TiB); write a smaller size, e.g. 100m'),
+    ),
+    '16m',
+  ),
   version: v.optional(
     matching('nginx version', /^\d+\.\d+(\.\d+)?$/, 'write the server\'s nginx version, e.g. 1.22'),
   ),
   ipv6: v.optional(v.boolean('must be true or false'), true),
-  hsts_max_age: v.optional(v.pipe(v.number('must be a number of seconds'), v.integer('must be a whole number of seconds'), v.minValue(0, 'must be 0 (off) or more')), 31536000),
+  // Two years is what the HSTS preload list asks for; browsers cap longer values anyway.
+  hsts_max_age: v.optional(wholeNumber('hsts_max_age', 0, 2 * 31536000, ' seconds (0 = no HSTS header, 63072000 = 2 years)'), 31536000),
   hsts_subdomains: v.optional(v.boolean('must be true or false'), false),
   ocsp_stapling: v.optional(v.boolean('must be true or false'), true),
   gzip: v.optional(v.boolean('must be true or false'), true),
@@ -294,15 +474,21 @@ export type Hooks = v.InferOutput<typeof HooksSchema>;
 export function knownKeys(path: readonly (string | number)[]): string[] {
   let schema: unknown = InventorySchema;
   for (const key of path) {
-    schema = unwrap(schema);
-    const s = schema as { type?: string; entries?: Record<string, unknown>; value?: unknown; item?: unknown };
-    if (s.type === 'strict_object' || s.type === 'object') schema = s.entries?.[key as string];
-    else if (s.type === 'record') schema = s.value;
-    else if (s.type === 'array') schema = s.item;
-    else return [];
+    schema = childSchema(schema, key);
+    if (!schema) return [];
   }
   const s = unwrap(schema) as { entries?: Record<string, unknown> };
   return s?.entries ? Object.keys(s.entries) : [];
+}
+
+/** The schema of `key` inside a value of `schema` (an object's field, a record's or list's item). */
+export function childSchema(schema: unknown, key: string | number): unknown {
+  const s = unwrap(schema) as { type?: string; entries?: Record<string, unknown>; value?: unknown; item?: unknown } | undefined;
+  if (!s) return undefined;
+  if (s.type === 'strict_object' || s.type === 'object') return typeof key === 'string' && Object.hasOwn(s.entries ?? {}, key) ? s.entries![key] : undefined;
+  if (s.type === 'record') return s.value;
+  if (s.type === 'array') return s.item;
+  return undefined;
 }
 
 function unwrap(schema: unknown): unknown {

@@ -32,15 +32,26 @@ function unbalanced(line: string, open: string, close?: string): boolean {
   return depth > 0;
 }
 
-export function placeSyntaxError(e: YAMLError, source: string, lines: LineCounter): SyntaxProblem {
+/**
+ * Places each of a document's syntax errors. The source is split into lines once, not per
+ * error: a broken file can have thousands of errors.
+ */
+export function syntaxPlacer(source: string, lines: LineCounter): (e: YAMLError) => SyntaxProblem {
+  let text: string[] | undefined;
+  return (e) => placeSyntaxError(e, (text ??= source.split('\n')), lines);
+}
+
+function placeSyntaxError(e: YAMLError, text: readonly string[], lines: LineCounter): SyntaxProblem {
   const pos = lines.linePos(e.pos[0]);
   const message = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-  const text = source.split('\n');
-  const before = text.slice(0, pos.line);
   const findBack = (test: (l: string) => boolean) => {
-    for (let i = before.length - 1; i >= 0; i--) if (test(before[i]!)) return i + 1;
+    for (let i = Math.min(pos.line, text.length) - 1; i >= 0; i--) if (test(text[i]!)) return i + 1;
     return null;
   };
+  if (e.code === 'RESOURCE_EXHAUSTION') {
+    // The parser ran out of stack: collections nested thousands deep.
+    return { line: pos.line, column: pos.col, message: 'values are nested too deeply here; an inventory needs only a few levels' };
+  }
   if (e.code === 'MISSING_CHAR' && /quote/.test(message)) {
     const line = findBack((l) => unbalanced(l, '"') || unbalanced(l, "'"));
     if (line) return { line, column: 1, message: 'a quote is opened on this line and never closed' };

@@ -2,6 +2,8 @@
  * The plan: what must change on one host to reach the desired state, computed from the desired
  * state and the gathered facts alone (pure). `--dry-run` prints it; `apply` carries it out.
  */
+import { fileSetChanges } from '../release/source.js';
+import { planLayoutUpgrade, type LayoutUpgrade } from './upgrade.js';
 import { createHash } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
 import type { GatheredFacts } from '../facts/gather.js';
@@ -24,11 +26,15 @@ export interface CodeVersion {
   sourceHash: string;
   /** The requirements file, when pip has anything to install. */
   requirements: string | null;
+  /** What ships (files and links, relative to the source); recorded with the release. */
+  fileList?: readonly string[];
 }
 
 export interface ReleasePlan extends CodeVersion {
   /** Same code as this live release (hard-linked), new configuration; absent when code ships. */
   copyFrom?: string;
+  /** Files shipped now that the live release did not have, and the other way round. */
+  shipped?: { added: string[]; removed: string[] };
 }
 
 export interface SelfSignedPlan {
@@ -54,6 +60,8 @@ export interface Plan {
   packages: string[];
   users: { name: string; home: string }[];
   memberships: { user: string; group: string }[];
+  /** Memberships to take away (a user that must not be in a group). */
+  leaves: { user: string; group: string }[];
   dirs: (DesiredDir & { action: 'create' | 'attributes' })[];
   selfSigned: SelfSignedPlan | null;
   certificate: CertificateRequest | null;
@@ -69,6 +77,8 @@ export interface Plan {
   start: string[];
   /** In run order, each at most once. */
   handlers: Handler[];
+  /** A server still in the layout of before releases were sealed: converted first. */
+  upgrade: LayoutUpgrade | null;
 }
 
 export interface PlanInput {
@@ -113,9 +123,11 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
   const packages = desired.packages.filter((p) => !installed.has(p));
 
   const users = desired.users.filter((u) => !facts.users.get(u.name)).map((u) => ({ name: u.name, home: u.home }));
-  const memberships = desired.memberships.filter((m) => !(facts.users.get(m.user) ?? []).includes(m.group));
-  // nginx's workers pick up a new group membership when they are restarted by a reload.
-  if (memberships.some((m) => m.user === 'www-data')) notified.add('reload-nginx');
+  const groupsOf = (user: string) => facts.users.get(user) ?? [];
+  const memberships = desired.memberships.filter((m) => !m.absent && !groupsOf(m.user).includes(m.group)).map(({ user, group }) => ({ user, group }));
+  const leaves = desired.memberships.filter((m) => m.absent && groupsOf(m.user).includes(m.group)).map(({ user, group }) => ({ user, group }));
+  // nginx's workers take their groups afresh when a reload starts them.
+  if ([...memberships, ...leaves].some((m) => m.user === desired.layout.web_user)) notified.add('reload-nginx');
 
   const dirs: Plan['dirs'] = [];
   for (const d of desired.dirs) {
@@ -147,7 +159,7 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
     code = { ...code, id: nextReleaseId(code.id, facts.releases) };
     const live = facts.currentRelease && facts.manifest ? facts.manifest : null;
     if (!live || live.source_hash !== code.sourceHash) {
-      release = code;
+      release = code.fileList && facts.shipped ? { ...code, shipped: fileSetChanges(facts.shipped, code.fileList) } : code;
       notified.add('restart-app');
     } else if (files.length > 0 || links.length > 0 || removes.length > 0) {
       release = { ...code, requirements: null, copyFrom: facts.currentRelease! };
@@ -162,6 +174,8 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
   // A unit is enabled once its file is there (now, or written by this plan).
   const unitWritten = (s: string) => desired.files.some((f) => f.path.endsWith(`/${s}`) && (facts.files.get(f.path)?.exists || files.some((c) => c.file === f)));
   const enable = desired.services.filter((s) => facts.services.get(s)?.enabled !== 'enabled' && (s === 'nginx' || unitWritten(s)));
+  const upgrade = planLayoutUpgrade(desired, facts);
+  if (upgrade?.socketGroup) notified.delete('restart-socket');
   const handlers = desired.handlers.filter((h) => notified.has(h.name));
   const restarted = new Set(handlers.map((h) => h.service));
   const start = desired.services.filter((s) => facts.services.get(s)?.active !== 'active' && !restarted.has(s) && (!setup || s === 'nginx'));
@@ -171,6 +185,7 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
     packages,
     users,
     memberships,
+    leaves,
     dirs,
     selfSigned,
     certificate,
@@ -182,6 +197,7 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
     enable,
     start,
     handlers,
+    upgrade,
   };
 }
 
@@ -212,6 +228,7 @@ export function changeCount(plan: Plan): number {
     plan.packages.length +
     plan.users.length +
     plan.memberships.length +
+    plan.leaves.length +
     plan.dirs.length +
     (plan.selfSigned ? 1 : 0) +
     (plan.certificate ? 1 : 0) +

@@ -31,7 +31,8 @@ const RoleSchema = v.strictObject({
   description: v.string(),
   packages: v.optional(v.array(v.union([v.string(), v.strictObject({ name: v.string(), when: Condition })])), []),
   users: v.optional(v.array(v.strictObject({ name: v.string(), home: v.string(), system: v.boolean() })), []),
-  memberships: v.optional(v.array(v.strictObject({ user: v.string(), group: v.string() })), []),
+  // `absent: true`: the user must NOT be in the group (taken out on the next setup or deploy).
+  memberships: v.optional(v.array(v.strictObject({ user: v.string(), group: v.string(), absent: v.optional(v.boolean()) })), []),
   dirs: v.optional(
     v.array(v.strictObject({ path: v.string(), mode: v.string(), owner: v.string(), group: v.string(), when: v.optional(Condition) })),
     [],

@@ -12,6 +12,7 @@ import { NodeSSH } from 'node-ssh';
 import type { AgentAuthMethod, ConnectConfig, PublicKeyAuthMethod } from 'ssh2';
 import { ConnectError, HostKeyError } from '../errors.js';
 import type { Host } from '../inventory/schema.js';
+import { shQuote } from '../remote/quote.js';
 import { Secret } from '../secrets/secret.js';
 import { parseJump, sshSettings, type SshSettings } from './config.js';
 import { fingerprint, judgeHostKey, keyTypeOf, knownKeysFor, type HostKeyVerdict } from './known-hosts.js';
@@ -187,6 +188,18 @@ function hintFor(err: unknown): string | undefined {
   return 'check the address and port, and that the server is up: ssh -v USER@HOST';
 }
 
+/**
+ * How a script on stdin is run as root: read whole into a private file first, within a bound,
+ * then run. `sh -s` would wait for the rest of a script cut off in transit as long as the dead
+ * connection stays open (hours without keepalives from the server's side), holding whatever
+ * the script had started. Once it runs, hang-ups no longer stop it (the scripts finish or roll
+ * back on their own). The file lives in memory (/run), root's alone, and is removed after.
+ */
+export const SCRIPT_READ_SECONDS = 60;
+const SCRIPT_READER = `sh -c ${shQuote(
+  `f=$(mktemp -p /run stack-script.XXXXXXXX) || exit 1; if timeout ${SCRIPT_READ_SECONDS} cat > "$f"; then trap '' HUP PIPE; sh "$f"; r=$?; else echo 'stack: the script did not arrive whole within ${SCRIPT_READ_SECONDS} s' >&2; r=1; fi; rm -f "$f"; exit $r`,
+)}`;
+
 export class SshHost implements RemoteShell {
   #execs = 0;
   #sudoPassword: Secret | undefined;
@@ -214,7 +227,7 @@ export class SshHost implements RemoteShell {
   }
 
   async sudoScript(script: string, options: Omit<ExecOptions, 'stdin'> = {}): Promise<ExecResult> {
-    return this.sudo('sh -s', script, options);
+    return this.sudo(SCRIPT_READER, script, options);
   }
 
   /**

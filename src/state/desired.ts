@@ -64,7 +64,7 @@ export interface DesiredState {
   layout: Layout;
   packages: string[];
   users: { name: string; home: string; system: boolean }[];
-  memberships: { user: string; group: string }[];
+  memberships: { user: string; group: string; absent?: boolean }[];
   dirs: DesiredDir[];
   files: DesiredFile[];
   links: DesiredLink[];
@@ -118,7 +118,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
       if (name && !state.packages.includes(name)) state.packages.push(name);
     }
     state.users.push(...role.users.map((u) => ({ ...u, name: expand(u.name), home: expand(u.home) })));
-    state.memberships.push(...role.memberships.map((m) => ({ user: expand(m.user), group: expand(m.group) })));
+    state.memberships.push(...role.memberships.map((m) => ({ user: expand(m.user), group: expand(m.group), ...(m.absent ? { absent: true } : {}) })));
     for (const d of role.dirs) {
       if (!matches(d.when, context)) continue;
       state.dirs.push({ path: expand(d.path), mode: d.mode, owner: expand(d.owner), group: expand(d.group), role: role.name });

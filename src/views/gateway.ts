@@ -52,6 +52,8 @@ export interface AppUnit {
   /** `<app>.socket`: systemd listens on `socket` and hands it to each new process. */
   socketUnit: string;
   socket: string;
+  /** The group that may connect to the socket: nginx's. */
+  socketGroup: string;
   readWritePaths: string[];
   timeoutStopSec: number;
 }
@@ -116,6 +118,7 @@ export function appUnitView(env: Environment, layout: Layout): AppUnit {
     execReload: '/bin/kill -s HUP $MAINPID',
     socketUnit: `${env.app.name}.socket`,
     socket: layout.socket,
+    socketGroup: layout.web_user,
     readWritePaths: [layout.shared, ...(env.app.media ? [env.app.media.path] : [])],
     timeoutStopSec: env.gateway.timeout + 10,
   };

@@ -6,6 +6,13 @@ import type { App, Gateway } from '../inventory/schema.js';
 
 export interface Layout {
   app: string;
+  /**
+   * Builds each release (virtualenv, pip, build hooks) before it is sealed. Not the app's user:
+   * an attacker who has the app's identity must not be able to touch a release being built.
+   */
+  build_user: string;
+  /** nginx's user on Debian and Ubuntu: reads static files and media, connects to the socket. */
+  web_user: string;
   /** /srv/<app>: releases/, shared/, current -> releases/<id> */
   root: string;
   releases: string;
@@ -29,6 +36,8 @@ export function layoutFor(app: App, gateway: Gateway): Layout {
   const runDir = `/run/${app.name}`;
   return {
     app: app.name,
+    build_user: `${app.name}-build`,
+    web_user: 'www-data',
     root,
     releases: `${root}/releases`,
     shared: `${root}/shared`,

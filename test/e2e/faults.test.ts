@@ -83,7 +83,7 @@ interface ServerState {
 
 /**
  * In one root session: first waits until nothing of a deploy runs on the server any more (no
- * sudo'd script: `sh -s` for facts and activation, `sh -c stack_main...` for a release upload;
+ * sudo'd script: `sh /run/stack-script.*` for facts and activation, `sh -c stack_main...` for a release upload;
  * no SSH session of the deploy user), then compares the live files with the copies recorded in
  * the live release (the env file holds secrets: root reads it), checks the release's manifest,
  * looks for leftovers of staging and at the lock. `extra` is a shell command whose output (one
@@ -92,7 +92,7 @@ interface ServerState {
 async function serverState(info: SandboxInfo, extra = 'true'): Promise<ServerState> {
   const script = [
     // [x]yz patterns never match this script's own shell.
-    `pat='[s]udo -n -- sh|^sh -s$|[s]tack_main|[s]shd: deploy'`,
+    `pat='[s]udo -n -- sh|[s]tack-script|[s]tack_main|[s]shd: deploy'`,
     't0=$(date +%s%N); first=$(pgrep -f "$pat" | wc -l); quiet=0; i=0',
     'while [ $quiet -lt 2 ] && [ $i -lt 900 ]; do if pgrep -f "$pat" >/dev/null; then quiet=0; else quiet=$((quiet+1)); fi; i=$((i+1)); sleep 0.1; done',
     '[ $quiet -ge 2 ] || { echo "a deploy script still runs after 90 s:"; pgrep -af "$pat" | cut -c1-200; exit 1; } >&2',

@@ -41,7 +41,7 @@ describe('stack render', () => {
     for (const p of ['/etc/nginx/sites-available/hello.conf', '/etc/systemd/system/hello.service', '/etc/hello/gunicorn.conf.py', '/etc/hello/env']) {
       expect(r.stdout).toContain(`==> 203.0.113.10:${p}`);
     }
-    expect(r.stdout).toContain('(0600 hello:hello, generated: environment file)');
+    expect(r.stdout).toContain('(0600 root:root, generated: environment file)');
     expect(r.stdout).toContain('SECRET_KEY="[REDACTED]"');
   });
 

@@ -36,7 +36,7 @@ function convergedOutput(d: DesiredState): string {
   for (const l of d.links) lines.push(`link\t${l.path}\t${l.target}`);
   for (const dir of d.dirs) lines.push(`dir\t${dir.path}\t${dir.mode.replace(/^0/, '')}\t${dir.owner}\t${dir.group}`);
   for (const p of d.packages) lines.push(`pkg\t${p}\tii `);
-  lines.push('user\tblog\tblog', 'user\twww-data\twww-data,blog');
+  lines.push('user\tblog\tblog', 'user\tblog-build\tblog-build', 'user\twww-data\twww-data');
   for (const s of d.services) lines.push(`service\t${s}\tenabled\tactive`);
   lines.push('current\treleases/20260101T000000Z', 'releases\t20260101T000000Z');
   return lines.join('\n');
@@ -98,7 +98,7 @@ describe('planning', () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n'), code: { id: 'r1', sourceHash: 'x', requirements: null } });
     expect(plan.packages).toEqual(d.packages);
-    expect(plan.users.map((u) => u.name)).toEqual(['blog']);
+    expect(plan.users.map((u) => u.name)).toEqual(['blog', 'blog-build']);
     expect(plan.files.map((f) => f.action)).toEqual(d.files.map(() => 'create'));
     expect(plan.handlers.map((h) => h.name)).toEqual(['daemon-reload', 'restart-socket', 'restart-app', 'reload-nginx']);
     expect(plan.release).toMatchObject({ id: 'r1' });
@@ -156,7 +156,7 @@ describe('scripts', () => {
   it('carry secrets only inside base64 on stdin, never as text', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, ctx(d), { health: null, provision: provisionLines(plan), managedFiles: [], hooks: { before_activate: [], after_activate: [] }, keep: 5 });
+    const script = activateScript(plan, ctx(d), { health: null, provision: provisionLines(plan, { layout: d.layout, staticPath: null }), managedFiles: [], hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 }, keep: 5, staticPath: null });
     expect(script).not.toContain(SECRET);
     const decoded = [...script.matchAll(/<<'(STACK_FILE_\w+)'[^\n]*\n([\s\S]*?)\n\1\n/g)].map((m) => Buffer.from(m[2]!.replace(/\n/g, ''), 'base64').toString());
     expect(decoded.some((c) => c.includes(`SECRET_KEY="${SECRET}"`))).toBe(true);
@@ -165,7 +165,7 @@ describe('scripts', () => {
   it('validates nginx and the unit before any handler runs, and can undo', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, ctx(d), { health: null, managedFiles: [], hooks: { before_activate: [], after_activate: [] }, keep: 5 });
+    const script = activateScript(plan, ctx(d), { health: null, managedFiles: [], hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 }, keep: 5, staticPath: null });
     const at = (s: string) => script.indexOf(s);
     expect(at('nginx -t')).toBeGreaterThan(0);
     expect(at('systemd-analyze verify')).toBeGreaterThan(0);
@@ -177,7 +177,7 @@ describe('scripts', () => {
   it('run only when they arrived whole, and survive a dropped connection', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, ctx(d), { health: null, managedFiles: [], hooks: { before_activate: [], after_activate: [] }, keep: 5 });
+    const script = activateScript(plan, ctx(d), { health: null, managedFiles: [], hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 }, keep: 5, staticPath: null });
     expect(script.startsWith('stack_main() {\n')).toBe(true);
     expect(script.trimEnd().endsWith('}\nstack_main')).toBe(true);
     expect(script).toContain("trap '' HUP PIPE");

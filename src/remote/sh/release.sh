@@ -1,0 +1,114 @@
+# Shell functions for building, sealing and converting releases on the server.
+# src/apply/scripts.ts puts this file into the root scripts it sends; every value comes in as
+# an argument. POSIX sh (Debian's dash); checked with `shellcheck -s sh`.
+
+# free_kib DIR: the KiB root may still use on DIR's filesystem.
+free_kib() {
+  df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'
+}
+
+# no_space_note DIR [LOG]: says so when a full disk is why a step failed (its own messages are
+# often only "exit 1", or lost because the log could not be written either).
+no_space_note() {
+  nsn_free=$(free_kib "$1")
+  if { [ -n "${2:-}" ] && grep -q 'No space left on device' "$2" 2>/dev/null; } || [ "${nsn_free:-0}" -lt 2048 ]; then
+    echo "No space left on device: $(( ${nsn_free:-0} / 1024 )) MiB free on the filesystem of $1" >&2
+  fi
+}
+
+# receive FILE IDLE: copies stdin into FILE. A connection that died without a word leaves stdin
+# open for hours (no keepalive reaches a blocked read), so this gives up when nothing has
+# arrived for IDLE seconds: status 2. Any other failure (a full disk) is cat's status.
+receive() {
+  exec 3<&0
+  cat <&3 >"$1" &
+  rcv_cat=$!
+  exec 3<&-
+  (
+    last=-1 idle=0
+    while kill -0 "$rcv_cat" 2>/dev/null; do
+      sleep 1
+      size=$(stat -c %s "$1" 2>/dev/null || echo 0)
+      if [ "$size" = "$last" ]; then idle=$((idle + 1)); else idle=0 last=$size; fi
+      if [ "$idle" -ge "$2" ]; then kill "$rcv_cat"; exit 0; fi
+    done
+  ) >/dev/null 2>&1 &
+  rcv_watch=$!
+  wait "$rcv_cat"
+  rcv_status=$?
+  kill "$rcv_watch" 2>/dev/null
+  if [ "$rcv_status" -gt 128 ]; then return 2; fi
+  return "$rcv_status"
+}
+
+# seal DIR GROUP [STATIC]: makes a release root's and read-only to GROUP (the app's):
+# - the group gets what the owner could read and run locally, never write;
+# - others (nginx) get nothing, except in the STATIC folder (relative to DIR), whose files keep
+#   what others could read locally, plus a way through its folders and those above it;
+# - set-id bits go; DIR/.stack (the recorded configuration, root's alone, with the owners the
+#   files had live) is set aside meanwhile and comes back as it was.
+# Ownership goes to root:root FIRST, with chown's own walk that never follows a link: from then
+# on nobody but root can change anything in the tree, so the passes after it cannot be raced
+# into following a planted symlink.
+seal() {
+  sl_dir=$1 sl_group=$2 sl_static=${3:-} sl_aside=
+  if [ -d "$sl_dir/.stack" ] && [ ! -L "$sl_dir/.stack" ]; then
+    sl_aside=${sl_dir%/*}/.${sl_dir##*/}.stack
+    rm -rf "$sl_aside" && mv "$sl_dir/.stack" "$sl_aside" || return 1
+  fi
+  sl_status=0
+  chown -R -h -P root:root "$sl_dir" || sl_status=1
+  sl_keep=
+  if [ -n "$sl_static" ] && [ -d "$sl_dir/$sl_static" ] &&
+    [ "$(realpath -e "$sl_dir/$sl_static")" = "$(realpath -e "$sl_dir")/$sl_static" ]; then
+    sl_keep=$sl_dir/$sl_static
+  fi
+  if [ "$sl_status" = 0 ]; then
+    find "$sl_dir" ! -type l -exec chmod u-s,g=u,g-ws,o-w {} + || sl_status=1
+  fi
+  if [ "$sl_status" = 0 ] && [ -n "$sl_keep" ]; then
+    find "$sl_dir" -samefile "$sl_keep" -prune -o ! -type l -exec chmod o= {} + || sl_status=1
+    # Folders are not in the upload (only files are), so they have no local mode to keep:
+    # nginx may pass through them, not list them.
+    find "$sl_keep" -type d -exec chmod o+x {} + || sl_status=1
+    sl_p=$sl_keep
+    while [ "$sl_status" = 0 ] && [ "$sl_p" != "$sl_dir" ]; do
+      sl_p=${sl_p%/*}
+      chmod o+x "$sl_p" || sl_status=1
+    done
+  elif [ "$sl_status" = 0 ]; then
+    find "$sl_dir" ! -type l -exec chmod o= {} + || sl_status=1
+  fi
+  if [ "$sl_status" = 0 ]; then
+    find "$sl_dir" -exec chgrp -h "$sl_group" {} + || sl_status=1
+  fi
+  if [ -n "$sl_aside" ]; then mv "$sl_aside" "$sl_dir/.stack" || sl_status=1; fi
+  return "$sl_status"
+}
+
+# convert_release DIR GROUP [STATIC]: seals a release made before releases were sealed (when the
+# app's user owned it), while it may be live. Its recorded configuration is trusted only if it
+# is still root's own 0700 folder as activation made it: the app's user could have renamed the
+# real one away and planted its own (root can neither be made to own a file nor to move one).
+convert_release() {
+  cr_dir=$1
+  if [ -L "$cr_dir" ]; then rm -f "$cr_dir"; return 0; fi
+  [ -d "$cr_dir" ] || return 0
+  # First no more renames inside it, then look at what is there.
+  chown root:root "$cr_dir" && chmod 0750 "$cr_dir" || return 1
+  if [ -L "$cr_dir/.stack" ] || { [ -e "$cr_dir/.stack" ] && [ "$(stat -c %U:%a "$cr_dir/.stack")" != root:700 ]; }; then
+    echo "release ${cr_dir##*/}: its recorded configuration is not the one stack made (not root's own), so it is removed and the release can no longer be rolled back to" >&2
+    rm -rf "$cr_dir/.stack"
+  fi
+  seal "$cr_dir" "$2" "${3:-}"
+}
+
+# convert_media DIR APP WEB: uploads made when nginx read them through the app's group go to
+# nginx's group, which new uploads then inherit (setgid). The app sets the bits on its own
+# folders; root changes the group without following links.
+convert_media() {
+  # Best effort for the bits: a file the app does not own keeps its mode.
+  runuser -u "$2" -- find "$1" -type d -exec chmod g+s,g-w {} + 2>/dev/null
+  runuser -u "$2" -- find "$1" -type f -exec chmod g-w {} + 2>/dev/null
+  chgrp -R -h -P "$3" "$1"
+}
