@@ -30,6 +30,8 @@ export async function runScript(
       else if (line.startsWith('@@fail ')) failed = line.slice(7);
       else if (line.startsWith('@@health ')) health = line.slice(9);
       else if (line.startsWith('@@rolledback ')) rolledBack = line.slice(13);
+      // Something the user must know even when the step succeeds.
+      else if (line.startsWith('@@note ')) progress.line(`${host}: warning: ${line.slice(7)}`);
     }
   };
   let r: ExecResult;

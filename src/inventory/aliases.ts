@@ -17,29 +17,51 @@ export interface AliasProblem {
   message: string;
 }
 
+export interface Aliases {
+  /** In document order. */
+  all: Alias[];
+  /** What each alias refers to; an alias with no anchor before it is missing. */
+  targets: Map<Alias, Node>;
+  /** Every node with an anchor. */
+  anchored: Node[];
+}
+
 /**
  * What each alias refers to: the last node before it with that anchor, as YAML defines it. One
  * pass in document order; yaml's own Alias.resolve() searches the whole document per alias.
  */
-export function aliasTargets(doc: Document): Map<Alias, Node> {
+export function findAliases(doc: Document): Aliases {
   const anchors = new Map<string, Node>();
+  const all: Alias[] = [];
   const targets = new Map<Alias, Node>();
+  const anchored: Node[] = [];
   visit(doc, {
     Node(_, node) {
       if (isAlias(node)) {
+        all.push(node);
         const target = anchors.get(node.source);
         if (target) targets.set(node, target);
       } else if (node.anchor) {
         anchors.set(node.anchor, node);
+        anchored.push(node);
       }
     },
   });
-  return targets;
+  return { all, targets, anchored };
+}
+
+/**
+ * yaml's toJS() looks through every anchor in the document for each alias it meets: with
+ * thousands of anchors, that is quadratic. The anchors no alias refers to mean nothing, so they
+ * are dropped first (from the parsed document only).
+ */
+export function dropUnusedAnchors({ targets, anchored }: Aliases): void {
+  const used = new Set(targets.values());
+  for (const node of anchored) if (!used.has(node)) node.anchor = undefined;
 }
 
 /** Aliases that would make the document too large or endless; empty when all is well. */
-export function aliasProblems(doc: Document, targets: Map<Alias, Node>): AliasProblem[] {
-  if (targets.size === 0) return [];
+export function aliasProblems({ all, targets }: Aliases): AliasProblem[] {
   // Values each node stands for once its aliases are expanded; memoised, so linear overall.
   const sizes = new Map<Node, number>();
   const inProgress = new Set<Node>();
@@ -72,33 +94,32 @@ export function aliasProblems(doc: Document, targets: Map<Alias, Node>): AliasPr
   };
 
   const problems: AliasProblem[] = [];
-  let count = 0;
   let added = 0;
-  visit(doc, {
-    Alias(_, alias) {
-      count++;
-      const offset = alias.range?.[0] ?? 0;
-      if (count > MAX_ALIASES) {
-        problems.push({ offset, message: `more than ${MAX_ALIASES} aliases (*name) in one inventory; write the values out instead` });
-        return visit.BREAK;
-      }
-      found.cycle = undefined;
-      added += sizeOf(alias) - 1;
-      const cycle = found.cycle as Alias | undefined;
-      if (cycle) {
-        problems.push({ offset: cycle.range?.[0] ?? offset, message: `the alias *${cycle.source} is inside the value it refers to, which would repeat it without end; refer to another value` });
-        return visit.BREAK;
-      }
-      if (added > MAX_ALIAS_VALUES) {
-        problems.push({
-          offset,
-          message: `the aliases up to here expand the inventory by more than ${MAX_ALIAS_VALUES} values (nested aliases multiply: a "billion laughs"); an inventory needs only a few small aliases: write the values out`,
-        });
-        return visit.BREAK;
-      }
-      return undefined;
-    },
-  });
+  for (const [i, alias] of all.entries()) {
+    const offset = alias.range?.[0] ?? 0;
+    if (i === MAX_ALIASES) {
+      problems.push({ offset, message: `more than ${MAX_ALIASES} aliases (*name) in one inventory; write the values out instead` });
+      break;
+    }
+    if (!targets.has(alias)) {
+      problems.push({ offset, message: `*${alias.source} refers to no anchor &${alias.source} before it; an alias can only repeat a value written above it with &${alias.source}` });
+      continue;
+    }
+    found.cycle = undefined;
+    added += sizeOf(alias) - 1;
+    const cycle = found.cycle as Alias | undefined;
+    if (cycle) {
+      problems.push({ offset: cycle.range?.[0] ?? offset, message: `the alias *${cycle.source} is inside the value it refers to, which would repeat it without end; refer to another value` });
+      break;
+    }
+    if (added > MAX_ALIAS_VALUES) {
+      problems.push({
+        offset,
+        message: `the aliases up to here add more than ${MAX_ALIAS_VALUES} values to the inventory (each alias is a full copy of what it names, and nested aliases multiply); an inventory needs only a few small aliases: write the values out`,
+      });
+      break;
+    }
+  }
   return problems;
 }
 
@@ -106,26 +127,19 @@ export function aliasProblems(doc: Document, targets: Map<Alias, Node>): AliasPr
  * Where to report it when yaml's own alias limit (maxAliasCount) still stops toJS(): the first
  * alias that refers to a value with aliases inside, which is where the counts multiply.
  */
-export function firstNestedAlias(doc: Document, targets: Map<Alias, Node>): number {
-  let offset: number | undefined;
-  let first: number | undefined;
-  visit(doc, {
-    Alias(_, alias) {
-      first ??= alias.range?.[0];
-      let nested = false;
-      const target = targets.get(alias);
-      if (target && !isScalar(target)) {
-        visit(target, {
-          Alias() {
-            nested = true;
-            return visit.BREAK;
-          },
-        });
-      }
-      if (!nested) return undefined;
-      offset = alias.range?.[0];
-      return visit.BREAK;
-    },
+export function firstNestedAlias({ all, targets }: Aliases): number {
+  const nested = all.find((alias) => {
+    const target = targets.get(alias);
+    let found = false;
+    if (target && !isScalar(target)) {
+      visit(target, {
+        Alias() {
+          found = true;
+          return visit.BREAK;
+        },
+      });
+    }
+    return found;
   });
-  return offset ?? first ?? 0;
+  return (nested ?? all[0])?.range?.[0] ?? 0;
 }

@@ -13,7 +13,7 @@ import { didYouMean } from './suggest.js';
 import { reservedKeyProblems, shapeProblems } from './shape.js';
 import { syntaxPlacer } from './syntax.js';
 import { resolveEnvironment, type Environment } from './resolve.js';
-import { aliasProblems, aliasTargets, firstNestedAlias, MAX_ALIASES } from './aliases.js';
+import { aliasProblems, dropUnusedAnchors, findAliases, firstNestedAlias, MAX_ALIASES } from './aliases.js';
 import { literalProblems } from './literals.js';
 
 /**
@@ -57,8 +57,17 @@ export function parseInventory(source: string, file: string): Inventory {
     throw new InventoryError([sizeProblem(file, Buffer.byteLength(source, 'utf8'))]);
   }
   const lines = new LineCounter();
-  // Repeated keys are found below: yaml's own check compares each key with every key before it.
-  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
+  // Each syntax error yaml finds is an Error, and capturing its stack trace (never shown) cost
+  // more than the parsing itself in a broken file with 100,000 of them.
+  const traceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  let doc: Document;
+  try {
+    // Repeated keys are found below: yaml's own check compares each key with all keys before it.
+    doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
+  } finally {
+    Error.stackTraceLimit = traceLimit;
+  }
   const at = (offset: number) => {
     const pos = lines.linePos(offset);
     return { file, line: pos.line, column: pos.col };
@@ -77,9 +86,10 @@ export function parseInventory(source: string, file: string): Inventory {
   ];
   if (yamlProblems.length > 0) throw new InventoryError(dedupe(yamlProblems));
 
-  const targets = aliasTargets(doc);
-  const aliases = aliasProblems(doc, targets);
-  if (aliases.length > 0) throw new InventoryError(aliases.map((a) => ({ ...at(a.offset), field: '', message: `YAML alias: ${a.message}` })));
+  const aliases = findAliases(doc);
+  const aliasTrouble = aliasProblems(aliases);
+  if (aliasTrouble.length > 0) throw new InventoryError(aliasTrouble.map((a) => ({ ...at(a.offset), field: '', message: `YAML alias: ${a.message}` })));
+  dropUnusedAnchors(aliases);
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: MAX_ALIASES });
@@ -87,7 +97,7 @@ export function parseInventory(source: string, file: string): Inventory {
     // yaml's own alias limit, or an alias before its anchor. Not expected past the checks
     // above, but it is still the file's fault, and reported as such.
     const message = err instanceof Error ? err.message : String(err);
-    throw new InventoryError([{ ...at(firstNestedAlias(doc, targets)), field: '', message: `YAML alias: ${message}; write the values out instead` }]);
+    throw new InventoryError([{ ...at(firstNestedAlias(aliases)), field: '', message: `YAML alias: ${message}; write the values out instead` }]);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new InventoryError([
@@ -96,7 +106,7 @@ export function parseInventory(source: string, file: string): Inventory {
   }
   // Numbers written in a way the configs would not reproduce. They replace what the schema says
   // about the same field, which sees only the parsed number.
-  const literals = literalProblems(doc, source, targets).map((p) => ({ ...at(p.offset), field: formatPath(p.path), message: p.message }));
+  const literals = literalProblems(doc, source, aliases.targets).map((p) => ({ ...at(p.offset), field: formatPath(p.path), message: p.message }));
   const literalFields = new Set(literals.map((p) => p.field));
   const shape = [...reservedKeyProblems(doc), ...shapeProblems(raw, InventorySchema as never)];
   if (shape.length > 0) {

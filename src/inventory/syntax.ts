@@ -38,27 +38,43 @@ function unbalanced(line: string, open: string, close?: string): boolean {
  */
 export function syntaxPlacer(source: string, lines: LineCounter): (e: YAMLError) => SyntaxProblem {
   let text: string[] | undefined;
-  return (e) => placeSyntaxError(e, (text ??= source.split('\n')), lines);
+  // Per kind of search, the last one: how many lines it covered and the match it found. Errors
+  // come in file order, so the next search only has to look at the lines since; searching back
+  // to the first line for each of thousands of errors would be quadratic.
+  const last = new Map<string, { upTo: number; line: number | null }>();
+  return (e) => placeSyntaxError(e, (text ??= source.split('\n')), lines, last);
 }
 
-function placeSyntaxError(e: YAMLError, text: readonly string[], lines: LineCounter): SyntaxProblem {
+function placeSyntaxError(e: YAMLError, text: readonly string[], lines: LineCounter, last: Map<string, { upTo: number; line: number | null }>): SyntaxProblem {
   const pos = lines.linePos(e.pos[0]);
   const message = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-  const findBack = (test: (l: string) => boolean) => {
-    for (let i = Math.min(pos.line, text.length) - 1; i >= 0; i--) if (test(text[i]!)) return i + 1;
-    return null;
+  /** The last line before the error's (1-based, the error's own included) that passes `test`. */
+  const findBack = (kind: string, test: (l: string) => boolean) => {
+    const upTo = Math.min(pos.line, text.length);
+    const before = last.get(kind);
+    const stop = before && before.upTo <= upTo ? before.upTo : 0;
+    let line: number | null = null;
+    for (let i = upTo - 1; i >= stop; i--) {
+      if (test(text[i]!)) {
+        line = i + 1;
+        break;
+      }
+    }
+    if (line === null && stop > 0) line = before!.line;
+    last.set(kind, { upTo, line });
+    return line;
   };
   if (e.code === 'RESOURCE_EXHAUSTION') {
     // The parser ran out of stack: collections nested thousands deep.
     return { line: pos.line, column: pos.col, message: 'values are nested too deeply here; an inventory needs only a few levels' };
   }
   if (e.code === 'MISSING_CHAR' && /quote/.test(message)) {
-    const line = findBack((l) => unbalanced(l, '"') || unbalanced(l, "'"));
+    const line = findBack('quote', (l) => unbalanced(l, '"') || unbalanced(l, "'"));
     if (line) return { line, column: 1, message: 'a quote is opened on this line and never closed' };
   }
   if (e.code === 'BAD_INDENT' && /Flow (map|sequence)/.test(message)) {
     const map = message.includes('map');
-    const line = findBack((l) => (map ? unbalanced(l, '{', '}') : unbalanced(l, '[', ']')));
+    const line = findBack(map ? 'map' : 'seq', (l) => (map ? unbalanced(l, '{', '}') : unbalanced(l, '[', ']')));
     if (line) return { line, column: 1, message: `a ${map ? '{' : '['} is opened on this line and not closed with ${map ? '}' : ']'} on the same line` };
   }
   if (e.code === 'BLOCK_AS_IMPLICIT_KEY' || e.code === 'MULTILINE_IMPLICIT_KEY') {

@@ -42,7 +42,7 @@ beforeAll(async () => {
   server = await bootSandbox('lim');
   dir = exampleProject(server);
   // /srv on a small filesystem of its own, to fill it without filling the sandbox's memory.
-  await root('mkdir -p /srv && mount -t tmpfs -o size=160m,mode=0755 tmpfs /srv');
+  await root('mkdir -p /srv && mount -t tmpfs -o size=400m,mode=0755 tmpfs /srv');
   expect(run(['setup', 'sbx']).code).toBe(0);
   const first = run(['deploy', 'sbx']);
   expect(first.code, first.stderr).toBe(0);
@@ -50,8 +50,8 @@ beforeAll(async () => {
 
 describe('a client that goes silent during the upload', () => {
   it('is given up on by the server, which releases the lock; the next deploy needs no `lock release`', async () => {
-    // Incompressible, so that the upload takes a moment and can be caught half way.
-    writeFileSync(path.join(dir, 'example/blob.bin'), randomBytes(40 * 1024 * 1024));
+    // Incompressible, so that packing and sending take a few seconds and can be caught half way.
+    writeFileSync(path.join(dir, 'example/blob.bin'), randomBytes(60 * 1024 * 1024));
     newCode();
     const deploy = startStack(['deploy', 'sbx'], { cwd: dir, limitMs: 180_000 });
     let stopped = false;

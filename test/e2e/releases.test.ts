@@ -47,7 +47,8 @@ function version(n: number): void {
 beforeAll(async () => {
   server = await bootSandbox('rel');
   dir = exampleProject(server, {
-    hooks: { before_activate: ['python -c "print(\'migrating\')" && touch migrated'], after_activate: ['test -f migrated'] },
+    // A build hook writes into the release before it is sealed; the app's hooks only read it.
+    hooks: { build: ['touch built'], before_activate: ['python -c "print(\'migrating\')" && test -f built && touch /srv/hello/shared/migrated'], after_activate: ['test -f /srv/hello/shared/migrated'] },
   });
   expect(run(['setup', 'sbx']).code).toBe(0);
 });
@@ -74,9 +75,9 @@ describe('releases and rollback', () => {
     expect(list.stdout).toMatch(new RegExp(`\\* ${v2} .*live`));
     // The configuration each release went live with is kept with it, env file private.
     expect(await root(`grep -c 'X-Version "1"' /srv/hello/releases/${v1}/.stack/config/etc/nginx/sites-available/hello.conf`)).toBe('1');
-    expect(await root(`stat -c '%a %U' /srv/hello/releases/${v2}/.stack/config/etc/hello/env /srv/hello/releases/${v2}/.stack`)).toBe('600 hello\n700 root');
-    // The before_activate hook ran in the new release, before it went live.
-    expect(await root(`test -f /srv/hello/releases/${v2}/migrated && echo yes`)).toBe('yes');
+    expect(await root(`stat -c '%a %U' /srv/hello/releases/${v2}/.stack/config/etc/hello/env /srv/hello/releases/${v2}/.stack`)).toBe('600 root\n700 root');
+    // The build hook wrote into the new release; the before_activate hook ran after it.
+    expect(await root(`test -f /srv/hello/releases/${v2}/built && test -f /srv/hello/shared/migrated && echo yes`)).toBe('yes');
   });
 
   it('rolls back code and configuration together', async () => {

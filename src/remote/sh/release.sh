@@ -97,7 +97,7 @@ convert_release() {
   # First no more renames inside it, then look at what is there.
   chown root:root "$cr_dir" && chmod 0750 "$cr_dir" || return 1
   if [ -L "$cr_dir/.stack" ] || { [ -e "$cr_dir/.stack" ] && [ "$(stat -c %U:%a "$cr_dir/.stack")" != root:700 ]; }; then
-    echo "release ${cr_dir##*/}: its recorded configuration is not the one stack made (not root's own), so it is removed and the release can no longer be rolled back to" >&2
+    echo "@@note release ${cr_dir##*/}: its recorded configuration is not the one stack made (not root's own), so it is removed and the release can no longer be rolled back to"
     rm -rf "$cr_dir/.stack"
   fi
   seal "$cr_dir" "$2" "${3:-}"
