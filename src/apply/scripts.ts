@@ -37,6 +37,12 @@ const FUNCTIONS = [
 /** Receiving, sealing and converting releases: shell functions kept in a real file. */
 const RELEASE_FUNCTIONS = readFileSync(fileURLToPath(new URL('../../src/remote/sh/release.sh', import.meta.url)), 'utf8');
 
+/**
+ * Journal lines shown when the app fails to start: a Python traceback from the worker plus the
+ * gateway's own traceback about it easily take 30, and the worker's comes first.
+ */
+const JOURNAL_LINES = 40;
+
 /** Seconds without a byte of the upload before the server gives up on a silent client. */
 export const UPLOAD_IDLE_SECONDS = 30;
 /** Bounds on the build steps that have no bound of their own. */
@@ -351,7 +357,7 @@ function healthLines(h: HealthCheck, onFailure: string, defineFunction = true): 
   return [
     ...(defineFunction ? [healthFunction(h)] : []),
     `step ${q(`health check ${h.path}`)}`,
-    `if health_ok; then printf '@@health %s\\n' "$code"; else printf '@@health %s\\n' "$code"; echo "GET ${h.path} through nginx answered $code, not ${h.status}; last lines of the app's journal:" >&2; journalctl -u ${q(h.app)} -n 15 --no-pager -o cat >&2; ${onFailure} 'health check'; fi`,
+    `if health_ok; then printf '@@health %s\\n' "$code"; else printf '@@health %s\\n' "$code"; echo "GET ${h.path} through nginx answered $code, not ${h.status}; last lines of the app's journal:" >&2; journalctl -u ${q(h.app)} -n ${JOURNAL_LINES} --no-pager -o cat >&2; ${onFailure} 'health check'; fi`,
   ];
 }
 
@@ -521,10 +527,10 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
   for (const h of plan.handlers) {
     lines.push(
       `step ${q(h.description)}`,
-      `${h.command} 2>"$TMPD/handler" || { cat "$TMPD/handler" >&2; ${h.name === 'restart-app' ? `journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; ` : ''}${onFailure} ${q(h.description)}; }`,
+      `${h.command} 2>"$TMPD/handler" || { cat "$TMPD/handler" >&2; ${h.name === 'restart-app' ? `journalctl -u ${q(layout.unit)} -n ${JOURNAL_LINES} --no-pager -o cat >&2; ` : ''}${onFailure} ${q(h.description)}; }`,
     );
   }
-  for (const s of plan.start) lines.push(`step ${q(`start ${s}`)}`, `systemctl start ${q(s)} || { journalctl -u ${q(s)} -n 15 --no-pager -o cat >&2; ${onFailure} ${q(`start ${s}`)}; }`);
+  for (const s of plan.start) lines.push(`step ${q(`start ${s}`)}`, `systemctl start ${q(s)} || { journalctl -u ${q(s)} -n ${JOURNAL_LINES} --no-pager -o cat >&2; ${onFailure} ${q(`start ${s}`)}; }`);
   // With a rollback, health_ok is already defined (the rollback re-checks with it).
   if (o.health) lines.push(...healthLines(o.health, onFailure, !touches));
   if (touches) lines.push('commit');
@@ -633,7 +639,7 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     `step ${q('reload systemd units')}`,
     'systemctl daemon-reload',
     `step ${q(`restart ${layout.app}`)}`,
-    `systemctl restart ${q(layout.unit)} 2>"$TMPD/handler" || { cat "$TMPD/handler" >&2; journalctl -u ${q(layout.unit)} -n 15 --no-pager -o cat >&2; rollback_live 'restart'; }`,
+    `systemctl restart ${q(layout.unit)} 2>"$TMPD/handler" || { cat "$TMPD/handler" >&2; journalctl -u ${q(layout.unit)} -n ${JOURNAL_LINES} --no-pager -o cat >&2; rollback_live 'restart'; }`,
     `step ${q('reload nginx')}`,
     'reload_nginx || rollback_live "reload nginx"',
     ...(health ? healthLines(health, 'rollback_live', false) : []),

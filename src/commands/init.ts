@@ -82,7 +82,7 @@ function splitList(s: string): string[] {
 
 /** Good first answers, guessed from the project in the current directory. */
 export function guessDefaults(cwd: string): Pick<InitAnswers, 'name' | 'source' | 'wsgi'> {
-  const base = path.basename(cwd).toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^[^a-z]+/, '').slice(0, 31);
+  const base = path.basename(cwd).toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^[^a-z]+/, '').slice(0, 26).replace(/-build$/, '').replace(/-+$/, '');
   const name = base || 'app';
   let wsgi = `${name.replace(/-/g, '_')}.wsgi:application`;
   try {

@@ -10,6 +10,8 @@ import { diffArrays } from 'diff';
 import { isDeepStrictEqual } from 'node:util';
 import { LineCounter, parseDocument, type Document } from 'yaml';
 import { InventoryError, UsageError } from '../errors.js';
+import { MAX_INVENTORY_BYTES, sizeProblem } from './load.js';
+import { repeatedKeys } from './syntax.js';
 
 /**
  * Reads `file`, lets `edit` change the parsed document, and writes it back if anything changed.
@@ -29,13 +31,19 @@ export async function updateInventory(file: string, edit: (doc: Document) => voi
     });
   }
 
+  const size = Buffer.byteLength(source, 'utf8');
+  if (size > MAX_INVENTORY_BYTES) throw new InventoryError([sizeProblem(file, size)]);
   const lines = new LineCounter();
-  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
+  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
+  const errors = [
+    ...doc.errors.map((e) => ({ offset: e.pos[0], message: e.message.split('\n')[0]! })),
+    ...repeatedKeys(doc, lines).map((r) => ({ offset: r.offset, message: `Map keys must be unique; ${r.key} is already set on line ${r.firstLine}` })),
+  ];
+  if (errors.length > 0) {
     throw new InventoryError(
-      doc.errors.map((e) => {
-        const pos = lines.linePos(e.pos[0]);
-        return { file, line: pos.line, column: pos.col, field: '', message: `YAML syntax error: ${e.message.split('\n')[0]}; fix it before stack edits the file` };
+      errors.map((e) => {
+        const pos = lines.linePos(e.offset);
+        return { file, line: pos.line, column: pos.col, field: '', message: `YAML syntax error: ${e.message}; fix it before stack edits the file` };
       }),
     );
   }
@@ -84,6 +92,8 @@ function keepOriginalLines(source: string, doc: Document): string {
     if (!change.added) i += n;
   }
   const text = merged.join('\n');
-  const reparsed = parseDocument(text, { uniqueKeys: true });
-  return reparsed.errors.length === 0 && isDeepStrictEqual(reparsed.toJS(), doc.toJS()) ? text : printed;
+  const lines = new LineCounter();
+  const reparsed = parseDocument(text, { lineCounter: lines, uniqueKeys: false });
+  const clean = reparsed.errors.length === 0 && repeatedKeys(reparsed, lines).length === 0;
+  return clean && isDeepStrictEqual(reparsed.toJS(), doc.toJS()) ? text : printed;
 }

@@ -39,6 +39,12 @@ export function literalProblems(doc: Document, source: string, targets: Map<Alia
     if (isMap(node)) {
       for (const pair of node.items) {
         if (!isScalar(pair.key)) continue;
+        if (typeof pair.key.value === 'symbol') {
+          // A YAML 1.1 merge (`<<: *base`): the pairs of the mapping(s) it names join this one.
+          const merged = isAlias(pair.value) ? targets.get(pair.value) : pair.value;
+          for (const source of isSeq(merged) ? merged.items : [merged]) walk(source, schema, path, undefined);
+          continue;
+        }
         const key = String(pair.key.value);
         const child = childSchema(schema, key);
         if (child) walk(pair.value, child, [...path, key], undefined);

@@ -4,14 +4,14 @@
  */
 import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { isMap, isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
+import { LineCounter, parseDocument, type Document } from 'yaml';
 import * as v from 'valibot';
 import { InventoryError, UsageError, type InventoryProblem } from '../errors.js';
 import { InventorySchema, knownKeys, type InventoryDocument } from './schema.js';
 import { formatPath, locate, type FieldPath } from './locate.js';
 import { didYouMean } from './suggest.js';
 import { reservedKeyProblems, shapeProblems } from './shape.js';
-import { syntaxPlacer } from './syntax.js';
+import { repeatedKeys, syntaxPlacer } from './syntax.js';
 import { resolveEnvironment, type Environment } from './resolve.js';
 import { aliasProblems, dropUnusedAnchors, findAliases, firstNestedAlias, MAX_ALIASES } from './aliases.js';
 import { literalProblems } from './literals.js';
@@ -215,7 +215,7 @@ async function readCapped(file: string): Promise<{ tooLarge: false; text: string
   }
 }
 
-function sizeProblem(file: string, size: number | undefined): InventoryProblem {
+export function sizeProblem(file: string, size: number | undefined): InventoryProblem {
   const bytes = (n: number) => `${n.toLocaleString('en-US')} bytes`;
   const what = size === undefined ? 'more than 1 MiB' : `${(size / 1024 / 1024).toFixed(1)} MiB (${bytes(size)})`;
   return {
@@ -225,25 +225,6 @@ function sizeProblem(file: string, size: number | undefined): InventoryProblem {
     field: '',
     message: `the file is ${what}, over the limit of 1 MiB (${bytes(MAX_INVENTORY_BYTES)}) for an inventory; check that -i names the inventory, and keep anything that is not a setting out of it`,
   };
-}
-
-/** Keys repeated within one mapping, each with the line it first appeared on. */
-function repeatedKeys(doc: Document, lines: LineCounter): { offset: number; key: string; firstLine: number }[] {
-  const out: { offset: number; key: string; firstLine: number }[] = [];
-  visit(doc, {
-    Map(_, map) {
-      if (!isMap(map) || map.items.length < 2) return;
-      // Compared as yaml compares them, by value: 1 and "1" are different keys.
-      const seen = new Map<unknown, number>();
-      for (const pair of map.items) {
-        if (!isScalar(pair.key) || !pair.key.range) continue;
-        const first = seen.get(pair.key.value);
-        if (first === undefined) seen.set(pair.key.value, pair.key.range[0]);
-        else out.push({ offset: pair.key.range[0], key: JSON.stringify(String(pair.key.value)), firstLine: lines.linePos(first).line });
-      }
-    },
-  });
-  return out;
 }
 
 function dedupe(problems: InventoryProblem[]): InventoryProblem[] {

@@ -251,10 +251,11 @@ export const AppSchema = v.strictObject({
       path: servedFolder('static directory', 'static'),
       max_age: v.optional(
         v.pipe(
-          matching('cache duration', /^\d+[A-Za-z]*$/, 'write a number with a unit, e.g. 30d or 1y'),
-          v.check((s) => !s.endsWith('ms'), 'nginx counts cache durations in whole seconds; write s, m, h, d, w, M or y, e.g. 30d'),
-          v.check(
-            (s) => durationSeconds(s, Object.keys(UNIT_SECONDS)) !== undefined,
+          v.string('must be text (cache duration); write a number with a unit, e.g. 30d or 1y'),
+          safe('cache duration'),
+          v.check((s) => !/^\d+ms$/.test(s), 'nginx counts cache durations in whole seconds; write s, m, h, d, w, M or y, e.g. 30d'),
+          v.regex(
+            /^\d+(s|m|h|d|w|M|y)?$/,
             (i) => `${JSON.stringify(i.input)} is not a valid cache duration; write a number with one unit: s, m, h, d, w, M (30 days) or y (365 days), e.g. 30d or 1y`,
           ),
           v.check(
@@ -322,8 +323,8 @@ const hookTimeout = v.union(
   [
     v.pipe(
       v.string(),
-      v.check(
-        (s) => durationSeconds(s, ['s', 'm', 'h']) !== undefined,
+      v.regex(
+        /^\d+(s|m|h)?$/,
         (i) => `${JSON.stringify(i.input)} is not a valid timeout; write a number of seconds or a number with s, m or h, e.g. 90s, 15m or 1h`,
       ),
       v.check((s) => {
@@ -331,7 +332,7 @@ const hookTimeout = v.union(
         return seconds >= HOOK_TIMEOUT.min && seconds <= HOOK_TIMEOUT.max;
       }, 'a hook timeout must be from 1s to 24h'),
     ),
-    wholeNumber('timeout', HOOK_TIMEOUT.min, HOOK_TIMEOUT.max, ' seconds, or a duration such as 15m or 1h'),
+    wholeNumber('timeout', HOOK_TIMEOUT.min, HOOK_TIMEOUT.max, ' seconds (or a duration such as 15m or 1h)'),
   ],
   'must be a duration such as 90s, 15m or 1h, or a number of seconds',
 );
@@ -377,7 +378,8 @@ export const NginxSchema = v.strictObject({
     matching('nginx version', /^\d+\.\d+(\.\d+)?$/, 'write the server\'s nginx version, e.g. 1.22'),
   ),
   ipv6: v.optional(v.boolean('must be true or false'), true),
-  // Two years is what the HSTS preload list asks for; browsers cap longer values anyway.
+  // Two years is what the HSTS preload list recommends; browsers cap what they keep (Chromium at a
+  // year), so a longer max-age buys nothing.
   hsts_max_age: v.optional(wholeNumber('hsts_max_age', 0, 2 * 31536000, ' seconds (0 = no HSTS header, 63072000 = 2 years)'), 31536000),
   hsts_subdomains: v.optional(v.boolean('must be true or false'), false),
   ocsp_stapling: v.optional(v.boolean('must be true or false'), true),

@@ -3,7 +3,7 @@
  * noticed them (the end of the file for an unclosed quote, the next line for an unclosed `{`);
  * this moves them back to the line that caused them.
  */
-import type { LineCounter, YAMLError } from 'yaml';
+import { isMap, isScalar, visit, type Document, type LineCounter, type YAMLError } from 'yaml';
 
 export interface SyntaxProblem {
   line: number;
@@ -88,4 +88,27 @@ function placeSyntaxError(e: YAMLError, text: readonly string[], lines: LineCoun
     }
   }
   return { line: pos.line, column: pos.col, message };
+}
+
+/**
+ * Keys repeated within one mapping, each with the line it first appeared on. Parse with
+ * `uniqueKeys: false` and call this instead: yaml's own check compares each key with every key
+ * before it in the mapping, which is quadratic.
+ */
+export function repeatedKeys(doc: Document, lines: LineCounter): { offset: number; key: string; firstLine: number }[] {
+  const out: { offset: number; key: string; firstLine: number }[] = [];
+  visit(doc, {
+    Map(_, map) {
+      if (!isMap(map) || map.items.length < 2) return;
+      // Compared as yaml compares them, by value: 1 and "1" are different keys.
+      const seen = new Map<unknown, number>();
+      for (const pair of map.items) {
+        if (!isScalar(pair.key) || !pair.key.range) continue;
+        const first = seen.get(pair.key.value);
+        if (first === undefined) seen.set(pair.key.value, pair.key.range[0]);
+        else out.push({ offset: pair.key.range[0], key: JSON.stringify(String(pair.key.value)), firstLine: lines.linePos(first).line });
+      }
+    },
+  });
+  return out;
 }

@@ -31,6 +31,12 @@ describe('uWSGI with a self-signed certificate', () => {
     expect(await (await sshExec(server, 'systemctl show -p StatusText --value hello')).stdout).toMatch(/uWSGI/i);
   });
 
+  it('keeps the uWSGI unit as hardened as before (systemd-analyze security at most 3.2)', async () => {
+    const out = (await sshExec(server, 'systemd-analyze security hello.service --no-pager | tail -n 1', 'root')).stdout.trim();
+    process.stderr.write(`[uwsgi] ${out}\n`);
+    expect(Number(out.match(/exposure level for hello\.service: ([\d.]+)/)?.[1])).toBeLessThanOrEqual(3.2);
+  });
+
   it('redirects HTTP to HTTPS but keeps the ACME challenge path on port 80', async () => {
     const head = await curl('-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', `http://${server.address}/some/page?x=1`);
     expect(head).toBe(`301 https://${server.address}/some/page?x=1`);

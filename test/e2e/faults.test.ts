@@ -386,7 +386,7 @@ describe('faults during deploys', () => {
       [
         ...sshOptions(server2.identityFile, path.join(khDir, 'known_hosts')),
         `root@${server2.address}`,
-        `echo ready; read go; if pgrep -f '[t]ar -xzf - -C /srv/hello/releases' >/dev/null; then echo uploading; fi; pkill -KILL -f '[s]shd: deploy'; echo "killed $?"`,
+        `echo ready; read go; if pgrep -x cat >/dev/null && ls /srv/hello/releases/.*.upload >/dev/null 2>&1; then echo uploading; fi; pkill -KILL -f '[s]shd: deploy'; echo "killed $?"`,
       ],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
@@ -404,7 +404,7 @@ describe('faults during deploys', () => {
     const d = startStack(['deploy', 'sbx'], { cwd: dir2, limitMs: 60_000 });
     let release = '';
     d.onStderrLine((line) => {
-      const m = line.match(/: unpack release (\d{8}T\d{6}Z)$/);
+      const m = line.match(/: receive release (\d{8}T\d{6}Z)$/);
       if (m && !release) {
         release = m[1]!;
         killer.stdin!.write('go\n');

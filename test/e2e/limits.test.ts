@@ -8,24 +8,15 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runProgram } from '../../src/sandbox/sandbox.js';
-import { stack, startStack, type CliResult } from '../helpers/cli.js';
-import { exampleProject } from '../helpers/project.js';
-import { bootSandbox, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
+import { stack, startStack } from '../helpers/cli.js';
+import { exampleProject, PROJECT_SECRET, stackIn } from '../helpers/project.js';
+import { bootSandbox, rootExec, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
 
-const SECRET = 's3cr3t-value-never-printed';
 let server: SandboxInfo;
 let dir: string;
 
-function run(args: string[]): CliResult {
-  const r = stack(args, { cwd: dir });
-  expect(r.stdout + r.stderr).not.toContain(SECRET);
-  return r;
-}
-async function root(command: string): Promise<string> {
-  const r = await sshExec(server, command, 'root');
-  if (r.code !== 0) throw new Error(`${command}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+const run = (args: string[]) => stackIn(dir, args);
+const root = (command: string) => rootExec(server, command);
 async function health(): Promise<number> {
   const r = await runProgram('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', `http://${server.address}/health`], 15_000);
   return Number(r.stdout);

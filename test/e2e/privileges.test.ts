@@ -4,29 +4,20 @@
  * got the app's identity has: a shell as that user OUTSIDE the unit's sandbox (what a hook or a
  * one-off command gets). The build user (a malicious pip package or build hook) attacks too.
  */
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { runProgram } from '../../src/sandbox/sandbox.js';
-import { stack, startStack, type CliResult } from '../helpers/cli.js';
-import { exampleProject } from '../helpers/project.js';
-import { bootSandbox, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
+import { stack, startStack } from '../helpers/cli.js';
+import { exampleProject, PROJECT_SECRET, stackIn } from '../helpers/project.js';
+import { bootSandbox, rootExec, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
 
-const SECRET = 's3cr3t-value-never-printed';
 let server: SandboxInfo;
 let dir: string;
 
-function run(args: string[]): CliResult {
-  const r = stack(args, { cwd: dir });
-  expect(r.stdout + r.stderr).not.toContain(SECRET);
-  return r;
-}
-async function root(command: string): Promise<string> {
-  const r = await sshExec(server, command, 'root');
-  if (r.code !== 0) throw new Error(`${command}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
+const run = (args: string[]) => stackIn(dir, args);
+const root = (command: string) => rootExec(server, command);
 /** A command as the app's user, outside any sandbox: exit code and output. */
 async function asUser(user: string, command: string): Promise<{ code: number; out: string }> {
   const r = await sshExec(server, `runuser -u ${user} -- sh -c '${command.replace(/'/g, `'\\''`)}' 2>&1`, 'root');
@@ -101,6 +92,15 @@ describe('ownership: what each user may write and read', () => {
     expect(await root(`ls -A ${rel}`)).not.toMatch(/^(\.env|id_rsa|db\.sqlite3)$/m);
     expect((await asUser('hello', `cat ${rel}/private.txt`)).out).toBe('only the app reads this');
     expect((await asUser('www-data', `cat ${rel}/private.txt`)).code).not.toBe(0);
+  });
+
+  it('lists in a dry run the files that would ship and did not before', async () => {
+    const notes = path.join(dir, 'example/notes.txt');
+    writeFileSync(notes, 'a file nobody meant to ship\n');
+    const dry = run(['deploy', 'sbx', '--dry-run']);
+    rmSync(notes);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout + dry.stderr).toMatch(/ships new files: notes\.txt/);
   });
 
   it('lets the hooks of each kind do what they are for', async () => {
@@ -220,7 +220,7 @@ describe('upgrade from the layout of before', () => {
     expect(dry.stdout + dry.stderr).toContain('remove www-data from group hello');
     // Asynchronous: a blocking spawn would freeze the load loop while the deploy runs.
     const r = await startStack(['deploy', 'sbx'], { cwd: dir, limitMs: 240_000 }).done;
-    expect(r.stdout + r.stderr).not.toContain(SECRET);
+    expect(r.stdout + r.stderr).not.toContain(PROJECT_SECRET);
     const counts = await load.stop();
     process.stderr.write(`[privileges] upgrade under load: ${counts.total} requests, ${counts.failed} not 200\n`);
     expect(r.code, r.stderr).toBe(0);

@@ -9,18 +9,14 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runProgram } from '../../src/sandbox/sandbox.js';
 import { ROOT, stack, type CliResult } from '../helpers/cli.js';
-import { exampleProject } from '../helpers/project.js';
+import { exampleProject, PROJECT_SECRET, stackIn } from '../helpers/project.js';
 import { bootSandbox, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
 
-const SECRET = 's3cr3t-value-never-printed';
+const SECRET = PROJECT_SECRET;
 let server: SandboxInfo;
 let dir: string;
 
-function run(args: string[]): CliResult {
-  const r = stack(args, { cwd: dir });
-  expect(r.stdout + r.stderr).not.toContain(SECRET);
-  return r;
-}
+const run = (args: string[]): CliResult => stackIn(dir, args);
 async function root(command: string): Promise<string> {
   return (await sshExec(server, command, 'root')).stdout.trim();
 }

@@ -3,8 +3,19 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { ROOT } from './cli.js';
+import { expect } from 'vitest';
+import { ROOT, stack, type CliResult } from './cli.js';
 import type { SandboxInfo } from './sandbox.js';
+
+/** The example project's secret value: no output of stack may ever contain it. */
+export const PROJECT_SECRET = 's3cr3t-value-never-printed';
+
+/** stack run in a project folder, checked never to print the project's secret. */
+export function stackIn(dir: string, args: string[]): CliResult {
+  const r = stack(args, { cwd: dir });
+  expect(r.stdout + r.stderr).not.toContain(PROJECT_SECRET);
+  return r;
+}
 
 export interface ProjectOptions {
   gateway?: 'gunicorn' | 'uwsgi';
@@ -50,7 +61,7 @@ export function exampleProject(server: SandboxInfo, o: ProjectOptions = {}): str
   };
   writeFileSync(path.join(dir, 'inventory.yml'), `# test project\n${stringify(inventory)}`);
   mkdirSync(path.join(dir, '.stack'));
-  writeFileSync(path.join(dir, '.stack/secrets.sbx'), 'SECRET_KEY=s3cr3t-value-never-printed\n');
+  writeFileSync(path.join(dir, '.stack/secrets.sbx'), `SECRET_KEY=${PROJECT_SECRET}\n`);
   chmodSync(path.join(dir, '.stack/secrets.sbx'), 0o600);
   return dir;
 }

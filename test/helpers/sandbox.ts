@@ -63,6 +63,13 @@ export async function stopSandbox(name: string): Promise<void> {
   owned.delete(name);
 }
 
+/** Runs `command` as root on the sandbox and returns its output, trimmed; a failure throws. */
+export async function rootExec(info: SandboxInfo, command: string): Promise<string> {
+  const r = await sshExec(info, command, 'root');
+  if (r.code !== 0) throw new Error(`root@${info.address}: ${command}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
 /**
  * Runs `command` through the login user's shell on the sandbox, with the sandbox key and a
  * known_hosts holding only info.hostKey: a server with any other key is refused.

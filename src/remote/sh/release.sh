@@ -110,5 +110,8 @@ convert_media() {
   # Best effort for the bits: a file the app does not own keeps its mode.
   runuser -u "$2" -- find "$1" -type d -exec chmod g+s,g-w {} + 2>/dev/null
   runuser -u "$2" -- find "$1" -type f -exec chmod g-w {} + 2>/dev/null
-  chgrp -R -h -P "$3" "$1"
+  chgrp -R -h -P "$3" "$1" || return 1
+  # The app could not keep the bit on the top folder, already nginx's group (it is not a
+  # member); its parent is root's by now, so the path cannot be swapped for a link.
+  if [ ! -L "$1" ]; then chmod g+s "$1"; fi
 }
