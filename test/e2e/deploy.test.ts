@@ -85,7 +85,7 @@ describe('stack setup and deploy on a fresh server', () => {
     // The app runs as its own user, its env file is private, the socket is not world-writable.
     expect(await remote('pid=$(systemctl show -p MainPID --value hello); ps -o user= -p $pid --ppid $pid | sort -u')).toBe('hello');
     expect(await remote('sudo stat -c "%a %U" /etc/hello/env')).toBe('600 root');
-    expect(await remote('sudo stat -c "%a %U %G" /run/hello/gunicorn.sock')).toBe('660 hello hello');
+    expect(await remote('sudo stat -c "%a %U %G" /run/hello/gunicorn.sock')).toBe('660 hello www-data');
     expect(await remote(`sudo grep -c ${SECRET} /etc/hello/env`)).toBe('1');
   });
 
