@@ -20,6 +20,8 @@ declare -A NEED=(
   [pebble]=pebble                      # an ACME CA (and pebble-challtestsrv) for Let's Encrypt tests
   [testssl]=testssl.sh                 # TLS scanners run against the deployed HTTPS site
   [sslscan]=sslscan
+  [shellcheck]=shellcheck              # the remote shell library is checked by the unit tests
+  [dash]=dash                          # and run under Debian's /bin/sh, as on servers
 )
 missing=()
 for cmd in "${!NEED[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); done

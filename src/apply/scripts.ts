@@ -15,27 +15,14 @@ import { shCommand, shQuote as q } from '../remote/quote.js';
 import type { Layout } from '../views/layout.js';
 import type { Plan, ReleasePlan } from '../plan/plan.js';
 
-const FUNCTIONS = [
-  'export DEBIAN_FRONTEND=noninteractive LC_ALL=C',
-  `step() { printf '@@step %s\\n' "$*"; }`,
-  `fail() { printf '@@fail %s\\n' "$*"; exit 1; }`,
-  // `systemctl reload nginx` returns when the signal is sent; this returns when every worker
-  // serving requests is a new one, so a health check right after sees the new configuration.
-  // A stopped nginx is started instead.
-  'reload_nginx() {',
-  "  old=$(pgrep -d ' ' -f '^nginx: worker process$' || true)",
-  '  systemctl reload-or-restart nginx || return 1',
-  '  i=0; while [ $i -lt 100 ]; do',
-  "    cur=$(pgrep -d ' ' -f '^nginx: worker process$' || true); stale=",
-  '    for p in $old; do case " $cur " in *" $p "*) stale=1;; esac; done',
-  '    [ -z "$stale" ] && [ -n "$cur" ] && return 0',
-  '    i=$((i+1)); sleep 0.05',
-  '  done',
-  '}',
-].join('\n');
-
-/** Receiving, sealing and converting releases: shell functions kept in a real file. */
-const RELEASE_FUNCTIONS = readFileSync(fileURLToPath(new URL('../../src/remote/sh/release.sh', import.meta.url)), 'utf8');
+/**
+ * The fixed shell every root script starts with: the library (step, fail, reload_nginx,
+ * check_health, the undo log) and the release functions (receive, seal, convert). Real files,
+ * shellchecked and run under dash by the unit tests; TypeScript adds only per-plan data lines.
+ */
+const REMOTE_LIBRARY = ['lib.sh', 'release.sh']
+  .map((f) => readFileSync(fileURLToPath(new URL(`../../src/remote/sh/${f}`, import.meta.url)), 'utf8'))
+  .join('\n');
 
 /**
  * Journal lines shown when the app fails to start: a Python traceback from the worker plus the
@@ -76,8 +63,8 @@ export function wrap(ctx: RunContext, body: string[], options: { releaseLock: bo
     'stack_main() {',
     'set -u',
     'umask 077',
-    FUNCTIONS,
-    RELEASE_FUNCTIONS,
+    'export DEBIAN_FRONTEND=noninteractive LC_ALL=C',
+    REMOTE_LIBRARY,
     "trap '' HUP PIPE",
     `TMPD=$(mktemp -d -p /run stack.XXXXXXXX) || { echo 'cannot make a temporary folder in /run' >&2; exit 1; }`,
   ];
@@ -252,6 +239,8 @@ export interface ManifestInfo {
   by: string;
   gitCommit: string | null;
   inventoryHash: string;
+  /** When the deploy started (ISO 8601): passed in so that a plan always gives the same script. */
+  created: string;
 }
 
 function manifestJson(release: ReleasePlan, info: ManifestInfo): string {
@@ -260,7 +249,7 @@ function manifestJson(release: ReleasePlan, info: ManifestInfo): string {
     source_hash: release.sourceHash,
     git_commit: info.gitCommit,
     inventory_hash: info.inventoryHash,
-    created: new Date().toISOString(),
+    created: info.created,
     by: info.by,
     ...(release.copyFrom ? { code_from: release.copyFrom } : {}),
   });
@@ -329,27 +318,11 @@ export interface HealthCheck {
   retries: number;
 }
 
-/**
- * Defines `health_ok`, which tries the health path through nginx and leaves the code in $code.
- * Behind socket activation a crashing app makes requests wait rather than fail, so the check also
- * stops as soon as systemd has to restart the app (or gives up on it): it will not get healthy.
- */
+/** Defines `health_ok` for this plan's health check (the library's check_health does the work). */
 function healthFunction(h: HealthCheck): string {
   const url = h.https ? `https://${h.host}${h.path}` : `http://${h.host}${h.path}`;
   const port = h.https ? 443 : 80;
-  const restarts = `systemctl show -p NRestarts --value ${q(h.app)}`;
-  return [
-    'health_ok() {',
-    `  code=000; i=0; r0=$(${restarts})`,
-    `  while [ $i -lt ${h.retries} ]; do`,
-    `    code=$(curl -s -k -o /dev/null -w '%{http_code}' --max-time ${h.timeout} --resolve ${q(`${h.host}:${port}:127.0.0.1`)} ${q(url)})`,
-    `    [ "$code" = ${h.status} ] && return 0`,
-    `    if [ "$(${restarts})" != "$r0" ] || systemctl is-failed --quiet ${q(h.app)}; then code="$code (the app crashed; systemd had to restart it)"; return 1; fi`,
-    '    i=$((i+1)); sleep 0.5',
-    '  done',
-    '  return 1',
-    '}',
-  ].join('\n');
+  return `health_ok() { check_health ${shCommand(url, `${h.host}:${port}:127.0.0.1`, String(h.status), String(h.timeout), String(h.retries), h.app)}; }`;
 }
 
 /** The health step; `onFailure` is `fail`, or the rollback of a script that has one. */
@@ -366,17 +339,8 @@ export function healthOnlyScript(health: HealthCheck, ctx: RunContext): string {
   return wrap({ ...ctx, audit: null }, healthLines(health, 'fail'), { releaseLock: true });
 }
 
-/** The undo log: every change remembered so that all of them can be put back. */
-const UNDO_FUNCTIONS = [
-  'UNDO="$TMPD/undo"; : > "$UNDO"',
-  // Lines are "path backup" (restore the backup) or "path -" (remove what we created).
-  `remember() { if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$1.stack-bak.$$" && printf '%s %s\\n' "$1" "$1.stack-bak.$$" >> "$UNDO"; else printf '%s -\\n' "$1" >> "$UNDO"; fi; }`,
-  `undo() { tac "$UNDO" | while read -r p b; do if [ "$b" = - ]; then rm -f "$p"; else mv -fT "$b" "$p"; fi; done; : > "$UNDO"; }`,
-  `commit() { while read -r p b; do [ "$b" = - ] || rm -f "$b"; done < "$UNDO"; rm -f "$UNDO"; }`,
-  // A release that failed to go live is removed: it was never live and must not be rolled back to.
-  `drop_new_release() { if [ -n "\${NEWREL:-}" ]; then rm -rf "$NEWREL"; fi; }`,
-  `abort() { undo; rm -f "$UNDO"; drop_new_release; audit failed "$1"; fail "$1"; }`,
-];
+/** Starts the undo log (the functions are the library's: remember, undo, commit, abort). */
+const UNDO_FUNCTIONS = ['undo_init'];
 
 /**
  * Server hooks. `build` runs as the build user in the new release before it is sealed and may
@@ -445,7 +409,9 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
     const f = change.file;
     const tmp = `${f.path}.stack-new.$$`;
     const content = typeof f.content === 'string' ? f.content : f.content.reveal();
-    const tag = `STACK_FILE_${++n}_${Math.random().toString(36).slice(2, 10).toUpperCase()}`;
+    // Base64 has no `_`, so this tag can never occur inside the content: no nonce needed, and
+    // the same plan always gives the same script.
+    const tag = `STACK_FILE_${++n}`;
     lines.push(`step ${q(`${change.action === 'attributes' ? 'set mode/owner of' : change.action === 'create' ? 'create' : 'update'} ${f.path}`)}`);
     // mkdir -p leaves an existing parent's mode alone (install -d would reset it to 0755).
     lines.push(`mkdir -p ${q(f.path.slice(0, f.path.lastIndexOf('/')) || '/')}`);

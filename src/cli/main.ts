@@ -127,6 +127,7 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .argument('[env]', 'environment from the inventory (optional when there is only one)')
     .argument('[release]', 'release id, as `stack releases` shows it')
     .option('--wait', 'wait for another deploy to finish instead of failing on its lock', false)
+    .option('--dry-run', 'show what the rollback would restore (diffs, secrets redacted) and change nothing', false)
     .action(async (env: string | undefined, release: string | undefined, options, cmd: Command) => {
       const { runRollback } = await import('../commands/rollback.js');
       await runRollback(env, release, options, globals(cmd));

@@ -42,13 +42,15 @@ export async function runDeploy(envName: string | undefined, options: DeployOpti
   }
   const engine = new TemplateEngine(path.resolve(inventory.dir, inventory.data.templates), inventory.dir);
   const progress = createProgress();
-  const releaseId = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const now = new Date();
+  const releaseId = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const by = `${userInfo().username}@${hostname()}`;
   const git = await $({ quiet: true, nothrow: true, cwd: sourceDir })`git rev-parse HEAD`;
   const manifest = {
     by,
     gitCommit: git.exitCode === 0 ? git.stdout.trim() : null,
     inventoryHash: createHash('sha256').update(readFileSync(globals.inventory)).digest('hex'),
+    created: now.toISOString(),
   };
   const askSudoPassword = process.stdin.isTTY
     ? async () => {

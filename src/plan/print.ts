@@ -4,7 +4,7 @@ import pc from 'picocolors';
 import { displayContent } from '../secrets/secret.js';
 import { changeCount, type Plan } from './plan.js';
 
-function colorDiff(diff: string): string {
+export function colorDiff(diff: string): string {
   return diff
     .split('\n')
     .filter((l) => !l.startsWith('==='))

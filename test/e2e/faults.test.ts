@@ -373,7 +373,8 @@ describe('faults during deploys', () => {
   it('keeps serving the previous release when the SSH connection drops in the middle of an upload', async () => {
     const before = await liveRelease(server2);
     const blob = path.join(dir2, 'example/blob.bin');
-    writeFileSync(blob, randomBytes(40 * 1024 * 1024));
+    // Large and incompressible: packing it takes about two seconds, so the cut lands mid-upload.
+    writeFileSync(blob, randomBytes(100 * 1024 * 1024));
     const load = startLoad(`http://${server2.address}/health`, { concurrency: 2, maxMs: 90_000, maxRequests: 1_000_000 });
 
     // A root session opened beforehand waits for the word, then kills the deploy user's sshd
@@ -386,7 +387,7 @@ describe('faults during deploys', () => {
       [
         ...sshOptions(server2.identityFile, path.join(khDir, 'known_hosts')),
         `root@${server2.address}`,
-        `echo ready; read go; if pgrep -x cat >/dev/null && ls /srv/hello/releases/.*.upload >/dev/null 2>&1; then echo uploading; fi; pkill -KILL -f '[s]shd: deploy'; echo "killed $?"`,
+        `echo ready; read go; for i in $(seq 30); do if pgrep -x cat >/dev/null && ls /srv/hello/releases/.*.upload >/dev/null 2>&1; then echo uploading; break; fi; sleep 0.05; done; pkill -KILL -f '[s]shd: deploy'; echo "killed $?"`,
       ],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );

@@ -77,6 +77,15 @@ describe('releases and rollback', () => {
   });
 
   it('rolls back code and configuration together', async () => {
+    // A dry run shows what would be restored, the env file's secret redacted, and changes nothing.
+    const dry = run(['rollback', 'sbx', '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stderr).toMatch(new RegExp(`rollback to ${v1} would restore \\d+ file`));
+    expect(dry.stderr).toMatch(/^-\s*add_header X-Version "2" always;$/m);
+    expect(dry.stderr).toMatch(/^\+\s*add_header X-Version "1" always;$/m);
+    expect(dry.stderr).toContain(`link /srv/hello/current -> releases/${v1} (now releases/${v2})`);
+    expect(await root('readlink /srv/hello/current')).toBe(`releases/${v2}`);
+    expect(await header('X-Version')).toBe('2');
     const r = run(['rollback', 'sbx']);
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(new RegExp(`now runs release ${v1} \\(was ${v2}\\), code and configuration; health 200`));
