@@ -4,7 +4,7 @@
  * got the app's identity has: a shell as that user OUTSIDE the unit's sandbox (what a hook or a
  * one-off command gets). The build user (a malicious pip package or build hook) attacks too.
  */
-import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -101,6 +101,26 @@ describe('ownership: what each user may write and read', () => {
     rmSync(notes);
     expect(dry.code).toBe(0);
     expect(dry.stdout + dry.stderr).toMatch(/ships new files: notes\.txt/);
+  });
+
+  it('refuses, before contacting the server, a static folder that is the release itself and a link out of the source', async () => {
+    const liveBefore = await live();
+    const inventory = readFileSync(path.join(dir, 'inventory.yml'), 'utf8');
+    editInventory((doc) => {
+      doc.app.static = { url: '/static/', path: '.' };
+    });
+    const dot = run(['deploy', 'sbx']);
+    writeFileSync(path.join(dir, 'inventory.yml'), inventory);
+    expect(dot.code).toBe(2);
+    expect(dot.stderr).toMatch(/inventory\.yml:\d+:\d+: app\.static\.path: .*"\." is the release itself/);
+    const link = path.join(dir, 'example/hello/key.pem');
+    symlinkSync('/etc/ssh/ssh_host_ed25519_key', link);
+    const out = run(['deploy', 'sbx']);
+    rmSync(link);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toMatch(/hello\/key\.pem -> \/etc\/ssh\/ssh_host_ed25519_key/);
+    expect(await live()).toBe(liveBefore);
+    expect((await get('/health')).status).toBe(200);
   });
 
   it('lets the hooks of each kind do what they are for', async () => {
