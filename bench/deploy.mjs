@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Deploy timings on a sandbox server (run as root after `npm run build`): the wall time of
-// `stack deploy` with nothing to change, and with one template changed, as medians of N runs
+// `stack deploy` with nothing to change, with one template changed and with new code, as medians of N runs
 // (default 5), with the SSH round trips (exec calls) per host that each took.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -56,6 +56,14 @@ try {
     writeFileSync(path.join(dir, '.stack/templates/nginx/partials/headers.hbs'), `${headers}add_header X-Bench "${i}" always;\n`);
     changed.push(stack(dir, 'deploy', 'prod'));
   }
+  // New code each time: upload, virtualenv, build, seal, restart.
+  const code = [];
+  const wsgi = path.join(dir, 'example/hello/wsgi.py');
+  const original = readFileSync(wsgi, 'utf8');
+  for (let i = 0; i < runs; i++) {
+    writeFileSync(wsgi, `${original}\n# bench ${i}\n`);
+    code.push(stack(dir, 'deploy', 'prod'));
+  }
   const report = (label, rows) =>
     console.log(
       `${label.padEnd(34)} median ${median(rows.map((r) => r.ms)).toFixed(0).padStart(5)} ms  (min ${Math.min(...rows.map((r) => r.ms)).toFixed(0)}, max ${Math.max(...rows.map((r) => r.ms)).toFixed(0)})  ` +
@@ -64,6 +72,7 @@ try {
   console.log(`${runs} runs each, wall time of the whole \`stack deploy\` process, node ${process.version}`);
   report('deploy, nothing to change', noop);
   report('deploy, one template changed', changed);
+  report('deploy, new code', code);
 } finally {
   await sandboxDown(name);
 }
