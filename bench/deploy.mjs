@@ -38,7 +38,10 @@ try {
     readFileSync(path.join(root, 'inventory.example.yml'), 'utf8')
       .replace(/domains: \[hello\.example\.com, www\.hello\.example\.com\]/, `domains: [${server.address}]`)
       .replace(/ssl: letsencrypt\n\s+email: ops@example.com/, 'ssl: none')
-      .replace(/- \{ address: 203\.0\.113\.10, user: deploy, port: 22 \}/, `- { address: ${server.address}, user: deploy, host_key: "${server.hostKey}", identity_file: ${server.identityFile} }`),
+      .replace(
+        /- \{ address: 203\.0\.113\.10, user: deploy, port: 22 \}/,
+        `- { address: ${server.address}, user: deploy, host_key: "${server.hostKey}", identity_file: ${server.identityFile} }`,
+      ),
   );
   mkdirSync(path.join(dir, '.stack/templates/nginx/partials'), { recursive: true });
   writeFileSync(path.join(dir, '.stack/secrets.prod'), 'SECRET_KEY=bench\n');
@@ -47,7 +50,9 @@ try {
 
   const first = stack(dir, 'setup', 'prod');
   const deploy = stack(dir, 'deploy', 'prod');
-  console.log(`sandbox ${server.address}; setup ${first.ms.toFixed(0)} ms (${first.trips} round trips), first deploy ${deploy.ms.toFixed(0)} ms (${deploy.trips} round trips)`);
+  console.log(
+    `sandbox ${server.address}; setup ${first.ms.toFixed(0)} ms (${first.trips} round trips), first deploy ${deploy.ms.toFixed(0)} ms (${deploy.trips} round trips)`,
+  );
 
   const noop = [];
   for (let i = 0; i < runs; i++) noop.push(stack(dir, 'deploy', 'prod'));
@@ -66,7 +71,9 @@ try {
   }
   const report = (label, rows) =>
     console.log(
-      `${label.padEnd(34)} median ${median(rows.map((r) => r.ms)).toFixed(0).padStart(5)} ms  (min ${Math.min(...rows.map((r) => r.ms)).toFixed(0)}, max ${Math.max(...rows.map((r) => r.ms)).toFixed(0)})  ` +
+      `${label.padEnd(34)} median ${median(rows.map((r) => r.ms))
+        .toFixed(0)
+        .padStart(5)} ms  (min ${Math.min(...rows.map((r) => r.ms)).toFixed(0)}, max ${Math.max(...rows.map((r) => r.ms)).toFixed(0)})  ` +
         `ssh round trips ${[...new Set(rows.map((r) => r.trips))].join('/')}  changes ${[...new Set(rows.map((r) => r.changes))].join('/')}`,
     );
   console.log(`${runs} runs each, wall time of the whole \`stack deploy\` process, node ${process.version}`);

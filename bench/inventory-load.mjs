@@ -20,8 +20,7 @@ const SIZES = [
 ];
 
 const head = (env = '') => `app:\n  name: bench\n  wsgi: bench.wsgi:application\n${env}`;
-const prod = (domains, hosts) =>
-  `environments:\n  prod:\n    domains:\n${domains}    hosts:\n${hosts}`;
+const prod = (domains, hosts) => `environments:\n  prod:\n    domains:\n${domains}    hosts:\n${hosts}`;
 const oneHost = '      - address: 203.0.113.10\n';
 const oneDomain = '      - bench.example.com\n';
 
@@ -47,7 +46,11 @@ const SHAPES = {
   },
   hosts: (bytes) => {
     const fixed = head().length + prod(oneDomain, '').length;
-    const hosts = fill(bytes, fixed, (i) => `      - address: 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}\n        user: deploy\n        port: ${1024 + (i % 60000)}\n`);
+    const hosts = fill(
+      bytes,
+      fixed,
+      (i) => `      - address: 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}\n        user: deploy\n        port: ${1024 + (i % 60000)}\n`,
+    );
     return head() + prod(oneDomain, hosts);
   },
   'secrets + domains': (bytes) => {

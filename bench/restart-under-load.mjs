@@ -27,7 +27,17 @@ function stack(dir, ...args) {
 
 // The sandbox's own host key (fresh on every boot) is the only one accepted.
 const knownHosts = path.join(mkdtempSync(path.join(tmpdir(), 'stack-bench-kh-')), 'known_hosts');
-const sshArgs = (server) => ['-i', server.identityFile, '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'LogLevel=ERROR', `deploy@${server.address}`];
+const sshArgs = (server) => [
+  '-i',
+  server.identityFile,
+  '-o',
+  `UserKnownHostsFile=${knownHosts}`,
+  '-o',
+  'StrictHostKeyChecking=yes',
+  '-o',
+  'LogLevel=ERROR',
+  `deploy@${server.address}`,
+];
 
 function ssh(server, command) {
   const r = spawnSync('ssh', [...sshArgs(server), command], { encoding: 'utf8' });
@@ -103,7 +113,9 @@ try {
   agent.destroy();
   const ms = Date.now() - started;
   const errors = ssh(server, 'sudo cat /var/log/nginx/hello.error.log').trim();
-  console.log(`${gateway} ${ssh(server, gateway === 'uwsgi' ? 'uwsgi --version' : '/usr/bin/gunicorn --version').trim()}, 2 workers x ${threads} thread(s), ${clients} clients, ${restarts} restarts in ${(ms / 1000).toFixed(1)} s`);
+  console.log(
+    `${gateway} ${ssh(server, gateway === 'uwsgi' ? 'uwsgi --version' : '/usr/bin/gunicorn --version').trim()}, 2 workers x ${threads} thread(s), ${clients} clients, ${restarts} restarts in ${(ms / 1000).toFixed(1)} s`,
+  );
   console.log(`requests ${counts.total}, 200: ${counts.ok}, failures ${JSON.stringify(counts.failures)}`);
   console.log(`requests answered while each restart ran: min ${Math.min(...perRestart)}, max ${Math.max(...perRestart)}`);
   const lines = errors ? errors.split('\n') : [];

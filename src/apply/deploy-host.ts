@@ -28,7 +28,7 @@ import { assumedFacts, type HostFacts } from '../views/facts.js';
 import { tlsFor } from '../views/nginx.js';
 import type { CustomCertificate } from '../certs/inspect.js';
 import { certificateNeed, letsEncryptCertFile, letsEncryptRenewalConf, obtainCertificateScript } from '../certs/letsencrypt.js';
-import { runScript } from './run-script.js';
+import { runScript, type ScriptOutcome } from './run-script.js';
 import {
   activateScript,
   auditFile,
@@ -107,7 +107,13 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       publicFiles: letsEncrypt ? [letsEncryptCertFile(o.env), letsEncryptRenewalConf(o.env)] : [],
       shippedHash: o.mode === 'deploy' && o.source ? sha256(shippedListText(o.source.fileList)) : undefined,
     };
-    const round = await runWithLock(shell, lock, factsScript(assumed, request), { progress: o.progress, host: label, env: o.env.name, wait: o.wait, what: 'gather facts' });
+    const round = await runWithLock(shell, lock, factsScript(assumed, request), {
+      progress: o.progress,
+      host: label,
+      env: o.env.name,
+      wait: o.wait,
+      what: 'gather facts',
+    });
     lockHeld = round.acquired;
     const facts = parseFacts(round.stdout, (path, content) => (path === layout.env_file ? redactEnvFileText(content, o.env.app.secrets) : content));
 
@@ -116,7 +122,10 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       cpus: o.host.cpus ?? facts.cpus ?? undefined,
     });
     knownContents(facts, assumed);
-    const code: CodeVersion | null = o.mode === 'deploy' && o.source ? { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null, fileList: o.source.fileList } : null;
+    const code: CodeVersion | null =
+      o.mode === 'deploy' && o.source
+        ? { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null, fileList: o.source.fileList }
+        : null;
     const selfSigned =
       sslMode(o.env.ssl) === 'self-signed' && tls && !(facts.present.has(tls.certificate) && facts.present.has(tls.certificateKey))
         ? { cert: tls.certificate, key: tls.certificateKey, domains: o.env.domains }
@@ -136,7 +145,11 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       return { host: label, plan, changes: changeCount(plan), execs: shell.execCount - execsBefore, ms: Date.now() - started };
     }
 
-    const ctx: RunContext = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: o.manifest.by, command: `${o.mode} ${o.env.name}` } };
+    const ctx: RunContext = {
+      layout,
+      lock: { dir: lock.dir, token },
+      audit: { file: auditFile(layout.app), who: o.manifest.by, command: `${o.mode} ${o.env.name}` },
+    };
     const health = o.mode === 'deploy' ? healthCheckFor(o.env, tls !== null, layout.unit) : null;
     const sshPort = o.mode === 'setup' ? (o.host.port ?? 22) : undefined;
     const provisioning = { layout, staticPath: o.env.app.static?.path ?? null, sshPort };
@@ -146,7 +159,12 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
         provision,
         noCodeYet: !facts.currentRelease && !plan.release,
         managedFiles: desired.files.map((f) => f.path),
-        hooks: { build: o.env.hooks.build, before_activate: o.env.hooks.before_activate, after_activate: o.env.hooks.after_activate, timeout: o.env.hooks.timeout },
+        hooks: {
+          build: o.env.hooks.build,
+          before_activate: o.env.hooks.before_activate,
+          after_activate: o.env.hooks.after_activate,
+          timeout: o.env.hooks.timeout,
+        },
         staticPath: provisioning.staticPath,
         keep: o.env.keep,
         manifest: o.manifest,
@@ -154,7 +172,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
     const run = (what: string, stdin: string | import('node:stream').Readable, command?: string, hint?: string) =>
       runScript(shell, label, o.progress, { stdin, command, what, redact, hint });
 
-    let outcome;
+    let outcome: ScriptOutcome | undefined;
     // Provisioning goes first on its own when something must come between it and activation:
     // the certificate (certbot must be installed) or the upload of a release (its venv).
     const uploads = plan.release !== null && !plan.release.copyFrom && o.source !== undefined;
@@ -193,7 +211,15 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       outcome = await run('release the lock', releaseLockScript(lock.dir, token));
     }
     lockHeld = false;
-    return { host: label, plan, changes: changeCount(plan), execs: shell.execCount - execsBefore, ms: Date.now() - started, health: outcome?.health, release: plan.release?.id };
+    return {
+      host: label,
+      plan,
+      changes: changeCount(plan),
+      execs: shell.execCount - execsBefore,
+      ms: Date.now() - started,
+      health: outcome?.health,
+      release: plan.release?.id,
+    };
   } finally {
     // A script that ran to its end released the lock itself; this covers stopping before that.
     // On a broken connection the server-side script, if any, finishes and releases it.
@@ -201,10 +227,6 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
     await shell.close();
   }
 }
-
-
-
-
 
 async function desiredFor(o: HostRunOptions, facts: HostFacts): Promise<DesiredState> {
   return buildDesiredState(o.env, o.host, { engine: o.engine, facts, secrets: o.secrets, certificate: o.certificate });
@@ -225,7 +247,10 @@ export function summaryLine(results: HostRunResult[], dryRun: boolean, ms: numbe
   const changes = results.reduce((n, r) => n + r.changes, 0);
   const verb = dryRun ? 'would change' : 'changed';
   const hosts = results
-    .map((r) => `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.release ? `, release ${r.release}` : ''}${r.health ? `, health ${r.health}` : ''}${debug ? `, ${r.execs} ssh round trips` : ''}`)
+    .map(
+      (r) =>
+        `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.release ? `, release ${r.release}` : ''}${r.health ? `, health ${r.health}` : ''}${debug ? `, ${r.execs} ssh round trips` : ''}`,
+    )
     .join('; ');
   return `${dryRun ? pc.yellow('dry run:') : pc.green('done:')} ${verb} ${changes} thing${changes === 1 ? '' : 's'} on ${results.length} host${results.length === 1 ? '' : 's'} in ${(ms / 1000).toFixed(1)}s (${hosts})`;
 }

@@ -81,7 +81,10 @@ export async function runWithLock(
     if (r.code !== 0) throw new StackError(`${shell.label}: ${o.what} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
     o.progress.end(true);
     const state = parseFacts(r.stdout).lock;
-    if (state.state === 'error') throw new StackError(`${shell.label}: cannot take the deploy lock: ${state.message}`, { hint: 'free some space on the server (old releases go with a lower `keep`), then deploy again' });
+    if (state.state === 'error')
+      throw new StackError(`${shell.label}: cannot take the deploy lock: ${state.message}`, {
+        hint: 'free some space on the server (old releases go with a lower `keep`), then deploy again',
+      });
     if (state.state !== 'held') return { stdout: r.stdout, acquired: state.state === 'acquired', holder: null };
     if (lock.mode === 'report') return { stdout: r.stdout, acquired: false, holder: state.holder };
     const stale = staleReason(state);

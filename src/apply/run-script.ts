@@ -51,7 +51,11 @@ export async function runScript(
     progress.end(false);
     const redact = script.redact ?? ((t: string) => t);
     const outcome =
-      rolledBack === undefined ? undefined : rolledBack.startsWith('200') ? 'rolled back to the previous release, which answers its health check' : `rolled back to the previous release, whose health check answered ${rolledBack}`;
+      rolledBack === undefined
+        ? undefined
+        : rolledBack.startsWith('200')
+          ? 'rolled back to the previous release, which answers its health check'
+          : `rolled back to the previous release, whose health check answered ${rolledBack}`;
     throw new RemoteCommandError(shell.label, failed ?? script.what, r.code, redact(r.stderr), { outcome, hint: script.hint });
   }
   progress.end(true);

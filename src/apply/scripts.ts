@@ -176,10 +176,16 @@ export function provisionLines(plan: Plan, o: ProvisionOptions): string[] {
     lines.push(`step ${q(`add ${m.user} to group ${m.group}`)}`, `usermod -aG ${q(m.group)} ${q(m.user)} || fail ${q(`add ${m.user} to ${m.group}`)}`);
   }
   for (const m of plan.leaves) {
-    lines.push(`step ${q(`remove ${m.user} from group ${m.group}`)}`, `gpasswd -d ${q(m.user)} ${q(m.group)} >/dev/null || fail ${q(`remove ${m.user} from ${m.group}`)}`);
+    lines.push(
+      `step ${q(`remove ${m.user} from group ${m.group}`)}`,
+      `gpasswd -d ${q(m.user)} ${q(m.group)} >/dev/null || fail ${q(`remove ${m.user} from ${m.group}`)}`,
+    );
   }
   for (const d of plan.dirs) {
-    lines.push(`step ${q(`directory ${d.path}`)}`, `install -d -m ${d.mode} -o ${q(d.owner)} -g ${q(d.group)} ${q(d.path)} || fail ${q(`directory ${d.path}`)}`);
+    lines.push(
+      `step ${q(`directory ${d.path}`)}`,
+      `install -d -m ${d.mode} -o ${q(d.owner)} -g ${q(d.group)} ${q(d.path)} || fail ${q(`directory ${d.path}`)}`,
+    );
   }
   lines.push(...upgradeLines(plan, o));
   if (plan.selfSigned) {
@@ -221,7 +227,11 @@ function upgradeLines(plan: Plan, o: ProvisionOptions): string[] {
       `for r in ${q(layout.releases)}/*; do [ -e "$r" ] || [ -L "$r" ] || continue; convert_release "$r" ${q(layout.app)} ${o.staticPath ? q(o.staticPath) : "''"} || { no_space_note ${q(layout.releases)}; fail "seal $r"; }; done`,
     );
   }
-  if (u.media) lines.push(`step ${q(`uploads in ${u.media} to group ${layout.web_user}`)}`, `convert_media ${q(u.media)} ${q(layout.app)} ${q(layout.web_user)} || fail 'convert the uploads'`);
+  if (u.media)
+    lines.push(
+      `step ${q(`uploads in ${u.media} to group ${layout.web_user}`)}`,
+      `convert_media ${q(u.media)} ${q(layout.app)} ${q(layout.web_user)} || fail 'convert the uploads'`,
+    );
   if (u.socketGroup) {
     const { path, group } = u.socketGroup;
     lines.push(`step ${q(`socket ${path} to group ${group}`)}`, `if [ -S ${q(path)} ]; then chgrp ${q(group)} ${q(path)} || fail 'socket group'; fi`);
@@ -272,8 +282,7 @@ export function releaseScript(release: ReleasePlan, ctx: RunContext): string {
   const { layout } = ctx;
   const dir = `${layout.releases}/${release.id}`;
   const upload = `${layout.releases}/.${release.id}.upload`;
-  const build = (seconds: number, command: string) =>
-    sandboxed({ user: layout.build_user, group: layout.build_user, dir, writable: [dir], seconds }, command);
+  const build = (seconds: number, command: string) => sandboxed({ user: layout.build_user, group: layout.build_user, dir, writable: [dir], seconds }, command);
   const failed = (what: string, lines = 25) => `{ tail -n ${lines} "$TMPD/build" >&2; no_space_note ${q(layout.releases)} "$TMPD/build"; fail ${q(what)}; }`;
   return wrap(
     ctx,
@@ -416,7 +425,10 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
     // mkdir -p leaves an existing parent's mode alone (install -d would reset it to 0755).
     lines.push(`mkdir -p ${q(f.path.slice(0, f.path.lastIndexOf('/')) || '/')}`);
     if (change.action === 'attributes') {
-      lines.push(`remember ${q(f.path)}`, `chmod ${f.mode} ${q(f.path)} && chown ${q(`${f.owner}:${f.group}`)} ${q(f.path)} || abort ${q(`set attributes of ${f.path}`)}`);
+      lines.push(
+        `remember ${q(f.path)}`,
+        `chmod ${f.mode} ${q(f.path)} && chown ${q(`${f.owner}:${f.group}`)} ${q(f.path)} || abort ${q(`set attributes of ${f.path}`)}`,
+      );
       continue;
     }
     lines.push(
@@ -447,7 +459,11 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
     );
   }
   if (validatesNginx) {
-    lines.push(`step ${q('validate the nginx configuration (nginx -t)')}`, `nginx -t -q 2>"$UNDO.nginx" || { cat "$UNDO.nginx" >&2; rm -f "$UNDO.nginx"; abort 'nginx -t'; }`, 'rm -f "$UNDO.nginx"');
+    lines.push(
+      `step ${q('validate the nginx configuration (nginx -t)')}`,
+      `nginx -t -q 2>"$UNDO.nginx" || { cat "$UNDO.nginx" >&2; rm -f "$UNDO.nginx"; abort 'nginx -t'; }`,
+      'rm -f "$UNDO.nginx"',
+    );
   }
   // systemd-analyze exits 0 on unknown keys and bad values, so anything it prints fails the
   // check. Before the first release (setup) the unit's interpreter does not exist yet: that one
@@ -465,7 +481,10 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
     // The configuration this release goes live with, kept with it (root only: it holds secrets).
     lines.push(
       `install -d -m 0700 -o root -g root ${q(`${rel}/.stack`)} && rm -rf ${q(`${rel}/.stack/config`)} && : > ${q(`${rel}/.stack/links`)}`,
-      ...o.managedFiles.map((p) => `if [ -e ${q(p)} ]; then mkdir -p ${q(`${rel}/.stack/config${p.slice(0, p.lastIndexOf('/'))}`)} && cp -a ${q(p)} ${q(`${rel}/.stack/config${p}`)}; fi`),
+      ...o.managedFiles.map(
+        (p) =>
+          `if [ -e ${q(p)} ]; then mkdir -p ${q(`${rel}/.stack/config${p.slice(0, p.lastIndexOf('/'))}`)} && cp -a ${q(p)} ${q(`${rel}/.stack/config${p}`)}; fi`,
+      ),
       ...plan.allLinks.map((l) => `printf '%s %s\\n' ${q(l.path)} ${q(l.target)} >> ${q(`${rel}/.stack/links`)}`),
     );
     for (const hook of o.hooks.before_activate) lines.push(...hookLines(hook, appHook(layout, rel, o.hooks.timeout), 'abort'));
@@ -496,7 +515,11 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
       `${h.command} 2>"$TMPD/handler" || { cat "$TMPD/handler" >&2; ${h.name === 'restart-app' ? `journalctl -u ${q(layout.unit)} -n ${JOURNAL_LINES} --no-pager -o cat >&2; ` : ''}${onFailure} ${q(h.description)}; }`,
     );
   }
-  for (const s of plan.start) lines.push(`step ${q(`start ${s}`)}`, `systemctl start ${q(s)} || { journalctl -u ${q(s)} -n ${JOURNAL_LINES} --no-pager -o cat >&2; ${onFailure} ${q(`start ${s}`)}; }`);
+  for (const s of plan.start)
+    lines.push(
+      `step ${q(`start ${s}`)}`,
+      `systemctl start ${q(s)} || { journalctl -u ${q(s)} -n ${JOURNAL_LINES} --no-pager -o cat >&2; ${onFailure} ${q(`start ${s}`)}; }`,
+    );
   // With a rollback, health_ok is already defined (the rollback re-checks with it).
   if (o.health) lines.push(...healthLines(o.health, onFailure, !touches));
   if (touches) lines.push('commit');
@@ -513,7 +536,10 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
     for (const hook of o.hooks.after_activate) lines.push(...hookLines(hook, appHook(layout, layout.current, o.hooks.timeout), 'after_failed'));
   }
   lines.push(`audit ok ''`);
-  return wrap(ctx, [`after_failed() { audit failed "$1"; fail "$1 (the new release stays live)"; }`, ...lines], { releaseLock: true, release: plan.release?.id });
+  return wrap(ctx, [`after_failed() { audit failed "$1"; fail "$1 (the new release stays live)"; }`, ...lines], {
+    releaseLock: true,
+    release: plan.release?.id,
+  });
 }
 
 /** A server hook as the app's user: on the sealed release, writing only what the app may. */
@@ -546,7 +572,9 @@ function sealLines(release: ReleasePlan, rel: string, ctx: RunContext, o: Activa
   const { layout } = ctx;
   const lines = [
     `step ${q(`check that release ${release.id} was built`)}`,
-    ...(ctx.lock ? [`[ "$(cat ${q(`${ctx.lock.dir}/built`)} 2>/dev/null)" = ${q(release.id)} ] || abort 'release is incomplete (its build did not finish)'`] : []),
+    ...(ctx.lock
+      ? [`[ "$(cat ${q(`${ctx.lock.dir}/built`)} 2>/dev/null)" = ${q(release.id)} ] || abort 'release is incomplete (its build did not finish)'`]
+      : []),
   ];
   for (const hook of o.hooks.build) {
     const spec = { user: layout.build_user, group: layout.build_user, dir: rel, writable: [rel], envFile: layout.env_file, seconds: o.hooks.timeout };
@@ -599,7 +627,7 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     ...(health ? [healthFunction(health)] : []),
     'rollback_live() {',
     '  echo "putting back what was live before the rollback" >&2',
-    '  undo; rm -f "$UNDO"; systemctl daemon-reload; systemctl restart ' + q(layout.unit) + ' >/dev/null 2>&1 || true; reload_nginx || true',
+    `  undo; rm -f "$UNDO"; systemctl daemon-reload; systemctl restart ${q(layout.unit)} >/dev/null 2>&1 || true; reload_nginx || true`,
     '  audit failed "$1"; fail "$1"',
     '}',
     `step ${q('reload systemd units')}`,

@@ -112,7 +112,8 @@ export function checkCustomCertificate(
   if (input.chain !== undefined) {
     try {
       chainCerts = pemCertificates(input.chain).map((b) => new X509Certificate(b));
-      if (chainCerts.length === 0) problems.push({ field: 'chain', message: 'holds no PEM certificate; give the intermediate certificates of your CA, or remove chain:' });
+      if (chainCerts.length === 0)
+        problems.push({ field: 'chain', message: 'holds no PEM certificate; give the intermediate certificates of your CA, or remove chain:' });
     } catch (err) {
       problems.push({ field: 'chain', message: `is not a valid PEM certificate chain (${(err as Error).message})` });
     }
@@ -131,7 +132,10 @@ export function checkCustomCertificate(
   if (!leaf) return { ok: false, problems };
   const info = describeCertificate(leaf);
   if (key && !leaf.checkPrivateKey(key)) {
-    problems.push({ field: 'key', message: `does not match the certificate (CN=${info.subject}, serial ${info.serial}); give the key this certificate was issued for` });
+    problems.push({
+      field: 'key',
+      message: `does not match the certificate (CN=${info.subject}, serial ${info.serial}); give the key this certificate was issued for`,
+    });
   }
   const invalid = validityProblem(info, now);
   if (invalid) problems.push({ field: 'cert', message: `${invalid} (CN=${info.subject}); renew it with your CA` });
@@ -159,7 +163,9 @@ export function checkCustomCertificate(
   // lack the intermediate cannot build a path to a root.
   const selfIssued = leaf.checkIssued(leaf) && leaf.verify(leaf.publicKey);
   if (intermediates.length === 0 && !selfIssued) {
-    warnings.push(`cert: ${info.issuer} issued it, but no intermediate certificate is given: clients that lack it will not trust the site; add chain: (your CA's intermediates)`);
+    warnings.push(
+      `cert: ${info.issuer} issued it, but no intermediate certificate is given: clients that lack it will not trust the site; add chain: (your CA's intermediates)`,
+    );
   }
   return {
     ok: true,

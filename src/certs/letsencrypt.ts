@@ -92,10 +92,22 @@ export function obtainCertificateScript(req: CertificateRequest, ctx: RunContext
   const standInFile = acmeStandInFile(ctx.layout.app);
   const challenges = `${req.webroot}/.well-known/acme-challenge`;
   const certbot = shCommand(
-    'certbot', 'certonly', '--non-interactive', '--agree-tos', '--no-eff-email',
-    '--email', req.email, '--server', req.server,
-    '--webroot', '-w', req.webroot,
-    '--cert-name', req.domains[0]!, '--expand', '--renew-by-default',
+    'certbot',
+    'certonly',
+    '--non-interactive',
+    '--agree-tos',
+    '--no-eff-email',
+    '--email',
+    req.email,
+    '--server',
+    req.server,
+    '--webroot',
+    '-w',
+    req.webroot,
+    '--cert-name',
+    req.domains[0]!,
+    '--expand',
+    '--renew-by-default',
     ...req.domains.flatMap((d) => ['-d', d]),
   );
   const lines = [

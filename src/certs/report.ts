@@ -61,24 +61,43 @@ function parse(pem: string | undefined | null): X509Certificate | null {
 }
 
 /** `renewedBy`: who renews these certificates, for the advice when one nears its expiry. */
-export function judgeCertificates(domains: readonly string[], found: ServedCertificates, now: Date, renewedBy: 'certbot' | 'you' = 'certbot'): DomainCertificate[] {
+export function judgeCertificates(
+  domains: readonly string[],
+  found: ServedCertificates,
+  now: Date,
+  renewedBy: 'certbot' | 'you' = 'certbot',
+): DomainCertificate[] {
   const disk = parse(found.disk ? pemCertificates(found.disk)[0] : undefined);
   return domains.map((domain) => {
     const pem = found.served.get(domain);
     if (!pem) {
-      return { domain, info: null, days: null, status: 'not served', note: 'nginx presents no certificate on 443 for this name: is the HTTPS site live? (stack deploy)' };
+      return {
+        domain,
+        info: null,
+        days: null,
+        status: 'not served',
+        note: 'nginx presents no certificate on 443 for this name: is the HTTPS site live? (stack deploy)',
+      };
     }
     const cert = parse(pem);
     if (!cert) return { domain, info: null, days: null, status: 'unreadable', note: 'nginx presents something that is not an X.509 certificate' };
     const info = describeCertificate(cert);
     const days = daysLeft(info, now);
-    if (uncoveredDomains(cert, [domain]).length > 0) return { domain, info, days, status: 'wrong name', note: `the certificate served names ${info.names.join(', ') || info.subject}` };
+    if (uncoveredDomains(cert, [domain]).length > 0)
+      return { domain, info, days, status: 'wrong name', note: `the certificate served names ${info.names.join(', ') || info.subject}` };
     if (info.notAfter.getTime() <= now.getTime()) return { domain, info, days, status: 'expired', note: 'renew it: certbot renew, or upload a new one' };
     if (disk && disk.fingerprint256 !== cert.fingerprint256) {
-      return { domain, info, days, status: 'stale', note: `nginx serves another certificate than the file on disk (valid until ${describeCertificate(disk).notAfter.toISOString().slice(0, 10)}): reload nginx` };
+      return {
+        domain,
+        info,
+        days,
+        status: 'stale',
+        note: `nginx serves another certificate than the file on disk (valid until ${describeCertificate(disk).notAfter.toISOString().slice(0, 10)}): reload nginx`,
+      };
     }
     if (days < WARN_DAYS) {
-      const note = renewedBy === 'certbot' ? 'renewal should have happened by now: check certbot.timer and `certbot renew --dry-run`' : 'renew it with your CA and deploy';
+      const note =
+        renewedBy === 'certbot' ? 'renewal should have happened by now: check certbot.timer and `certbot renew --dry-run`' : 'renew it with your CA and deploy';
       return { domain, info, days, status: 'expires soon', note };
     }
     return { domain, info, days, status: 'ok', note: '' };

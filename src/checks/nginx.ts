@@ -39,7 +39,9 @@ export async function checkNginxSites(sites: ConfigFile[]): Promise<CheckResult>
     await mkdir(path.join(prefix, 'logs'), { recursive: true });
     const cert = path.join(prefix, 'placeholder.crt');
     const key = path.join(prefix, 'placeholder.key');
-    await $({ quiet: true })`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=placeholder.invalid -keyout ${key} -out ${cert}`;
+    await $({
+      quiet: true,
+    })`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=placeholder.invalid -keyout ${key} -out ${cert}`;
     for (const [i, site] of sites.entries()) {
       const content = site.content
         .replace(/^(\s*ssl_(?:certificate|trusted_certificate))\s+\S+;/gm, `$1 ${cert};`)

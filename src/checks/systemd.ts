@@ -41,7 +41,7 @@ export async function checkSystemdUnits(units: ConfigFile[]): Promise<CheckResul
     const outputs: string[] = [];
     let ok = true;
     for (const unit of units) {
-      const r = await $({ quiet: true, nothrow: true })`systemd-analyze verify --root=${root} ${'/etc/systemd/system/' + path.basename(unit.path)}`;
+      const r = await $({ quiet: true, nothrow: true })`systemd-analyze verify --root=${root} ${`/etc/systemd/system/${path.basename(unit.path)}`}`;
       const out = (r.stderr + r.stdout).trim().replaceAll(root, '');
       if (r.exitCode !== 0 || out) ok = false;
       if (out) outputs.push(out);

@@ -133,7 +133,7 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
       await runRollback(env, release, options, globals(cmd));
     });
 
-  const lock = program.command('lock').description("the deploy lock that keeps two deploys from running at once");
+  const lock = program.command('lock').description('the deploy lock that keeps two deploys from running at once');
   for (const action of ['status', 'release'] as const) {
     lock
       .command(action)
@@ -155,9 +155,7 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
       await runAudit(env, options, globals(cmd));
     });
 
-  const sandbox = program
-    .command('sandbox')
-    .description('throwaway local Debian 12 servers (systemd-nspawn) to rehearse deploys on; needs root and Linux');
+  const sandbox = program.command('sandbox').description('throwaway local Debian 12 servers (systemd-nspawn) to rehearse deploys on; needs root and Linux');
   sandbox
     .command('up')
     .description('boot a pristine sandbox server and print how to reach it')

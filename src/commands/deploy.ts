@@ -22,7 +22,12 @@ export interface DeployOptions {
   wait?: boolean;
 }
 
-export async function runDeploy(envName: string | undefined, options: DeployOptions, globals: GlobalOptions, mode: 'deploy' | 'setup' = 'deploy'): Promise<void> {
+export async function runDeploy(
+  envName: string | undefined,
+  options: DeployOptions,
+  globals: GlobalOptions,
+  mode: 'deploy' | 'setup' = 'deploy',
+): Promise<void> {
   const started = Date.now();
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const secrets = loadSecrets(env.app.secrets, inventory.dir, env.name);
@@ -36,14 +41,21 @@ export async function runDeploy(envName: string | undefined, options: DeployOpti
   let requirements: string | null = null;
   if (mode === 'deploy' && env.app.requirements) {
     const file = path.join(sourceDir, env.app.requirements);
-    if (!existsSync(file)) throw new UsageError(`app.requirements: ${path.relative(process.cwd(), file)} does not exist`, { hint: 'fix the path (it is relative to app.source) or remove the key' });
-    if (!source!.fileList.includes(env.app.requirements)) throw new UsageError(`app.requirements: ${env.app.requirements} is not shipped (untracked, ignored by .gitignore, or in app.exclude?)`);
+    if (!existsSync(file))
+      throw new UsageError(`app.requirements: ${path.relative(process.cwd(), file)} does not exist`, {
+        hint: 'fix the path (it is relative to app.source) or remove the key',
+      });
+    if (!source!.fileList.includes(env.app.requirements))
+      throw new UsageError(`app.requirements: ${env.app.requirements} is not shipped (untracked, ignored by .gitignore, or in app.exclude?)`);
     requirements = hasRequirements(readFileSync(file, 'utf8')) ? env.app.requirements : null;
   }
   const engine = new TemplateEngine(path.resolve(inventory.dir, inventory.data.templates), inventory.dir);
   const progress = createProgress();
   const now = new Date();
-  const releaseId = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const releaseId = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   const by = `${userInfo().username}@${hostname()}`;
   const git = await $({ quiet: true, nothrow: true, cwd: sourceDir })`git rev-parse HEAD`;
   const manifest = {

@@ -77,12 +77,22 @@ const checks = {
 };
 
 function splitList(s: string): string[] {
-  return s.split(/[,\s]+/).map((d) => d.trim().toLowerCase()).filter(Boolean);
+  return s
+    .split(/[,\s]+/)
+    .map((d) => d.trim().toLowerCase())
+    .filter(Boolean);
 }
 
 /** Good first answers, guessed from the project in the current directory. */
 export function guessDefaults(cwd: string): Pick<InitAnswers, 'name' | 'source' | 'wsgi'> {
-  const base = path.basename(cwd).toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^[^a-z]+/, '').slice(0, 26).replace(/-build$/, '').replace(/-+$/, '');
+  const base = path
+    .basename(cwd)
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^[^a-z]+/, '')
+    .slice(0, 26)
+    .replace(/-build$/, '')
+    .replace(/-+$/, '');
   const name = base || 'app';
   let wsgi = `${name.replace(/-/g, '_')}.wsgi:application`;
   try {
@@ -162,7 +172,7 @@ async function ask(o: InitOptions): Promise<InitAnswers> {
       message: 'Gateway server',
       choices: [
         { name: 'gunicorn', value: 'gunicorn' as const, description: 'the common choice for Django and Flask' },
-        { name: 'uWSGI', value: 'uwsgi' as const, description: 'uWSGI with Debian\'s python3 plugin' },
+        { name: 'uWSGI', value: 'uwsgi' as const, description: "uWSGI with Debian's python3 plugin" },
       ],
     }));
   const domains = splitList(await text(o.domains, 'Domains, comma-separated (the first is canonical)', `${name}.example.com`, checks.domains));
@@ -205,7 +215,8 @@ async function writeNew(target: string, text: string, force: boolean): Promise<v
       await link(temp, target);
     }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new UsageError(`${target} already exists; nothing was changed`, { hint: 'pass --force to replace it' });
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new UsageError(`${target} already exists; nothing was changed`, { hint: 'pass --force to replace it' });
     throw new StackError(`could not write ${target}: ${(err as Error).message}`);
   } finally {
     await unlink(temp).catch(() => undefined);

@@ -25,7 +25,11 @@ export async function runLock(action: 'status' | 'release', envName: string | un
       process.stdout.write(`${host.address}: ${pc.yellow('released')} the lock held by ${describeHolder(lock.holder)}\n`);
     } else {
       const stale = staleReason(lock);
-      const note = lock.scriptRunning ? ' (one of its steps is running on the server right now)' : stale ? pc.yellow(` (stale: ${stale}; the next deploy clears it)`) : '';
+      const note = lock.scriptRunning
+        ? ' (one of its steps is running on the server right now)'
+        : stale
+          ? pc.yellow(` (stale: ${stale}; the next deploy clears it)`)
+          : '';
       process.stdout.write(`${host.address}: locked by ${describeHolder(lock.holder)}${note}\n`);
     }
   });

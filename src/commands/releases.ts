@@ -13,7 +13,9 @@ export function formatReleases(releases: ReleaseEntry[]): string {
     .map((r) => {
       const m = r.manifest;
       const source = m ? (m.git_commit ? `git ${m.git_commit.slice(0, 10)}` : `source ${m.source_hash.slice(0, 10)}`) : 'incomplete';
-      const detail = m ? `${m.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}  ${m.by}  ${source}${m.code_from ? `  (code of ${m.code_from})` : ''}` : 'incomplete (never went live)';
+      const detail = m
+        ? `${m.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}  ${m.by}  ${source}${m.code_from ? `  (code of ${m.code_from})` : ''}`
+        : 'incomplete (never went live)';
       return `${r.live ? pc.green('* ') : '  '}${r.id}  ${detail}${r.live ? pc.green('  live') : ''}`;
     })
     .join('\n');

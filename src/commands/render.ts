@@ -39,7 +39,10 @@ export async function renderEnvironment(inventory: Inventory, env: Environment, 
 
 export async function runRender(envName: string | undefined, options: RenderOptions, globals: GlobalOptions): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
-  const only = options.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  const only = options.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const states = await renderEnvironment(inventory, env, only);
 
   for (const override of new Set(states.flatMap((s) => s.files.map((f) => f.override).filter(Boolean)))) {

@@ -21,7 +21,12 @@ import { describeHolder, releaseLockScript, runWithLock } from '../apply/lock.js
 import { runScript } from '../apply/run-script.js';
 import { auditFile, lockDir, rollbackScript } from '../apply/scripts.js';
 
-export async function runRollback(envName: string | undefined, target: string | undefined, options: { wait?: boolean; dryRun?: boolean }, globals: GlobalOptions): Promise<void> {
+export async function runRollback(
+  envName: string | undefined,
+  target: string | undefined,
+  options: { wait?: boolean; dryRun?: boolean },
+  globals: GlobalOptions,
+): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const layout = layoutFor(env.app, env.gateway);
   const progress = createProgress();
@@ -35,20 +40,26 @@ export async function runRollback(envName: string | undefined, target: string | 
       token,
       holder: { who: by, client: hostname(), pid: process.pid, since: new Date().toISOString(), command: `rollback ${env.name}` },
     };
-    const round = await runWithLock(shell, lock, listReleasesScript(layout), { progress, host: host.address, env: env.name, wait: options.wait, what: 'list releases' });
+    const round = await runWithLock(shell, lock, listReleasesScript(layout), {
+      progress,
+      host: host.address,
+      env: env.name,
+      wait: options.wait,
+      what: 'list releases',
+    });
     let done = options.dryRun === true;
     try {
       const releases = parseReleases(round.stdout);
       const live = releases.find((r) => r.live);
       const chosen = target ? releases.find((r) => r.id === target) : previousRelease(releases);
       if (!chosen) {
-        throw new UsageError(
-          target ? `${host.address}: there is no release ${target}` : `${host.address}: there is no earlier release to roll back to`,
-          { hint: `\`stack releases ${env.name}\` lists them` },
-        );
+        throw new UsageError(target ? `${host.address}: there is no release ${target}` : `${host.address}: there is no earlier release to roll back to`, {
+          hint: `\`stack releases ${env.name}\` lists them`,
+        });
       }
       if (chosen.live) throw new UsageError(`${host.address}: ${chosen.id} is already live`);
-      if (!chosen.manifest || !chosen.hasConfig) throw new UsageError(`${host.address}: release ${chosen.id} is incomplete or has no recorded configuration; pick another`);
+      if (!chosen.manifest || !chosen.hasConfig)
+        throw new UsageError(`${host.address}: release ${chosen.id} is incomplete or has no recorded configuration; pick another`);
       if (options.dryRun) {
         const secretFiles = [`${layout.cert_dir}/privkey.pem`];
         const redact = (p: string, text: string) => (p === layout.env_file ? redactEnvFileText(text, env.app.secrets) : text);
@@ -59,10 +70,16 @@ export async function runRollback(envName: string | undefined, target: string | 
         return;
       }
       const health = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout.unit);
-      const ctx = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: by, command: `rollback ${env.name} ${live?.id ?? '?'} -> ${chosen.id}` } };
+      const ctx = {
+        layout,
+        lock: { dir: lock.dir, token },
+        audit: { file: auditFile(layout.app), who: by, command: `rollback ${env.name} ${live?.id ?? '?'} -> ${chosen.id}` },
+      };
       const outcome = await runScript(shell, host.address, progress, { stdin: rollbackScript(chosen.id, ctx, health), what: `rollback to ${chosen.id}` });
       done = true;
-      progress.line(`${pc.green('rolled back:')} ${host.address} now runs release ${chosen.id} (was ${live?.id ?? 'none'}), code and configuration; health ${outcome.health ?? '?'}`);
+      progress.line(
+        `${pc.green('rolled back:')} ${host.address} now runs release ${chosen.id} (was ${live?.id ?? 'none'}), code and configuration; health ${outcome.health ?? '?'}`,
+      );
     } finally {
       if (!done) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
     }

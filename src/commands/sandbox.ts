@@ -65,7 +65,9 @@ export function pointEnvironmentAt(doc: Document, env: string, info: SandboxInfo
   };
   const environments = doc.get('environments', true);
   if (environments !== undefined && environments !== null && !isMap(environments)) {
-    throw new StackError(`${file}: environments is not a mapping, so stack cannot add ${env} to it`, { hint: 'fix the inventory (see `stack render`), then run the command again' });
+    throw new StackError(`${file}: environments is not a mapping, so stack cannot add ${env} to it`, {
+      hint: 'fix the inventory (see `stack render`), then run the command again',
+    });
   }
   const envPath = ['environments', env];
   const existing = doc.getIn(envPath, true);
@@ -78,7 +80,9 @@ export function pointEnvironmentAt(doc: Document, env: string, info: SandboxInfo
     return;
   }
   if (!isMap(existing)) {
-    throw new StackError(`${file}: environments.${env} is not a mapping, so stack cannot point it at the sandbox`, { hint: 'fix it, or pick another name with --write-env' });
+    throw new StackError(`${file}: environments.${env} is not a mapping, so stack cannot point it at the sandbox`, {
+      hint: 'fix it, or pick another name with --write-env',
+    });
   }
   existing.set('hosts', doc.createNode([host]));
   const domains = existing.get('domains', true);
@@ -108,7 +112,13 @@ export async function runSandboxList(_globals: GlobalOptions): Promise<void> {
     ...sandboxes.map((s) => [s.name, s.address, String(s.pid), uptime(Date.now() - Date.parse(s.startedAt))]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const row of rows) process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+  for (const row of rows)
+    process.stdout.write(
+      `${row
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd()}\n`,
+    );
 }
 
 function uptime(ms: number): string {

@@ -11,7 +11,6 @@ import { updateInventory } from '../inventory/edit.js';
 import { connectHost } from '../ssh/connect.js';
 import { fingerprint } from '../ssh/known-hosts.js';
 
-
 export interface TrustOptions {
   yes?: boolean;
   replace?: boolean;
@@ -45,7 +44,8 @@ export async function runTrust(envName: string | undefined, options: TrustOption
     }
     process.stdout.write(`${host.address}: ${key.split(' ')[0]} key ${pc.bold(fp)}\n`);
     if (!options.yes) {
-      if (!process.stdin.isTTY) throw new UsageError('confirming a host key needs a terminal', { hint: 'compare the fingerprint with the server\'s, then run again with --yes' });
+      if (!process.stdin.isTTY)
+        throw new UsageError('confirming a host key needs a terminal', { hint: "compare the fingerprint with the server's, then run again with --yes" });
       const { confirm } = await import('@inquirer/prompts');
       if (!(await confirm({ message: `Pin this key for ${host.address}? Compare it with the fingerprint your provider shows.`, default: false }))) {
         throw new StackError('not pinned; nothing was changed');

@@ -87,7 +87,14 @@ export function lockLines(lock: LockRequest): string[] {
   const { dir, token, holder } = lock;
   const q = shQuote;
   const parent = dir.slice(0, dir.lastIndexOf('/'));
-  const info = [`token=${token}`, `who=${holder.who}`, `client=${holder.client}`, `pid=${holder.pid}`, `since=${holder.since}`, `command=${holder.command}`].join('\n');
+  const info = [
+    `token=${token}`,
+    `who=${holder.who}`,
+    `client=${holder.client}`,
+    `pid=${holder.pid}`,
+    `since=${holder.since}`,
+    `command=${holder.command}`,
+  ].join('\n');
   // Whether one of that deploy's scripts is still running on the server (each records its pid).
   const running = `if [ -f ${q(`${dir}/script.pid`)} ] && kill -0 "$(cat ${q(`${dir}/script.pid`)})" 2>/dev/null; then echo 1; else echo 0; fi`;
   // When the holder last showed life: its last script's start or end, else the taking itself.
@@ -136,8 +143,8 @@ export function factsScript(desired: DesiredState, request: FactsRequest): strin
   const lines = [
     'set -u',
     "printf 'nginx\\t%s\\n' \"$(nginx -v 2>&1 | sed -n 's|^nginx version: nginx/||p')\"",
-    "printf 'cpus\\t%s\\n' \"$(nproc 2>/dev/null)\"",
-    "printf 'os\\t%s\\n' \"$(. /etc/os-release 2>/dev/null && echo \"$ID $VERSION_ID\")\"",
+    'printf \'cpus\\t%s\\n\' "$(nproc 2>/dev/null)"',
+    'printf \'os\\t%s\\n\' "$(. /etc/os-release 2>/dev/null && echo "$ID $VERSION_ID")"',
     `f() { if [ -f "$1" ]; then s=$(sha256sum "$1" | cut -c1-64); printf 'file\\t%s\\t%s\\t%s\\n' "$1" "$s" "$(stat -c '%a\t%U\t%G' "$1")"; if [ "$s" != "$2" ] && [ "\${3:-}" != secret ]; then printf 'content\\t%s\\t' "$1"; base64 -w0 "$1"; printf '\\n'; fi; else printf 'file\\t%s\\t-\\n' "$1"; fi; }`,
     `l() { printf 'link\\t%s\\t%s\\n' "$1" "$(readlink "$1" 2>/dev/null || echo -)"; }`,
     `d() { if [ -d "$1" ]; then printf 'dir\\t%s\\t%s\\n' "$1" "$(stat -c '%a\t%U\t%G' "$1")"; else printf 'dir\\t%s\\t-\\n' "$1"; fi; }`,
@@ -164,7 +171,9 @@ export function factsScript(desired: DesiredState, request: FactsRequest): strin
     `printf 'releases\\t%s\\n' "$(ls -1 ${q(releases)} 2>/dev/null | tr '\\n' ' ')"`,
     `p=${q(releases)}; while [ ! -d "$p" ] && [ -n "$p" ]; do p=\${p%/*}; done; printf 'free\\t%s\\n' "$(df -Pk "\${p:-/}" 2>/dev/null | awk 'NR == 2 { print $4 }')"`,
     ...(request.shippedHash
-      ? [`if [ -f ${q(current)}/.stack-files ] && [ "$(sha256sum < ${q(current)}/.stack-files | cut -c1-64)" != ${request.shippedHash} ]; then printf 'shipped\\t'; base64 -w0 ${q(current)}/.stack-files; printf '\\n'; fi`]
+      ? [
+          `if [ -f ${q(current)}/.stack-files ] && [ "$(sha256sum < ${q(current)}/.stack-files | cut -c1-64)" != ${request.shippedHash} ]; then printf 'shipped\\t'; base64 -w0 ${q(current)}/.stack-files; printf '\\n'; fi`,
+        ]
       : []),
     `if command -v ufw >/dev/null; then printf 'ufw\\t%s\\n' "$(ufw status 2>/dev/null | head -n1)"; fi`,
     'exit 0',
@@ -253,7 +262,10 @@ export function parseFacts(output: string, redact: (path: string, content: strin
         facts.releases = (f[0] ?? '').split(' ').filter(Boolean).sort();
         break;
       case 'shipped':
-        facts.shipped = Buffer.from(f[0] ?? '', 'base64').toString('utf8').split('\n').filter(Boolean);
+        facts.shipped = Buffer.from(f[0] ?? '', 'base64')
+          .toString('utf8')
+          .split('\n')
+          .filter(Boolean);
         break;
       case 'free':
         facts.freeKib = f[0] && /^\d+$/.test(f[0]) ? Number(f[0]) : null;

@@ -102,14 +102,20 @@ export function aliasProblems({ all, targets }: Aliases): AliasProblem[] {
       break;
     }
     if (!targets.has(alias)) {
-      problems.push({ offset, message: `*${alias.source} refers to no anchor &${alias.source} before it; an alias can only repeat a value written above it with &${alias.source}` });
+      problems.push({
+        offset,
+        message: `*${alias.source} refers to no anchor &${alias.source} before it; an alias can only repeat a value written above it with &${alias.source}`,
+      });
       continue;
     }
     found.cycle = undefined;
     added += sizeOf(alias) - 1;
     const cycle = found.cycle as Alias | undefined;
     if (cycle) {
-      problems.push({ offset: cycle.range?.[0] ?? offset, message: `the alias *${cycle.source} is inside the value it refers to, which would repeat it without end; refer to another value` });
+      problems.push({
+        offset: cycle.range?.[0] ?? offset,
+        message: `the alias *${cycle.source} is inside the value it refers to, which would repeat it without end; refer to another value`,
+      });
       break;
     }
     if (added > MAX_ALIAS_VALUES) {

@@ -82,7 +82,11 @@ function keepOriginalLines(source: string, doc: Document): string {
   const before = source.split('\n');
   const after = printed.split('\n');
   const norm = (line: string) =>
-    line.replace(/\s+#/, ' #').replace(/([[{]) +/g, '$1').replace(/ +([\]}])/g, '$1').trimEnd();
+    line
+      .replace(/\s+#/, ' #')
+      .replace(/([[{]) +/g, '$1')
+      .replace(/ +([\]}])/g, '$1')
+      .trimEnd();
   const merged: string[] = [];
   let i = 0;
   for (const change of diffArrays(before, after, { comparator: (a, b) => norm(a) === norm(b) })) {

@@ -17,7 +17,7 @@ const EXACT: Record<string, string> = {
   PYTHONPLATLIBDIR: 'Python would look for its standard library somewhere else',
   PYTHONSTARTUP: 'Python runs that file at the start of interactive sessions (manage.py shell)',
   PYTHONINSPECT: 'Python would wait at an interactive prompt after a script ends, and a hook would hang',
-  PYTHONEXECUTABLE: "it changes what Python reports as its own executable (sys.executable)",
+  PYTHONEXECUTABLE: 'it changes what Python reports as its own executable (sys.executable)',
   PERL5LIB: 'Perl would load modules from there in every perl process the app or a hook starts',
   PERLLIB: 'Perl would load modules from there in every perl process the app or a hook starts',
   PERL5OPT: 'Perl would apply those options, module loads included, to every perl process',

@@ -53,7 +53,9 @@ export function literalProblems(doc: Document, source: string, targets: Map<Alia
     }
     if (isSeq(node)) {
       const child = childSchema(schema, 0);
-      if (child) node.items.forEach((item, i) => walk(item, child, [...path, i], undefined));
+      if (child) {
+        for (const [i, item] of node.items.entries()) walk(item, child, [...path, i], undefined);
+      }
     }
   };
   walk(doc.contents, InventorySchema, [], undefined);

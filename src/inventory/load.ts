@@ -42,10 +42,9 @@ export async function loadInventory(file: string): Promise<Inventory> {
     read = await readCapped(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(
-      code === 'ENOENT' ? `${file}: no such inventory file` : `${file}: cannot read it (${code ?? String(err)})`,
-      { hint: code === 'ENOENT' ? 'run `stack init` to write one, or pass -i FILE' : undefined },
-    );
+    throw new UsageError(code === 'ENOENT' ? `${file}: no such inventory file` : `${file}: cannot read it (${code ?? String(err)})`, {
+      hint: code === 'ENOENT' ? 'run `stack init` to write one, or pass -i FILE' : undefined,
+    });
   }
   if (read.tooLarge) throw new InventoryError([sizeProblem(file, read.size)]);
   return parseInventory(read.text, file);
@@ -238,4 +237,3 @@ function dedupe(problems: InventoryProblem[]): InventoryProblem[] {
     })
     .sort((a, b) => a.line - b.line || a.column - b.column);
 }
-

@@ -77,7 +77,10 @@ function crossFieldProblems(env: Environment): { path: FieldPath; message: strin
   if (mode === 'letsencrypt') {
     env.domains.forEach((d, i) => {
       if (/^\d+\.\d+\.\d+\.\d+$/.test(d)) {
-        problems.push({ path: ['domains', i], message: "Let's Encrypt issues certificates for domain names, not IP addresses; use a domain or ssl: self-signed" });
+        problems.push({
+          path: ['domains', i],
+          message: "Let's Encrypt issues certificates for domain names, not IP addresses; use a domain or ssl: self-signed",
+        });
       }
     });
   }

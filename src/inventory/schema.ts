@@ -36,11 +36,7 @@ function safe(what: string) {
 }
 
 function text(what: string, example: string) {
-  return v.pipe(
-    v.string(`must be text (${what}), e.g. ${example}`),
-    v.nonEmpty(`must not be empty (${what}), e.g. ${example}`),
-    safe(what),
-  );
+  return v.pipe(v.string(`must be text (${what}), e.g. ${example}`), v.nonEmpty(`must not be empty (${what}), e.g. ${example}`), safe(what));
 }
 
 function matching(what: string, re: RegExp, fix: string) {
@@ -136,10 +132,17 @@ export const HOOK_TIMEOUT = { defaultSeconds: 15 * 60, min: 1, max: 24 * 3600 } 
 
 /** A name made only of digits and dots is an IPv4 address or nothing. */
 const notBadNumeric = (what: string) =>
-  v.check((s: string) => !/^[\d.]+$/.test(s) || isIP(s) === 4, (i) => `${JSON.stringify(i.input)} is not a valid ${what}: not a host name, and not an IPv4 address (each part 0-255)`);
+  v.check(
+    (s: string) => !/^[\d.]+$/.test(s) || isIP(s) === 4,
+    (i) => `${JSON.stringify(i.input)} is not a valid ${what}: not a host name, and not an IPv4 address (each part 0-255)`,
+  );
 
 export const domain = v.pipe(
-  matching('domain', new RegExp(`${DOMAIN.source}|${IPV4.source}`), 'write a lowercase host name such as blog.example.com (no scheme, port, path, wildcard or spaces)'),
+  matching(
+    'domain',
+    new RegExp(`${DOMAIN.source}|${IPV4.source}`),
+    'write a lowercase host name such as blog.example.com (no scheme, port, path, wildcard or spaces)',
+  ),
   notBadNumeric('domain'),
 );
 
@@ -156,11 +159,13 @@ const servedFolder = (what: string, example: string) =>
     v.check((s) => !/\s/.test(s), `${what} must not contain spaces`),
     v.check(
       (s) => s.split('/').some((part) => part !== '' && part !== '.'),
-      (i) => `${JSON.stringify(i.input)} is the release itself, and nginx would serve all of it (code, settings, keys); name a folder inside it, e.g. ${example}`,
+      (i) =>
+        `${JSON.stringify(i.input)} is the release itself, and nginx would serve all of it (code, settings, keys); name a folder inside it, e.g. ${example}`,
     ),
     v.check(
       (s) => !s.split('/').some((part) => part.startsWith('.') && part !== '.'),
-      (i) => `${JSON.stringify(i.input)} is or is inside a hidden folder (.git, .venv and .stack hold code, the virtualenv and the release's settings), which nginx must not serve; use a plain folder, e.g. ${example}`,
+      (i) =>
+        `${JSON.stringify(i.input)} is or is inside a hidden folder (.git, .venv and .stack hold code, the virtualenv and the release's settings), which nginx must not serve; use a plain folder, e.g. ${example}`,
     ),
   );
 
@@ -181,10 +186,7 @@ const absolutePath = (what: string, example: string) =>
   );
 
 const urlPrefix = (example: string) =>
-  v.pipe(
-    text('URL prefix', example),
-    v.regex(/^\/([A-Za-z0-9._~-]+\/)*$/, `must be a URL path that starts and ends with "/", e.g. ${example}`),
-  );
+  v.pipe(text('URL prefix', example), v.regex(/^\/([A-Za-z0-9._~-]+\/)*$/, `must be a URL path that starts and ends with "/", e.g. ${example}`));
 
 const positiveInt = (what: string, max: number) => wholeNumber(what, 1, max);
 
@@ -199,10 +201,7 @@ const envName = (what: string, fix: string) =>
   );
 
 /** Values of app.env: written into the env file as text. */
-const ENV_VALUE = v.union(
-  [v.pipe(v.string(), safe('environment value')), v.number(), v.boolean()],
-  'must be text, a number or true/false',
-);
+const ENV_VALUE = v.union([v.pipe(v.string(), safe('environment value')), v.number(), v.boolean()], 'must be text, a number or true/false');
 literalRules.set(ENV_VALUE, { kind: 'env' });
 
 /** Linux user names have at most 32 characters, and stack creates NAME-build next to NAME. */
@@ -213,21 +212,26 @@ export const AppSchema = v.strictObject({
     matching('app name', /^[a-z][a-z0-9-]*$/, `use lowercase letters, digits and "-", starting with a letter, at most ${MAX_APP_NAME} characters`),
     v.maxLength(
       MAX_APP_NAME,
-      (i) => `${JSON.stringify(i.input)} has ${String(i.input).length} characters; the limit is ${MAX_APP_NAME}, because stack also creates the system user NAME-build and Linux user names have at most 32 characters`,
+      (i) =>
+        `${JSON.stringify(i.input)} has ${String(i.input).length} characters; the limit is ${MAX_APP_NAME}, because stack also creates the system user NAME-build and Linux user names have at most 32 characters`,
     ),
     v.check(
       (s) => !s.endsWith('-build'),
       'must not end in "-build": stack creates the build user NAME-build for every app, so this name could be the build user of another app; pick another',
     ),
-    v.check((s) => !['root', 'nginx', 'www-data', 'deploy', 'stack', 'daemon', 'nobody'].includes(s), 'that name is taken by a system user or service; pick another'),
+    v.check(
+      (s) => !['root', 'nginx', 'www-data', 'deploy', 'stack', 'daemon', 'nobody'].includes(s),
+      'that name is taken by a system user or service; pick another',
+    ),
     v.description(`Names the systemd unit, the system users <name> and <name>-build, /srv/<name> and /etc/<name>. At most ${MAX_APP_NAME} characters.`),
   ),
-  source: v.optional(
-    v.pipe(text('source directory', '.'), v.description('Local directory to ship, relative to the inventory file.')),
-    '.',
-  ),
+  source: v.optional(v.pipe(text('source directory', '.'), v.description('Local directory to ship, relative to the inventory file.')), '.'),
   wsgi: v.pipe(
-    matching('WSGI entry point', /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/, 'write it as module:callable, e.g. blog.wsgi:application'),
+    matching(
+      'WSGI entry point',
+      /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/,
+      'write it as module:callable, e.g. blog.wsgi:application',
+    ),
     v.description('module:callable of the WSGI application.'),
   ),
   requirements: v.optional(relativePath('requirements file', 'requirements.txt')),
@@ -256,7 +260,8 @@ export const AppSchema = v.strictObject({
           v.check((s) => !/^\d+ms$/.test(s), 'nginx counts cache durations in whole seconds; write s, m, h, d, w, M or y, e.g. 30d'),
           v.regex(
             /^\d+(s|m|h|d|w|M|y)?$/,
-            (i) => `${JSON.stringify(i.input)} is not a valid cache duration; write a number with one unit: s, m, h, d, w, M (30 days) or y (365 days), e.g. 30d or 1y`,
+            (i) =>
+              `${JSON.stringify(i.input)} is not a valid cache duration; write a number with one unit: s, m, h, d, w, M (30 days) or y (365 days), e.g. 30d or 1y`,
           ),
           v.check(
             (s) => durationSeconds(s, Object.keys(UNIT_SECONDS))! <= MAX_CACHE_SECONDS,
@@ -274,16 +279,10 @@ export const AppSchema = v.strictObject({
     }),
   ),
   health: v.optional(
-    v.pipe(
-      text('health check path', '/health'),
-      v.regex(/^\/[A-Za-z0-9._~\/?=&%-]*$/, 'must be a URL path starting with "/", e.g. /health'),
-    ),
+    v.pipe(text('health check path', '/health'), v.regex(/^\/[A-Za-z0-9._~/?=&%-]*$/, 'must be a URL path starting with "/", e.g. /health')),
     '/health',
   ),
-  env: v.optional(
-    v.record(envName('environment variable name', 'use letters, digits and "_", not starting with a digit'), ENV_VALUE),
-    {},
-  ),
+  env: v.optional(v.record(envName('environment variable name', 'use letters, digits and "_", not starting with a digit'), ENV_VALUE), {}),
   health_check: v.optional(
     v.strictObject({
       status: v.optional(wholeNumber('status', 100, 599, ' (an HTTP status code)'), 200),
@@ -338,16 +337,21 @@ const hookTimeout = v.union(
 );
 
 export const HooksSchema = v.strictObject({
-  before_deploy: v.pipe(hookList('run locally before anything is sent'), v.description('Local commands, in the inventory\'s folder, before connecting.')),
+  before_deploy: v.pipe(hookList('run locally before anything is sent'), v.description("Local commands, in the inventory's folder, before connecting.")),
   build: v.pipe(
     hookList('run on the server in the new release before it is sealed'),
-    v.description('Server commands in the new release before it is sealed, as the build user <name>-build, which may write into the release (e.g. collectstatic, compilemessages).'),
+    v.description(
+      'Server commands in the new release before it is sealed, as the build user <name>-build, which may write into the release (e.g. collectstatic, compilemessages).',
+    ),
   ),
   before_activate: v.pipe(
     hookList('run on the server in the new release'),
-    v.description('Server commands as the app\'s user, with its env and venv, on the sealed (read-only) release before it goes live (e.g. migrate).'),
+    v.description("Server commands as the app's user, with its env and venv, on the sealed (read-only) release before it goes live (e.g. migrate)."),
   ),
-  after_activate: v.pipe(hookList('run on the server after the release is live'), v.description('Server commands in the live release after the health check passed.')),
+  after_activate: v.pipe(
+    hookList('run on the server after the release is live'),
+    v.description('Server commands in the live release after the health check passed.'),
+  ),
   after_deploy: v.pipe(hookList('run locally after every host is done'), v.description('Local commands after a successful deploy.')),
   timeout: v.optional(
     v.pipe(hookTimeout, v.description('How long each server hook (build, before_activate, after_activate) may run: 90s, 15m, 1h (default 15m, at most 24h).')),
@@ -356,10 +360,7 @@ export const HooksSchema = v.strictObject({
 
 export const GatewaySchema = v.strictObject({
   server: v.optional(v.picklist(['gunicorn', 'uwsgi'], 'must be gunicorn or uwsgi'), 'gunicorn'),
-  workers: v.optional(
-    v.union([v.literal('auto'), positiveInt('workers', 256)], 'must be auto (2 x CPUs + 1) or a whole number'),
-    'auto',
-  ),
+  workers: v.optional(v.union([v.literal('auto'), positiveInt('workers', 256)], 'must be auto (2 x CPUs + 1) or a whole number'), 'auto'),
   threads: v.optional(positiveInt('threads', 64), 1),
   timeout: v.optional(positiveInt('timeout', 3600), 30),
   // Far more requests than a worker serves between restarts, and exact in every config format.
@@ -374,9 +375,7 @@ export const NginxSchema = v.strictObject({
     ),
     '16m',
   ),
-  version: v.optional(
-    matching('nginx version', /^\d+\.\d+(\.\d+)?$/, 'write the server\'s nginx version, e.g. 1.22'),
-  ),
+  version: v.optional(matching('nginx version', /^\d+\.\d+(\.\d+)?$/, "write the server's nginx version, e.g. 1.22")),
   ipv6: v.optional(v.boolean('must be true or false'), true),
   // Two years is what the HSTS preload list recommends; browsers cap what they keep (Chromium at a
   // year), so a longer max-age buys nothing.
@@ -388,7 +387,10 @@ export const NginxSchema = v.strictObject({
 });
 
 const localFile = (what: string, example: string) =>
-  v.pipe(text(what, example), v.check((s) => !/\s/.test(s), `${what} must not contain spaces`));
+  v.pipe(
+    text(what, example),
+    v.check((s) => !/\s/.test(s), `${what} must not contain spaces`),
+  );
 
 export const SslSchema = v.union(
   [
@@ -414,7 +416,11 @@ export const HostSchema = v.strictObject({
   user: v.optional(matching('SSH user', /^[a-z_][a-z0-9_-]{0,31}$/, 'write a Unix user name, e.g. deploy')),
   port: v.optional(positiveInt('port', 65535)),
   host_key: v.optional(
-    matching('host key', /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$/, 'write the key as "TYPE BASE64", as `stack trust ENV` records it'),
+    matching(
+      'host key',
+      /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$/,
+      'write the key as "TYPE BASE64", as `stack trust ENV` records it',
+    ),
   ),
   cpus: v.optional(positiveInt('cpus', 1024)),
   identity_file: v.optional(
@@ -432,13 +438,14 @@ export const EnvironmentSchema = v.strictObject({
   ssl: v.optional(SslSchema, 'none'),
   email: v.optional(email),
   acme_server: v.optional(
-    matching('ACME directory URL', /^https:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~\/-]*)?$/, 'write an https URL, e.g. https://acme-staging-v02.api.letsencrypt.org/directory'),
+    matching(
+      'ACME directory URL',
+      /^https:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~/-]*)?$/,
+      'write an https URL, e.g. https://acme-staging-v02.api.letsencrypt.org/directory',
+    ),
   ),
   keep: v.optional(positiveInt('keep', 100), 5),
-  hosts: v.pipe(
-    v.array(HostSchema, 'must be a list of hosts, e.g. [{ address: 203.0.113.10, user: deploy }]'),
-    v.minLength(1, 'needs at least one host'),
-  ),
+  hosts: v.pipe(v.array(HostSchema, 'must be a list of hosts, e.g. [{ address: 203.0.113.10, user: deploy }]'), v.minLength(1, 'needs at least one host')),
   app: v.optional(v.partial(AppSchema)),
   gateway: v.optional(v.partial(GatewaySchema)),
   nginx: v.optional(v.partial(NginxSchema)),

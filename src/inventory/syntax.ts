@@ -83,7 +83,8 @@ function placeSyntaxError(e: YAMLError, text: readonly string[], lines: LineCoun
     for (let i = pos.line; i < text.length; i++) {
       const next = text[i]!;
       if (!next.trim() || next.trimStart().startsWith('#')) continue;
-      if (indent(next) > indent(here)) return { line: i + 1, column: indent(next) + 1, message: 'this line is indented more than the line above; line it up with the keys next to it' };
+      if (indent(next) > indent(here))
+        return { line: i + 1, column: indent(next) + 1, message: 'this line is indented more than the line above; line it up with the keys next to it' };
       break;
     }
   }

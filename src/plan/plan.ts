@@ -111,13 +111,18 @@ export function nextReleaseId(wanted: string, existing: readonly string[]): stri
   const m = latest.match(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/);
   if (!m) return wanted;
   const next = new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]! + 1));
-  return next.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return next
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 export function planDeploy({ desired, facts, code = null, selfSigned = null, certificate = null, scope = 'deploy' }: PlanInput): Plan {
   const setup = scope === 'setup';
   const notified = new Set<string>();
-  const notify = (names: string[]) => names.forEach((n) => notified.add(n));
+  const notify = (names: string[]) => {
+    for (const n of names) notified.add(n);
+  };
 
   const installed = facts.packages;
   const packages = desired.packages.filter((p) => !installed.has(p));
@@ -148,11 +153,11 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
   }
 
   const links = setup ? [] : desired.links.filter((l) => facts.links.get(l.path) !== l.target);
-  links.forEach((l) => notify(l.notify));
+  for (const l of links) notify(l.notify);
   // Installing a package can create what must go (nginx brings its default site), and the
   // facts were gathered before it: so removals are planned whenever packages are installed.
   const removes = desired.removes.filter((r) => facts.present.has(r.path) || packages.length > 0);
-  removes.forEach((r) => notify(r.notify));
+  for (const r of removes) notify(r.notify);
 
   let release: ReleasePlan | null = null;
   if (code && !setup) {
@@ -172,7 +177,8 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
   if (certificate) notified.add('reload-nginx');
 
   // A unit is enabled once its file is there (now, or written by this plan).
-  const unitWritten = (s: string) => desired.files.some((f) => f.path.endsWith(`/${s}`) && (facts.files.get(f.path)?.exists || files.some((c) => c.file === f)));
+  const unitWritten = (s: string) =>
+    desired.files.some((f) => f.path.endsWith(`/${s}`) && (facts.files.get(f.path)?.exists || files.some((c) => c.file === f)));
   const enable = desired.services.filter((s) => facts.services.get(s)?.enabled !== 'enabled' && (s === 'nginx' || unitWritten(s)));
   const upgrade = planLayoutUpgrade(desired, facts);
   if (upgrade?.socketGroup) notified.delete('restart-socket');

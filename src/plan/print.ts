@@ -27,7 +27,8 @@ export function formatPlan(plan: Plan, label: string): string {
   for (const m of plan.memberships) out.push(`  add ${m.user} to group ${m.group}`);
   for (const m of plan.leaves) out.push(`  remove ${m.user} from group ${m.group}`);
   for (const d of plan.dirs) out.push(`  ${d.action === 'create' ? 'create directory' : 'set mode/owner of'} ${d.path} (${d.mode} ${d.owner}:${d.group})`);
-  if (plan.upgrade?.sealReleases) out.push('  seal the releases already there: their code becomes root\'s and read-only to the app (a recorded configuration root did not make is removed)');
+  if (plan.upgrade?.sealReleases)
+    out.push("  seal the releases already there: their code becomes root's and read-only to the app (a recorded configuration root did not make is removed)");
   if (plan.upgrade?.media) out.push(`  hand the uploads in ${plan.upgrade.media} to nginx's group`);
   if (plan.upgrade?.socketGroup) out.push(`  give the live socket ${plan.upgrade.socketGroup.path} to group ${plan.upgrade.socketGroup.group} (no restart)`);
   if (plan.selfSigned) out.push(`  generate a self-signed certificate for ${plan.selfSigned.domains.join(', ')}`);
@@ -51,7 +52,10 @@ export function formatPlan(plan: Plan, label: string): string {
   }
   for (const l of plan.links) out.push(`  link ${l.path} -> ${l.target}`);
   for (const r of plan.removes) out.push(`  remove ${r}`);
-  if (plan.release) out.push(`  ${pc.green('new release')} ${plan.release.id} (source ${plan.release.sourceHash.slice(0, 12)})${plan.release.requirements ? `, pip install -r ${plan.release.requirements}` : ''}`);
+  if (plan.release)
+    out.push(
+      `  ${pc.green('new release')} ${plan.release.id} (source ${plan.release.sourceHash.slice(0, 12)})${plan.release.requirements ? `, pip install -r ${plan.release.requirements}` : ''}`,
+    );
   const shipped = plan.release?.shipped;
   if (shipped && (shipped.added.length > 0 || shipped.removed.length > 0)) {
     // A new file in the upload is where a stray .env or key shows up first.

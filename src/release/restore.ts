@@ -60,7 +60,8 @@ export function parseRestore(target: string, output: string, redact: (path: stri
   for (const line of output.split('\n')) {
     const [kind, a, b, c, d] = line.split('\t');
     if (!a) continue;
-    if (kind === 'restore') files.set(a, { path: a, attributes: b ?? '', live: c === '-' ? null : (c ?? null), before: null, after: null, contentChanged: d === '0' });
+    if (kind === 'restore')
+      files.set(a, { path: a, attributes: b ?? '', live: c === '-' ? null : (c ?? null), before: null, after: null, contentChanged: d === '0' });
     else if (kind === 'after' && files.has(a)) files.get(a)!.after = redact(a, text(b));
     else if (kind === 'before' && files.has(a)) files.get(a)!.before = redact(a, text(b));
     else if (kind === 'link') links.push({ path: a, now: b === '-' ? null : (b ?? null), target: c ?? '' });

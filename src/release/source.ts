@@ -14,7 +14,7 @@
  * any other is refused, so the server never gets a link that dangles or leads out of the release.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, type Stats, statSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { $ } from 'zx';
@@ -82,7 +82,7 @@ export async function readSource(dir: string, options: ReadSourceOptions = {}): 
   const notCheckedOut: string[] = [];
   for (const rel of listed) {
     const full = path.join(dir, rel);
-    let st;
+    let st: Stats;
     try {
       st = lstatSync(full);
     } catch (err) {
@@ -96,9 +96,12 @@ export async function readSource(dir: string, options: ReadSourceOptions = {}): 
     // sockets, fifos and devices are not code: left out.
   }
   if (notCheckedOut.length > 0) {
-    throw new UsageError(`app.source: git lists ${list(notCheckedOut)} as ${notCheckedOut.length === 1 ? 'a submodule that is' : 'submodules that are'} not checked out`, {
-      hint: 'run git submodule update --init, or list them in app.exclude',
-    });
+    throw new UsageError(
+      `app.source: git lists ${list(notCheckedOut)} as ${notCheckedOut.length === 1 ? 'a submodule that is' : 'submodules that are'} not checked out`,
+      {
+        hint: 'run git submodule update --init, or list them in app.exclude',
+      },
+    );
   }
   files.sort((a, b) => compare(a.path, b.path));
   links.sort((a, b) => compare(a.path, b.path));
@@ -106,8 +109,8 @@ export async function readSource(dir: string, options: ReadSourceOptions = {}): 
 
   const hash = createHash('sha256');
   let bytes = 0;
-  const entries = [...files.map((f) => ({ path: f.path, file: f, link: undefined })), ...links.map((l) => ({ path: l.path, file: undefined, link: l }))].sort((a, b) =>
-    compare(a.path, b.path),
+  const entries = [...files.map((f) => ({ path: f.path, file: f, link: undefined })), ...links.map((l) => ({ path: l.path, file: undefined, link: l }))].sort(
+    (a, b) => compare(a.path, b.path),
   );
   for (const e of entries) {
     if (e.file) {
@@ -217,9 +220,12 @@ function checkLinks(dir: string, files: readonly { path: string }[], links: read
   }
   if (problems.length === 0) return;
   const one = problems.length === 1;
-  throw new UsageError(`app.source: ${one ? 'a symbolic link' : `${problems.length} symbolic links`} cannot be shipped:\n${problems.map((p) => `  ${p}`).join('\n')}`, {
-    hint: LINK_HINT,
-  });
+  throw new UsageError(
+    `app.source: ${one ? 'a symbolic link' : `${problems.length} symbolic links`} cannot be shipped:\n${problems.map((p) => `  ${p}`).join('\n')}`,
+    {
+      hint: LINK_HINT,
+    },
+  );
 }
 
 interface Tree {
@@ -271,7 +277,6 @@ function follow(from: readonly string[], target: string, tree: Tree, hops: { lef
       if ('why' in r) return r;
       parts.splice(0, parts.length, ...r.parts);
     } else if (tree.dirs.has(rel) || (tree.files.has(rel) && i === steps.length - 1)) {
-      continue;
     } else {
       // Not in the release (or a file used as a folder): name the whole path it was looking for.
       return { why: 'missing', at: path.posix.normalize([rel, ...steps.slice(i + 1)].join('/')).replace(/\/$/, '') };

@@ -33,10 +33,7 @@ const RoleSchema = v.strictObject({
   users: v.optional(v.array(v.strictObject({ name: v.string(), home: v.string(), system: v.boolean() })), []),
   // `absent: true`: the user must NOT be in the group (taken out on the next setup or deploy).
   memberships: v.optional(v.array(v.strictObject({ user: v.string(), group: v.string(), absent: v.optional(v.boolean()) })), []),
-  dirs: v.optional(
-    v.array(v.strictObject({ path: v.string(), mode: v.string(), owner: v.string(), group: v.string(), when: v.optional(Condition) })),
-    [],
-  ),
+  dirs: v.optional(v.array(v.strictObject({ path: v.string(), mode: v.string(), owner: v.string(), group: v.string(), when: v.optional(Condition) })), []),
   files: v.optional(v.array(FileEntry), []),
   links: v.optional(v.array(v.strictObject({ path: v.string(), target: v.string(), notify: v.optional(v.array(v.string()), []) })), []),
   removes: v.optional(v.array(v.strictObject({ path: v.string(), notify: v.optional(v.array(v.string()), []) })), []),

@@ -26,18 +26,7 @@ const INCLUDE = ['systemd', 'systemd-sysv', 'dbus', 'openssh-server', 'sudo', 'p
  * provisions, offline. `gunicorn` is here besides python3-gunicorn because only it ships
  * /usr/bin/gunicorn.
  */
-export const PREFETCH = [
-  'nginx',
-  'python3-venv',
-  'python3-gunicorn',
-  'gunicorn',
-  'uwsgi-core',
-  'uwsgi-plugin-python3',
-  'curl',
-  'openssl',
-  'ufw',
-  'certbot',
-];
+export const PREFETCH = ['nginx', 'python3-venv', 'python3-gunicorn', 'gunicorn', 'uwsgi-core', 'uwsgi-plugin-python3', 'curl', 'openssl', 'ufw', 'certbot'];
 
 /** Units that only slow the boot down or wait for a network that never comes. */
 const MASK = [
@@ -137,7 +126,10 @@ async function build(root: string, log: Log): Promise<void> {
   const chroot = (args: string[], what: string) => run('chroot', [root, ...args], log, what);
 
   await chroot(['useradd', '-m', '-s', '/bin/bash', '-G', 'sudo', 'deploy'], 'could not create the deploy user');
-  for (const [home, owner] of [['/root', 'root'], ['/home/deploy', 'deploy']] as const) {
+  for (const [home, owner] of [
+    ['/root', 'root'],
+    ['/home/deploy', 'deploy'],
+  ] as const) {
     const ssh = path.join(root, home, '.ssh');
     await mkdir(ssh, { recursive: true });
     await chmod(ssh, 0o700);
@@ -202,7 +194,9 @@ function run(cmd: string, args: string[], log: Log, what: string): Promise<void>
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    child.on('error', (err) => reject(new StackError(`${what}: cannot run ${cmd}: ${err.message}`, { hint: 'run `stack sandbox up` once to see what the host is missing' })));
+    child.on('error', (err) =>
+      reject(new StackError(`${what}: cannot run ${cmd}: ${err.message}`, { hint: 'run `stack sandbox up` once to see what the host is missing' })),
+    );
     child.on('close', (code, signal) => {
       if (partial) tail.push(partial);
       if (code === 0) resolve();
@@ -277,11 +271,7 @@ async function readOwner(lockDir: string): Promise<Owner | undefined> {
  * and then renamed into place, so it never exists without an owner; a rename onto an existing,
  * non-empty directory fails, which is the atomic test-and-set.
  */
-export async function withLock<T>(
-  lockDir: string,
-  fn: () => Promise<T>,
-  options: { waiting?: (holder: number) => void; timeoutMs?: number } = {},
-): Promise<T> {
+export async function withLock<T>(lockDir: string, fn: () => Promise<T>, options: { waiting?: (holder: number) => void; timeoutMs?: number } = {}): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 120_000);
   let told = false;
   await mkdir(path.dirname(lockDir), { recursive: true });
@@ -331,7 +321,10 @@ async function breakStale(lockDir: string, dead: Owner): Promise<void> {
     await mkdir(guard);
   } catch {
     // Breaking takes microseconds; a guard this old was left by a process that died doing it.
-    const age = await stat(guard).then((s) => Date.now() - s.mtimeMs, () => 0);
+    const age = await stat(guard).then(
+      (s) => Date.now() - s.mtimeMs,
+      () => 0,
+    );
     if (age > 10_000) await rmdir(guard).catch(() => {});
     await sleep(50);
     return;

@@ -65,7 +65,12 @@ export function preflight(): void {
   }
   if (process.getuid?.() !== 0) {
     throw new StackError('sandboxes need root: they boot containers and create network devices', {
-      hint: `run it again as root, e.g. sudo ${process.argv.slice(1).map((a) => path.basename(a) === 'stack.js' ? 'stack' : a).join(' ') || 'stack sandbox up'}`,
+      hint: `run it again as root, e.g. sudo ${
+        process.argv
+          .slice(1)
+          .map((a) => (path.basename(a) === 'stack.js' ? 'stack' : a))
+          .join(' ') || 'stack sandbox up'
+      }`,
     });
   }
   const missing = TOOLS.filter((t) => !onPath(t.bin));
@@ -105,16 +110,26 @@ export const knownHostsFile = (name: string) => path.join(stateDir(name), 'known
 /** OpenSSH options that authenticate with the sandbox key and accept only the pinned host key. */
 export function sshOptions(identityFile: string, knownHosts: string): string[] {
   return [
-    '-F', '/dev/null',
-    '-i', identityFile,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'BatchMode=yes',
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', `UserKnownHostsFile=${knownHosts}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', 'HostKeyAlgorithms=ssh-ed25519',
-    '-o', 'LogLevel=ERROR',
-    '-o', 'ConnectTimeout=2',
+    '-F',
+    '/dev/null',
+    '-i',
+    identityFile,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `UserKnownHostsFile=${knownHosts}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    'HostKeyAlgorithms=ssh-ed25519',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'ConnectTimeout=2',
   ];
 }
 
@@ -133,7 +148,9 @@ export function runProgram(cmd: string, args: string[], timeoutMs: number): Prom
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (err) => resolve({ code: -1, stdout, stderr: stderr + err.message }));
-    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 + 9 : -1), stdout, stderr: signal ? `${stderr}(timed out after ${timeoutMs} ms)\n` : stderr }));
+    child.on('close', (code, signal) =>
+      resolve({ code: code ?? (signal ? 128 + 9 : -1), stdout, stderr: signal ? `${stderr}(timed out after ${timeoutMs} ms)\n` : stderr }),
+    );
   });
 }
 
@@ -149,7 +166,8 @@ async function ensureClientKey(): Promise<string> {
     await rm(CLIENT_KEY, { force: true });
     await rm(`${CLIENT_KEY}.pub`, { force: true });
     const r = await q`ssh-keygen -q -t ed25519 -N ${''} -C stack-sandbox -f ${CLIENT_KEY}`;
-    if (r.exitCode !== 0) throw new StackError(`ssh-keygen could not create ${CLIENT_KEY}: ${r.stderr.trim()}`, { hint: 'check that /var/lib/stack is writable' });
+    if (r.exitCode !== 0)
+      throw new StackError(`ssh-keygen could not create ${CLIENT_KEY}: ${r.stderr.trim()}`, { hint: 'check that /var/lib/stack is writable' });
     await chmod(CLIENT_KEY, 0o600);
   });
   return CLIENT_KEY;
@@ -243,7 +261,8 @@ async function claim(name: string): Promise<number> {
     }
     let net = 2;
     while (net <= 254 && used.has(net)) net++;
-    if (net > 254) throw new StackError('no free 169.254.N.0/24 network for another sandbox (2..254 are taken)', { hint: 'stop some with `stack sandbox down NAME`' });
+    if (net > 254)
+      throw new StackError('no free 169.254.N.0/24 network for another sandbox (2..254 are taken)', { hint: 'stop some with `stack sandbox down NAME`' });
     const dir = stateDir(name);
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { mode: 0o700 });
@@ -320,8 +339,10 @@ export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
     await rm(`/run/systemd/nspawn/propagate/${name}`, { recursive: true, force: true });
 
     const nspawnArgs = [
-      '-D', rootfs,
-      '-M', name,
+      '-D',
+      rootfs,
+      '-M',
+      name,
       // No systemd or machined on such hosts to register with; --keep-unit stops nspawn from
       // asking the system bus for a scope, and puts the container under our own cgroup instead.
       '--register=no',
@@ -507,7 +528,9 @@ function cleanupAfterExit(name: string): void {
   const dir = stateDir(name);
   let cgroups: string[] = [];
   try {
-    cgroups = readFileSync(path.join(dir, 'cgroups'), 'utf8').split('\n').filter((c) => c.endsWith(`/${CGROUP_DIR(name)}`));
+    cgroups = readFileSync(path.join(dir, 'cgroups'), 'utf8')
+      .split('\n')
+      .filter((c) => c.endsWith(`/${CGROUP_DIR(name)}`));
   } catch {
     /* never got that far */
   }
@@ -555,4 +578,3 @@ function removeCgroup(d: string): void {
     /* absent, or still busy: the next cleanup retries */
   }
 }
-

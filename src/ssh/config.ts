@@ -54,7 +54,11 @@ export async function sshSettings(host: string): Promise<SshSettings> {
   const local = userInfo().username;
   if (r.exitCode !== 0) {
     // No OpenSSH client: fall back to plain defaults (no ~/.ssh/config to honour then).
-    return parseSshG(`hostname ${host}\nuser ${local}\nport 22\nidentityfile ~/.ssh/id_ed25519\nidentityfile ~/.ssh/id_rsa\nuserknownhostsfile ~/.ssh/known_hosts`, local, homedir());
+    return parseSshG(
+      `hostname ${host}\nuser ${local}\nport 22\nidentityfile ~/.ssh/id_ed25519\nidentityfile ~/.ssh/id_rsa\nuserknownhostsfile ~/.ssh/known_hosts`,
+      local,
+      homedir(),
+    );
   }
   return parseSshG(r.stdout, local, homedir());
 }

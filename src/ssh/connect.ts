@@ -71,11 +71,16 @@ export async function connectHost(host: Host, options: ConnectOptions): Promise<
       const hopUser = hop.user ?? hopSettings.user;
       const verdict: { value?: HostKeyVerdict; key?: string } = {};
       const ssh = new NodeSSH();
-      await connectWithErrors(ssh, {
-        ...baseConfig(hopSettings.hostname || hop.host, hopPort, hopUser, authFiles(undefined, hopSettings, options.baseDir), timeout),
-        sock,
-        hostVerifier: verifier(hop.host, hopPort, undefined, hopSettings, verdict),
-      }, `${hopUser}@${hop.host}:${hopPort} (jump host)`, verdict);
+      await connectWithErrors(
+        ssh,
+        {
+          ...baseConfig(hopSettings.hostname || hop.host, hopPort, hopUser, authFiles(undefined, hopSettings, options.baseDir), timeout),
+          sock,
+          hostVerifier: verifier(hop.host, hopPort, undefined, hopSettings, verdict),
+        },
+        `${hopUser}@${hop.host}:${hopPort} (jump host)`,
+        verdict,
+      );
       jumps.push(ssh);
       const next = jumps.length < settings.proxyJump.length ? parseJump(settings.proxyJump[jumps.length]!) : { host: hostname, port };
       sock = (await ssh.forwardOut('127.0.0.1', 0, next.host, next.port ?? 22)) as unknown as Readable;
@@ -121,9 +126,7 @@ function authFiles(host: Host | undefined, settings: SshSettings, baseDir: strin
 
 function verifier(address: string, port: number, pinned: string | undefined, settings: SshSettings, out: { value?: HostKeyVerdict; key?: string }) {
   const files = settings.knownHostsFiles.length > 0 ? settings.knownHostsFiles : [path.join(homedir(), '.ssh/known_hosts')];
-  const knownHosts = files
-    .filter((f) => existsSync(f))
-    .map((file) => ({ file, keys: knownKeysFor(readFileSync(file, 'utf8'), address, port) }));
+  const knownHosts = files.filter((f) => existsSync(f)).map((file) => ({ file, keys: knownKeysFor(readFileSync(file, 'utf8'), address, port) }));
   return (key: Buffer): boolean => {
     out.key = `${keyTypeOf(key)} ${key.toString('base64')}`;
     out.value = judgeHostKey(key, pinned, knownHosts);
@@ -143,7 +146,7 @@ async function connectWithErrors(ssh: NodeSSH, config: ConnectConfig, label: str
     const fp = key ? fingerprint(key.split(' ')[1] ?? '') : '';
     if (v?.status === 'unknown') {
       throw new HostKeyError(`${label}: unknown host key ${fp} (${key.split(' ')[0]}); refusing to connect`, fp, key, {
-        hint: 'check the fingerprint with the server\'s provider, then pin it with `stack trust ENV`',
+        hint: "check the fingerprint with the server's provider, then pin it with `stack trust ENV`",
       });
     }
     if (v?.status === 'changed') {
@@ -184,7 +187,8 @@ function describeConnectError(err: unknown, timeout: number): string {
 
 function hintFor(err: unknown): string | undefined {
   const e = err as { level?: string };
-  if (e.level === 'client-authentication') return 'set identity_file for the host, load the key into ssh-agent, or add the public key to the user\'s ~/.ssh/authorized_keys';
+  if (e.level === 'client-authentication')
+    return "set identity_file for the host, load the key into ssh-agent, or add the public key to the user's ~/.ssh/authorized_keys";
   return 'check the address and port, and that the server is up: ssh -v USER@HOST';
 }
 
@@ -266,7 +270,9 @@ export class SshHost implements RemoteShell {
   async #learnSudoPassword(stderr: string): Promise<void> {
     this.#sudoChecked = true;
     if (!SUDO_WANTS_PASSWORD.test(stderr)) {
-      throw new ConnectError(`${this.label}: sudo does not work for this user: ${stderr.trim()}`, { hint: 'give the deploy user sudo rights (e.g. a file in /etc/sudoers.d)' });
+      throw new ConnectError(`${this.label}: sudo does not work for this user: ${stderr.trim()}`, {
+        hint: 'give the deploy user sudo rights (e.g. a file in /etc/sudoers.d)',
+      });
     }
     if (!this.askSudoPassword) {
       throw new ConnectError(`${this.label}: sudo needs a password and there is no terminal to ask for it`, {

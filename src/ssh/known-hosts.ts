@@ -18,7 +18,13 @@ export function hostToken(host: string, port: number): string {
 }
 
 function wildcardMatch(pattern: string, name: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    'i',
+  );
   return re.test(name);
 }
 
@@ -81,15 +87,13 @@ export type HostKeyVerdict =
  * that host; otherwise known_hosts decides. A key of another type than the ones on record counts
  * as changed, as OpenSSH treats it, so a downgrade cannot slip through as "unknown".
  */
-export function judgeHostKey(
-  presented: Buffer,
-  pinned: string | undefined,
-  knownHosts: { file: string; keys: KnownKey[] }[],
-): HostKeyVerdict {
+export function judgeHostKey(presented: Buffer, pinned: string | undefined, knownHosts: { file: string; keys: KnownKey[] }[]): HostKeyVerdict {
   const b64 = presented.toString('base64');
   if (pinned) {
     const [, key] = pinned.split(' ');
-    return key === b64 ? { status: 'match', source: 'inventory host_key' } : { status: 'changed', source: 'inventory host_key', expected: [fingerprint(key ?? '')] };
+    return key === b64
+      ? { status: 'match', source: 'inventory host_key' }
+      : { status: 'changed', source: 'inventory host_key', expected: [fingerprint(key ?? '')] };
   }
   for (const { file, keys } of knownHosts) {
     if (keys.some((k) => k.revoked && k.key === b64)) return { status: 'revoked', source: file };

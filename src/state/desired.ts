@@ -6,7 +6,7 @@
 import type { Environment } from '../inventory/resolve.js';
 import { sslMode } from '../inventory/resolve.js';
 import type { Host } from '../inventory/schema.js';
-import { displayContent, Secret, SecretText, type FileContent } from '../secrets/secret.js';
+import { displayContent, type Secret, SecretText, type FileContent } from '../secrets/secret.js';
 import type { CustomCertificate } from '../certs/inspect.js';
 import { loadRoles, matches, type Role, type RoleFile } from '../roles/load.js';
 import type { TemplateEngine } from '../templates/engine.js';

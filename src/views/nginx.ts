@@ -73,7 +73,13 @@ export function tlsFor(env: Environment, layout: Layout): NginxTls | null {
       };
     }
     case 'self-signed':
-      return { ...policy, certificate: `${layout.cert_dir}/selfsigned.crt`, certificateKey: `${layout.cert_dir}/selfsigned.key`, trustedCertificate: null, stapling: false };
+      return {
+        ...policy,
+        certificate: `${layout.cert_dir}/selfsigned.crt`,
+        certificateKey: `${layout.cert_dir}/selfsigned.key`,
+        trustedCertificate: null,
+        stapling: false,
+      };
     case 'custom': {
       const hasChain = typeof env.ssl === 'object' && env.ssl.chain !== undefined;
       return {
@@ -116,9 +122,7 @@ export function nginxSiteView(env: Environment, layout: Layout, facts: HostFacts
     clientMaxBodySize: nginx.client_max_body_size,
     readTimeout: gateway.timeout + 5,
     gzip: nginx.gzip,
-    static: app.static
-      ? { url: app.static.url, alias: `${layout.current}/${trimSlashes(app.static.path)}/`, maxAge: app.static.max_age }
-      : null,
+    static: app.static ? { url: app.static.url, alias: `${layout.current}/${trimSlashes(app.static.path)}/`, maxAge: app.static.max_age } : null,
     media: app.media ? { url: app.media.url, alias: `${app.media.path.replace(/\/+$/, '')}/` } : null,
     accessLog: `/var/log/nginx/${app.name}.access.log`,
     errorLog: `/var/log/nginx/${app.name}.error.log`,

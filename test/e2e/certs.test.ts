@@ -44,7 +44,12 @@ function httpGet(address: string, host: string, urlPath: string): Promise<{ stat
 }
 
 /** GET over HTTPS with SNI `name`, trusting only `ca`: rejects unless the chain verifies. */
-function httpsGet(address: string, name: string, urlPath: string, ca: string): Promise<{ status: number; cert: X509Certificate; headers: http.IncomingHttpHeaders; body: string }> {
+function httpsGet(
+  address: string,
+  name: string,
+  urlPath: string,
+  ca: string,
+): Promise<{ status: number; cert: X509Certificate; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     https
       .get({ host: address, servername: name, path: urlPath, headers: { host: name }, ca, timeout: 10_000, agent: false }, (res) => {
@@ -63,7 +68,7 @@ async function root(server: SandboxInfo, command: string): Promise<string> {
   return r.stdout.trim();
 }
 
-describe("ssl: letsencrypt with a real ACME CA (Pebble)", () => {
+describe('ssl: letsencrypt with a real ACME CA (Pebble)', () => {
   let server: SandboxInfo;
   let pebble: Pebble;
   let dir: string;
@@ -174,7 +179,10 @@ describe("ssl: letsencrypt with a real ACME CA (Pebble)", () => {
   it('stack certs shows each domain with its issuer, expiry and days left', () => {
     const r = stack(['certs', 'sbx'], { cwd: dir });
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    for (const d of [...domains, 'api.app.stack.test']) expect(r.stdout).toMatch(new RegExp(`^${d.replace(/\./g, '\\.')}\\s+Pebble Intermediate CA \\S+\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d\\s+\\d+\\s+ok$`, 'm'));
+    for (const d of [...domains, 'api.app.stack.test'])
+      expect(r.stdout).toMatch(
+        new RegExp(`^${d.replace(/\./g, '\\.')}\\s+Pebble Intermediate CA \\S+\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d\\s+\\d+\\s+ok$`, 'm'),
+      );
   });
 
   it('passes sslscan: no SSLv3, TLS 1.0 or 1.1, no weak ciphers', () => {
@@ -186,30 +194,56 @@ describe("ssl: letsencrypt with a real ACME CA (Pebble)", () => {
     const accepted = out.split('\n').filter((l) => /^(Preferred|Accepted)\s/.test(l));
     expect(accepted.length).toBeGreaterThan(0);
     for (const l of accepted) expect(l).not.toMatch(/RC4|DES|NULL|EXP|MD5|anon|CBC|SHA(?!256|384)\b/);
-    console.log(`sslscan ${server.address} (${domains[0]}):\n${out.split('\n').filter((l) => /^(SSLv|TLSv|Preferred|Accepted)/.test(l)).join('\n')}`);
+    console.log(
+      `sslscan ${server.address} (${domains[0]}):\n${out
+        .split('\n')
+        .filter((l) => /^(SSLv|TLSv|Preferred|Accepted)/.test(l))
+        .join('\n')}`,
+    );
   });
 
   it('passes testssl.sh: protocols, cipher categories and HSTS', () => {
     const json = path.join(mkdtempSync(path.join(tmpdir(), 'stack-testssl-')), 'out.json');
-    const r = spawnSync('testssl', ['--quiet', '--color', '0', '--nodns', 'none', '--ip', server.address, '-p', '-s', '-h', '--jsonfile', json, `https://${domains[0]}/`], {
-      encoding: 'utf8',
-      timeout: 600_000,
-    });
+    const r = spawnSync(
+      'testssl',
+      ['--quiet', '--color', '0', '--nodns', 'none', '--ip', server.address, '-p', '-s', '-h', '--jsonfile', json, `https://${domains[0]}/`],
+      {
+        encoding: 'utf8',
+        timeout: 600_000,
+      },
+    );
     expect(r.status === 0 || r.status! < 200, r.stdout.slice(-2000)).toBe(true);
     const findings = JSON.parse(readFileSync(json, 'utf8')) as { id: string; severity: string; finding: string }[];
     const finding = (id: string) => findings.find((f) => f.id === id)?.finding ?? `(no ${id})`;
     for (const id of ['SSLv2', 'SSLv3', 'TLS1', 'TLS1_1']) expect(finding(id)).toMatch(/^not offered/);
     expect(finding('TLS1_2')).toMatch(/^offered/);
     expect(finding('TLS1_3')).toMatch(/^offered/);
-    for (const id of ['cipherlist_NULL', 'cipherlist_aNULL', 'cipherlist_EXPORT', 'cipherlist_LOW', 'cipherlist_3DES_IDEA', 'cipherlist_AVERAGE']) expect(finding(id)).toMatch(/^not offered/);
+    for (const id of ['cipherlist_NULL', 'cipherlist_aNULL', 'cipherlist_EXPORT', 'cipherlist_LOW', 'cipherlist_3DES_IDEA', 'cipherlist_AVERAGE'])
+      expect(finding(id)).toMatch(/^not offered/);
     expect(finding('cipherlist_STRONG')).toMatch(/^offered/);
     expect(finding('HSTS_time')).toMatch(/\(=31536000 seconds\)/);
     const bad = findings.filter((f) => ['HIGH', 'CRITICAL'].includes(f.severity));
     expect(bad).toEqual([]);
-    const summary = ['SSLv2', 'SSLv3', 'TLS1', 'TLS1_1', 'TLS1_2', 'TLS1_3', 'cipherlist_NULL', 'cipherlist_aNULL', 'cipherlist_EXPORT', 'cipherlist_LOW', 'cipherlist_3DES_IDEA', 'cipherlist_AVERAGE', 'cipherlist_STRONG', 'HSTS_time']
+    const summary = [
+      'SSLv2',
+      'SSLv3',
+      'TLS1',
+      'TLS1_1',
+      'TLS1_2',
+      'TLS1_3',
+      'cipherlist_NULL',
+      'cipherlist_aNULL',
+      'cipherlist_EXPORT',
+      'cipherlist_LOW',
+      'cipherlist_3DES_IDEA',
+      'cipherlist_AVERAGE',
+      'cipherlist_STRONG',
+      'HSTS_time',
+    ]
       .map((id) => `${id}: ${finding(id)}`)
       .join('\n');
-    const severities = findings.reduce<Record<string, number>>((n, f) => ((n[f.severity] = (n[f.severity] ?? 0) + 1), n), {});
+    const severities: Record<string, number> = {};
+    for (const f of findings) severities[f.severity] = (severities[f.severity] ?? 0) + 1;
     console.log(`testssl.sh ${server.address} (${domains[0]}):\n${summary}\nfindings by severity: ${JSON.stringify(severities)}`);
   });
 });

@@ -22,7 +22,6 @@ beforeAll(async () => {
   writeFileSync(path.join(scratch, 'known_hosts'), `${server.address} ${server.hostKey}\n`);
 });
 
-
 describe('ProxyJump from ~/.ssh/config', () => {
   it('reaches the server through a jump host, verifying both host keys', async () => {
     const config = path.join(scratch, 'config-jump');
@@ -52,7 +51,10 @@ describe('ProxyJump from ~/.ssh/config', () => {
 
   it('refuses the jump host when its key is not on record', () => {
     const config = path.join(scratch, 'config-jump-unknown');
-    writeFileSync(config, `Host via-jump\n  HostName 127.0.0.1\n  IdentityFile ${server.identityFile}\n  ProxyJump deploy@${server.address}\nHost ${server.address}\n  IdentityFile ${server.identityFile}\n  UserKnownHostsFile ${path.join(scratch, 'empty_known_hosts')}\n`);
+    writeFileSync(
+      config,
+      `Host via-jump\n  HostName 127.0.0.1\n  IdentityFile ${server.identityFile}\n  ProxyJump deploy@${server.address}\nHost ${server.address}\n  IdentityFile ${server.identityFile}\n  UserKnownHostsFile ${path.join(scratch, 'empty_known_hosts')}\n`,
+    );
     const dir = exampleProject(server, { domain: 'via-jump', host: { address: 'via-jump', host_key: server.hostKey } });
     const r = stack(['deploy', 'sbx', '--dry-run'], { cwd: dir, env: { STACK_SSH_CONFIG: config } });
     expect(r.code).toBe(1);

@@ -40,7 +40,10 @@ describe('uWSGI with a self-signed certificate', () => {
   it('redirects HTTP to HTTPS but keeps the ACME challenge path on port 80', async () => {
     const head = await curl('-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', `http://${server.address}/some/page?x=1`);
     expect(head).toBe(`301 https://${server.address}/some/page?x=1`);
-    await sshExec(server, 'sudo install -d /var/www/_letsencrypt/.well-known/acme-challenge && echo token-body | sudo tee /var/www/_letsencrypt/.well-known/acme-challenge/tok >/dev/null');
+    await sshExec(
+      server,
+      'sudo install -d /var/www/_letsencrypt/.well-known/acme-challenge && echo token-body | sudo tee /var/www/_letsencrypt/.well-known/acme-challenge/tok >/dev/null',
+    );
     expect((await curl(`http://${server.address}/.well-known/acme-challenge/tok`)).trim()).toBe('token-body');
   });
 
@@ -49,7 +52,11 @@ describe('uWSGI with a self-signed certificate', () => {
     expect(headers).toMatch(/strict-transport-security: max-age=31536000/i);
     const tls11 = await runProgram('curl', ['-s', '-k', '--tlsv1.1', '--tls-max', '1.1', '-o', '/dev/null', `https://${server.address}/`], 15_000);
     expect(tls11.code).not.toBe(0);
-    const tls12 = await runProgram('curl', ['-s', '-k', '--tlsv1.2', '--tls-max', '1.2', '-o', '/dev/null', '-w', '%{http_code}', `https://${server.address}/health`], 15_000);
+    const tls12 = await runProgram(
+      'curl',
+      ['-s', '-k', '--tlsv1.2', '--tls-max', '1.2', '-o', '/dev/null', '-w', '%{http_code}', `https://${server.address}/health`],
+      15_000,
+    );
     expect(tls12.stdout).toBe('200');
   });
 

@@ -31,7 +31,9 @@ async function remote(command: string): Promise<string> {
 
 /** sha256 of every managed file, to prove a command changed nothing. */
 async function managedHashes(): Promise<string> {
-  return remote('sudo sha256sum /etc/nginx/sites-available/hello.conf /etc/systemd/system/hello.service /etc/hello/gunicorn.conf.py /etc/hello/env 2>&1; readlink /srv/hello/current');
+  return remote(
+    'sudo sha256sum /etc/nginx/sites-available/hello.conf /etc/systemd/system/hello.service /etc/hello/gunicorn.conf.py /etc/hello/env 2>&1; readlink /srv/hello/current',
+  );
 }
 
 /** One request on a fresh connection (a pooled keep-alive one may be closed by a reload). */
@@ -140,7 +142,10 @@ describe('stack setup and deploy on a fresh server', () => {
   });
 
   it('ships a new release when the code changes, and serves it', async () => {
-    writeFileSync(path.join(dir, '.stack/templates/nginx/partials/headers.hbs'), readFileSync(path.resolve(__dirname, '../../templates/nginx/partials/headers.hbs'), 'utf8'));
+    writeFileSync(
+      path.join(dir, '.stack/templates/nginx/partials/headers.hbs'),
+      readFileSync(path.resolve(__dirname, '../../templates/nginx/partials/headers.hbs'), 'utf8'),
+    );
     const wsgi = path.join(dir, 'example/hello/wsgi.py');
     writeFileSync(wsgi, readFileSync(wsgi, 'utf8').replace('"status": "ok"', '"status": "ok", "version": 2'));
     const r = run(['deploy', 'sbx']);
@@ -200,7 +205,12 @@ describe('host keys and unreachable servers', () => {
       expect(Date.now() - t0).toBeLessThan(15_000);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/cannot connect to deploy@127\.0\.0\.1:\d+: no SSH handshake within 2 s/);
-      expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('error:'))).toHaveLength(1);
+      expect(
+        r.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => l.startsWith('error:')),
+      ).toHaveLength(1);
       expect(r.stderr).not.toMatch(/^\s+at /m);
     });
   });

@@ -11,7 +11,7 @@
  *   not take the lock over as stale).
  * Every CLI run here is asynchronous: a spawnSync would freeze this process and its load loop.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,7 +43,6 @@ afterAll(() => {
 });
 
 // ---------------------------------------------------------------------------------------------
-
 
 const cli = (args: string[], cwd: string) => startStack(args, { cwd }).done;
 
@@ -110,7 +109,11 @@ async function serverState(info: SandboxInfo, extra = 'true'): Promise<ServerSta
   const r = await sshExec(info, script, 'root', 120_000);
   if (r.code !== 0) throw new Error(`root@${info.address}: checking the server failed (exit ${r.code}): ${r.stderr}`);
   const out = r.stdout;
-  const field = (k: string) => out.split('\n').filter((l) => l.startsWith(`${k} `)).map((l) => l.slice(k.length + 1));
+  const field = (k: string) =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith(`${k} `))
+      .map((l) => l.slice(k.length + 1));
   return {
     busy: Number(field('busy')[0]),
     waitedMs: Number(field('waited')[0]),
@@ -165,7 +168,10 @@ const PHASES: Record<Kind, { phase: string; starts: RegExp | null; kills: number
 function lastStep(stderr: string, address: string): { step: string; phase: string } {
   if (/^done: /m.test(stderr)) return { step: 'done', phase: 'finished' };
   const prefix = `${address}: `;
-  const steps = stderr.split('\n').filter((l) => l.startsWith(prefix) && !l.includes('stale deploy lock')).map((l) => l.slice(prefix.length));
+  const steps = stderr
+    .split('\n')
+    .filter((l) => l.startsWith(prefix) && !l.includes('stale deploy lock'))
+    .map((l) => l.slice(prefix.length));
   const step = steps.at(-1);
   if (!step) return { step: '(no step yet)', phase: 'connect' };
   const phases: [RegExp, string][] = [
@@ -200,7 +206,10 @@ beforeAll(async () => {
   [server, server2] = await Promise.all([bootSandbox('flt'), bootSandbox('fltssh')]);
   dir = exampleProject(server);
   dir2 = exampleProject(server2);
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }), () => rmSync(dir2, { recursive: true, force: true }));
+  cleanups.push(
+    () => rmSync(dir, { recursive: true, force: true }),
+    () => rmSync(dir2, { recursive: true, force: true }),
+  );
   const setups = await Promise.all([cli(['setup', 'sbx'], dir), cli(['setup', 'sbx'], dir2)]);
   for (const s of setups) expect(s.code, s.stderr).toBe(0);
   const deploys = await Promise.all([cli(['deploy', 'sbx'], dir), cli(['deploy', 'sbx'], dir2)]);
@@ -231,7 +240,9 @@ describe('faults during deploys', () => {
     };
     /** Prints 1 when run n's change is what the server has. */
     const applied = (kind: Kind, n: number) =>
-      kind === 'code' ? `grep -c '^# run ${n}$' /srv/hello/current/hello/wsgi.py || true` : `grep -c 'X-Run "${n}"' /etc/nginx/sites-available/hello.conf || true`;
+      kind === 'code'
+        ? `grep -c '^# run ${n}$' /srv/hello/current/hello/wsgi.py || true`
+        : `grep -c 'X-Run "${n}"' /etc/nginx/sites-available/hello.conf || true`;
 
     // The load runs through the whole campaign, in one segment per run so that a failure can be
     // put next to the kill it followed.
@@ -260,7 +271,7 @@ describe('faults during deploys', () => {
       const list = PHASES[kind];
       let previous = 0;
       const starts = list.map((p) => (previous = p.starts ? (seen.find(([, l]) => p.starts!.test(l))?.[0] ?? previous) : 0));
-      list.forEach((p, i) => phases.set(p.phase, { start: starts[i]!, length: Math.max(10, (starts[i + 1] ?? r.ms) - starts[i]!) }));
+      for (const [i, p] of list.entries()) phases.set(p.phase, { start: starts[i]!, length: Math.max(10, (starts[i + 1] ?? r.ms) - starts[i]!) });
       timeline[kind] = { ms: r.ms, phases };
       expect((await serverState(server, applied(kind, n))).extra).toBe('1');
     }
@@ -270,7 +281,10 @@ describe('faults during deploys', () => {
     // phase, timed from the step line that starts it (so delays span 0 to 100 % of a deploy,
     // and a slow start cannot shift a kill into the wrong phase).
     const random = seeded(20261123);
-    const queue = (kind: Kind) => PHASES[kind].flatMap((p) => Array.from({ length: p.kills }, () => ({ kind, target: p, offset: Math.round(random() * timeline[kind].phases.get(p.phase)!.length) })));
+    const queue = (kind: Kind) =>
+      PHASES[kind].flatMap((p) =>
+        Array.from({ length: p.kills }, () => ({ kind, target: p, offset: Math.round(random() * timeline[kind].phases.get(p.phase)!.length) })),
+      );
     const codeRuns = queue('code');
     const templateRuns = queue('template');
     const plan = codeRuns.flatMap((c, i) => [c, templateRuns[i]!]);
@@ -333,7 +347,20 @@ describe('faults during deploys', () => {
       expect(after.extra, `${context}: the change is live`).toBe('1');
 
       const seg = await nextSegment();
-      outcomes.push({ run: n, kind, target: target.phase, killedAt, step, phase, busy: state.busy, waitedMs: state.waitedMs, incomplete: state.incomplete, stale: /clearing a stale deploy lock/.test(next.stderr), requests: seg.total, failures: failed(seg) });
+      outcomes.push({
+        run: n,
+        kind,
+        target: target.phase,
+        killedAt,
+        step,
+        phase,
+        busy: state.busy,
+        waitedMs: state.waitedMs,
+        incomplete: state.incomplete,
+        stale: /clearing a stale deploy lock/.test(next.stderr),
+        requests: seg.total,
+        failures: failed(seg),
+      });
       if (failed(seg) > 0) console.log(`${context}: ${failed(seg)} failed requests ${JSON.stringify(seg.failures)}`);
     }
     segments.push(await load.stop());
@@ -363,8 +390,14 @@ describe('faults during deploys', () => {
     // The kills reached every part of a deploy.
     const hit = new Set(kills.map((o) => o.phase));
     for (const p of ['connect', 'facts']) expect([...hit], p).toContain(p);
-    expect([...hit].some((p) => ['upload', 'build'].includes(p)), 'a kill during the upload').toBe(true);
-    expect([...hit].some((p) => ['stage+switch', 'restart', 'health'].includes(p)), 'a kill during the activation').toBe(true);
+    expect(
+      [...hit].some((p) => ['upload', 'build'].includes(p)),
+      'a kill during the upload',
+    ).toBe(true);
+    expect(
+      [...hit].some((p) => ['stage+switch', 'restart', 'health'].includes(p)),
+      'a kill during the activation',
+    ).toBe(true);
     expect(total).toBeGreaterThan(500);
     expect(Object.assign({}, ...segments.map((s) => s.failures))).toEqual({});
     expect(failures).toBe(0);
@@ -427,7 +460,10 @@ describe('faults during deploys', () => {
     expect(r.stderr).not.toMatch(/create virtualenv/);
 
     // The previous release still serves; the cut one is not live and has no manifest.
-    const state = await serverState(server2, `ls -d /srv/hello/releases/${release} /srv/hello/releases/${release}/.stack-release.json 2>/dev/null | tr '\\n' ' '`);
+    const state = await serverState(
+      server2,
+      `ls -d /srv/hello/releases/${release} /srv/hello/releases/${release}/.stack-release.json 2>/dev/null | tr '\\n' ' '`,
+    );
     expect(await liveRelease(server2)).toBe(before);
     expectConsistent(state, 'after the SSH drop');
     expect(state.current).toBe(`releases/${before}`);

@@ -135,7 +135,7 @@ describe('stack init without a terminal', () => {
     expect(readFileSync(path.join(dir, 'inventory.yml'), 'utf8')).toMatch(/stack init/);
   });
 
-  it('guesses a Django project\'s WSGI module', () => {
+  it("guesses a Django project's WSGI module", () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mysite-'));
     execFileSync('mkdir', ['-p', path.join(dir, 'mysite')]);
     writeFileSync(path.join(dir, 'mysite/wsgi.py'), 'application = None\n');

@@ -8,9 +8,9 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runProgram } from '../../src/sandbox/sandbox.js';
-import { stack, startStack } from '../helpers/cli.js';
-import { exampleProject, PROJECT_SECRET, stackIn } from '../helpers/project.js';
-import { bootSandbox, rootExec, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
+import { startStack } from '../helpers/cli.js';
+import { exampleProject, stackIn } from '../helpers/project.js';
+import { bootSandbox, rootExec, type SandboxInfo } from '../helpers/sandbox.js';
 
 let server: SandboxInfo;
 let dir: string;
@@ -59,7 +59,9 @@ describe('a client that goes silent during the upload', () => {
     expect(await health()).toBe(200);
     // 30 s without a byte, plus a margin.
     await sleep(40_000);
-    const state = await root('ls -d /var/lib/stack/hello.lock 2>/dev/null || echo free; pgrep -fa "[s]tack_main|[s]tack-script" | wc -l; ls -A /srv/hello/releases | grep -c upload || true');
+    const state = await root(
+      'ls -d /var/lib/stack/hello.lock 2>/dev/null || echo free; pgrep -fa "[s]tack_main|[s]tack-script" | wc -l; ls -A /srv/hello/releases | grep -c upload || true',
+    );
     process.stderr.write(`[limits] 40 s after the client went silent: lock ${state.split('\n')[0]}, server scripts ${state.split('\n')[1]}\n`);
     expect(state.split('\n')).toEqual(['free', '0', '0']);
     expect(await health()).toBe(200);

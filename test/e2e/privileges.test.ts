@@ -31,6 +31,7 @@ async function get(pathname: string): Promise<{ status: number; body: string }> 
 const live = async () => (await root('readlink /srv/hello/current')).replace('releases/', '');
 const wsgi = () => path.join(dir, 'example/hello/wsgi.py');
 
+// biome-ignore lint/suspicious/noExplicitAny: the parsed inventory is edited freely, like a user would
 function editInventory(change: (doc: Record<string, any>) => void): void {
   const file = path.join(dir, 'inventory.yml');
   const doc = parse(readFileSync(file, 'utf8'));
@@ -43,7 +44,7 @@ beforeAll(async () => {
   dir = exampleProject(server, {
     hooks: {
       // Writes into the release before it is sealed (what collectstatic does).
-      build: ['python -c "open(\'static/built.txt\', \'w\').write(\'built by the build hook\')"'],
+      build: ["python -c \"open('static/built.txt', 'w').write('built by the build hook')\""],
       // Runs as the app on the sealed release: it must not be able to write there.
       before_activate: ['if touch cannot-write 2>/dev/null; then echo "the release is writable"; exit 1; fi; touch /srv/hello/shared/migrated'],
     },
@@ -72,7 +73,13 @@ describe('ownership: what each user may write and read', () => {
       `stat -c '%n %U:%G %a' /srv/hello /srv/hello/releases ${rel} ${rel}/hello/wsgi.py ${rel}/.venv/bin/python3 ${rel}/static ${rel}/static/built.txt ${rel}/private.txt ${rel}/.stack ${rel}/.stack-release.json /srv/hello/shared /srv/hello/media /etc/hello /etc/hello/env /etc/hello/gunicorn.conf.py /run/hello/gunicorn.sock /etc/systemd/system/hello.service`,
     );
     process.stderr.write(`[privileges] ownership after a deploy:\n${table}\n`);
-    const row = (p: string) => table.split('\n').find((l) => l.startsWith(`${p} `))?.split(' ').slice(1).join(' ');
+    const row = (p: string) =>
+      table
+        .split('\n')
+        .find((l) => l.startsWith(`${p} `))
+        ?.split(' ')
+        .slice(1)
+        .join(' ');
     expect(row('/srv/hello')).toBe('root:hello 751');
     expect(row('/srv/hello/releases')).toBe('root:hello 751');
     expect(row(rel)).toBe('root:hello 751');
@@ -160,7 +167,12 @@ describe('attacks as the app user', () => {
       `printf '[Service]\\nExecStartPre=+/bin/sh -c "id > /root/pwned"\\nExecStart=/bin/true\\n' > /srv/hello/shared/evil/config/etc/systemd/system/hello.service`,
     ].join(' && ');
     expect((await asUser('hello', plant)).code).toBe(0);
-    for (const attempt of [`mv ${rel}/.stack ${rel}/.stack-away`, `mv /srv/hello/shared/evil ${rel}/.stack`, `mv ${rel} /srv/hello/shared/moved`, `rm -rf ${rel}/.stack`]) {
+    for (const attempt of [
+      `mv ${rel}/.stack ${rel}/.stack-away`,
+      `mv /srv/hello/shared/evil ${rel}/.stack`,
+      `mv ${rel} /srv/hello/shared/moved`,
+      `rm -rf ${rel}/.stack`,
+    ]) {
       expect((await asUser('hello', attempt)).code, `${attempt} must fail`).not.toBe(0);
     }
     const r = run(['rollback', 'sbx']);

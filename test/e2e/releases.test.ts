@@ -8,11 +8,10 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runProgram } from '../../src/sandbox/sandbox.js';
-import { ROOT, stack, type CliResult } from '../helpers/cli.js';
-import { exampleProject, PROJECT_SECRET, stackIn } from '../helpers/project.js';
+import { ROOT, type CliResult } from '../helpers/cli.js';
+import { exampleProject, stackIn } from '../helpers/project.js';
 import { bootSandbox, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
 
-const SECRET = PROJECT_SECRET;
 let server: SandboxInfo;
 let dir: string;
 
@@ -27,7 +26,10 @@ async function health(): Promise<{ http: string; release?: string; version?: num
 }
 async function header(name: string): Promise<string | undefined> {
   const r = await runProgram('curl', ['-s', '-I', '--max-time', '10', `http://${server.address}/`], 15_000);
-  return r.stdout.split('\r\n').find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`))?.split(': ')[1];
+  return r.stdout
+    .split('\r\n')
+    .find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`))
+    ?.split(': ')[1];
 }
 const wsgi = () => path.join(dir, 'example/hello/wsgi.py');
 const original = readFileSync(path.join(ROOT, 'example/hello/wsgi.py'), 'utf8');
@@ -44,7 +46,11 @@ beforeAll(async () => {
   server = await bootSandbox('rel');
   dir = exampleProject(server, {
     // A build hook writes into the release before it is sealed; the app's hooks only read it.
-    hooks: { build: ['touch built'], before_activate: ['python -c "print(\'migrating\')" && test -f built && touch /srv/hello/shared/migrated'], after_activate: ['test -f /srv/hello/shared/migrated'] },
+    hooks: {
+      build: ['touch built'],
+      before_activate: ['python -c "print(\'migrating\')" && test -f built && touch /srv/hello/shared/migrated'],
+      after_activate: ['test -f /srv/hello/shared/migrated'],
+    },
   });
   expect(run(['setup', 'sbx']).code).toBe(0);
 });
@@ -141,7 +147,13 @@ describe('automatic rollback', () => {
 
   it('puts the previous release back when the health check fails', async () => {
     const before = await live();
-    writeFileSync(wsgi(), original.replace('start_response("200 OK", [("Content-Type", "application/json")', 'start_response("500 Internal Server Error", [("Content-Type", "application/json")'));
+    writeFileSync(
+      wsgi(),
+      original.replace(
+        'start_response("200 OK", [("Content-Type", "application/json")',
+        'start_response("500 Internal Server Error", [("Content-Type", "application/json")',
+      ),
+    );
     const r = run(['deploy', 'sbx']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/health check failed \(exit 1\); rolled back to the previous release/);
@@ -219,7 +231,7 @@ describe('keeping releases', () => {
   it('keeps the last N after a successful deploy, plus any a running process still uses', async () => {
     const inv = path.join(dir, 'inventory.yml');
     const text = readFileSync(inv, 'utf8');
-    writeFileSync(inv, text.replace(/(  sbx:\n)/, '$1    keep: 2\n'));
+    writeFileSync(inv, text.replace(/( {2}sbx:\n)/, '$1    keep: 2\n'));
     try {
       // Three configuration-only deploys: the app is not restarted, so it keeps working in the
       // release it started from, which must survive the pruning.

@@ -85,7 +85,22 @@ export async function startPebble(server: SandboxInfo): Promise<Pebble> {
     );
   };
   try {
-    start('pebble-challtestsrv', ['-defaultIPv4', server.address, '-defaultIPv6', '', '-dns01', `${host}:8053`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `${host}:8055`]);
+    start('pebble-challtestsrv', [
+      '-defaultIPv4',
+      server.address,
+      '-defaultIPv6',
+      '',
+      '-dns01',
+      `${host}:8053`,
+      '-http01',
+      '',
+      '-https01',
+      '',
+      '-tlsalpn01',
+      '',
+      '-management',
+      `${host}:8055`,
+    ]);
     await waitForPort(host, 8055, 10_000);
     // No sleeps before validation, and no nonce rejections: fast, deterministic runs.
     start('pebble', ['-config', config, '-dnsserver', `${host}:8053`], { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' });

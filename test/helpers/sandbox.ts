@@ -15,10 +15,12 @@ const owned = new Set<string>();
 
 // Registered on the importing file's suite, so each test file stops its own sandboxes.
 afterAll(async () => {
-  await Promise.all([...owned].map(async (name) => {
-    await sandboxDown(name).catch(() => {});
-    owned.delete(name);
-  }));
+  await Promise.all(
+    [...owned].map(async (name) => {
+      await sandboxDown(name).catch(() => {});
+      owned.delete(name);
+    }),
+  );
 });
 
 let handlersInstalled = false;
@@ -31,7 +33,10 @@ function installExitHandlers(): void {
     owned.clear();
   };
   process.on('exit', stopAll);
-  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
     process.once(sig, () => {
       stopAll();
       process.exit(code);

@@ -107,10 +107,7 @@ describe.each(fixtures)('$name', (fixture) => {
 
     const found = fixture.expectations.map((e) => problems.findIndex((p) => matches(p, e)));
     fixture.expectations.forEach((e, i) => {
-      expect(
-        found[i],
-        `expected ${e.line} ${e.field || '-'} :: ${e.text}\nbut the problems were:\n${describeProblems(problems)}`,
-      ).toBeGreaterThanOrEqual(0);
+      expect(found[i], `expected ${e.line} ${e.field || '-'} :: ${e.text}\nbut the problems were:\n${describeProblems(problems)}`).toBeGreaterThanOrEqual(0);
     });
 
     // Reported in line order: the problems list is sorted, and the expectations (listed in line
@@ -293,9 +290,7 @@ function lineOfValue(text: string, marker: string): number {
 
 const label = (ch: string) => (ch === ' ' ? 'a space' : JSON.stringify(ch));
 
-const matrix = FIELDS.flatMap((c) =>
-  [...BREAKOUT_CHARS, ...(c.spaceAllowed ? [] : [' '])].map((ch) => ({ c, ch, name: `${c.field} with ${label(ch)}` })),
-);
+const matrix = FIELDS.flatMap((c) => [...BREAKOUT_CHARS, ...(c.spaceAllowed ? [] : [' '])].map((ch) => ({ c, ch, name: `${c.field} with ${label(ch)}` })));
 
 describe('the injection matrix', () => {
   it('starts from a valid inventory', () => {

@@ -42,7 +42,25 @@ function issueSelfSigned(): { cert: string; key: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'stack-self-'));
   const cert = path.join(dir, 'cert.pem');
   const key = path.join(dir, 'key.pem');
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30', '-subj', '/CN=self.example.org', '-addext', 'subjectAltName=DNS:self.example.org', '-keyout', key, '-out', cert]);
+  const r = spawnSync('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '30',
+    '-subj',
+    '/CN=self.example.org',
+    '-addext',
+    'subjectAltName=DNS:self.example.org',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+  ]);
   if (r.status !== 0) throw new Error(String(r.stderr));
   return { cert, key };
 }
@@ -72,7 +90,9 @@ describe('custom certificate checks', () => {
 
   it('warns when a CA-issued certificate comes without its intermediates, not for a self-signed one', () => {
     const alone = checkCustomCertificate({ cert: read(good.cert), key: read(good.key) }, DOMAINS, NOW);
-    expect(alone.ok && alone.certificate.warnings).toEqual([expect.stringContaining('Test Intermediate CA issued it, but no intermediate certificate is given')]);
+    expect(alone.ok && alone.certificate.warnings).toEqual([
+      expect.stringContaining('Test Intermediate CA issued it, but no intermediate certificate is given'),
+    ]);
     const selfSigned = issueSelfSigned();
     const ss = checkCustomCertificate({ cert: read(selfSigned.cert), key: read(selfSigned.key) }, ['self.example.org'], NOW);
     expect(ss.ok && ss.certificate.warnings).toEqual([]);
@@ -113,7 +133,10 @@ describe('custom certificate checks', () => {
   it('refuses a certificate that does not cover every domain, naming the missing ones', () => {
     const r = checkCustomCertificate({ cert: read(good.cert), key: read(good.key) }, [...DOMAINS, 'api.example.org'], NOW);
     expect(!r.ok && r.problems).toEqual([
-      { field: 'cert', message: 'does not cover api.example.org (it covers shop.example.org, www.shop.example.org); get one that names every domain of the environment' },
+      {
+        field: 'cert',
+        message: 'does not cover api.example.org (it covers shop.example.org, www.shop.example.org); get one that names every domain of the environment',
+      },
     ]);
   });
 
@@ -134,7 +157,11 @@ describe('custom certificate checks', () => {
   it('refuses files that are not certificates or keys, and encrypted keys', () => {
     const r = checkCustomCertificate({ cert: 'hello', key: 'world' }, DOMAINS, NOW);
     expect(!r.ok && r.problems.map((p) => p.field).sort()).toEqual(['cert', 'key']);
-    const enc = checkCustomCertificate({ cert: read(good.cert), key: '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n' }, DOMAINS, NOW);
+    const enc = checkCustomCertificate(
+      { cert: read(good.cert), key: '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n' },
+      DOMAINS,
+      NOW,
+    );
     expect(!enc.ok && enc.problems[0]!.message).toContain('is encrypted');
   });
 });
@@ -149,7 +176,15 @@ describe('custom certificate files named by the inventory', () => {
     }
     writeFileSync(
       path.join(dir, 'inventory.yml'),
-      ['app: { name: shop, wsgi: "shop.wsgi:application" }', 'environments:', '  prod:', '    domains: [shop.example.org, www.shop.example.org]', `    ssl: ${ssl}`, '    hosts: [{ address: 203.0.113.5 }]', ''].join('\n'),
+      [
+        'app: { name: shop, wsgi: "shop.wsgi:application" }',
+        'environments:',
+        '  prod:',
+        '    domains: [shop.example.org, www.shop.example.org]',
+        `    ssl: ${ssl}`,
+        '    hosts: [{ address: 203.0.113.5 }]',
+        '',
+      ].join('\n'),
     );
     return dir;
   }
@@ -200,7 +235,10 @@ describe('custom certificate files named by the inventory', () => {
   });
 
   it('renders the uploaded files with the key redacted', () => {
-    const dir = project({ 'certs/cert.pem': read(good.cert), 'certs/key.pem': read(good.key), 'certs/chain.pem': read(intermediate.cert) }, '{ cert: certs/cert.pem, key: certs/key.pem, chain: certs/chain.pem }');
+    const dir = project(
+      { 'certs/cert.pem': read(good.cert), 'certs/key.pem': read(good.key), 'certs/chain.pem': read(intermediate.cert) },
+      '{ cert: certs/cert.pem, key: certs/key.pem, chain: certs/chain.pem }',
+    );
     const r = stack(['render', 'prod'], { cwd: dir });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('==> 203.0.113.5:/etc/ssl/stack/shop/privkey.pem (0600 root:root');
@@ -213,14 +251,28 @@ describe('custom certificate files named by the inventory', () => {
 
 describe("when Let's Encrypt is asked", () => {
   const inventory = parseInventory(
-    ['app: { name: shop, wsgi: "shop.wsgi:application" }', 'environments:', '  prod:', '    domains: [shop.example.org, www.shop.example.org]', '    ssl: letsencrypt', '    email: ops@example.org', '    hosts: [{ address: 203.0.113.5 }]', ''].join('\n'),
+    [
+      'app: { name: shop, wsgi: "shop.wsgi:application" }',
+      'environments:',
+      '  prod:',
+      '    domains: [shop.example.org, www.shop.example.org]',
+      '    ssl: letsencrypt',
+      '    email: ops@example.org',
+      '    hosts: [{ address: 203.0.113.5 }]',
+      '',
+    ].join('\n'),
     'inventory.yml',
   );
   const env = inventory.environments.prod!;
   const layout = layoutFor(env.app, env.gateway);
 
   it('asks when there is no certificate, one lacks a domain, or it expired; not otherwise', () => {
-    expect(certificateNeed(env, layout, undefined, NOW)).toMatchObject({ reason: 'no certificate yet', server: LETS_ENCRYPT_DIRECTORY, domains: DOMAINS, email: 'ops@example.org' });
+    expect(certificateNeed(env, layout, undefined, NOW)).toMatchObject({
+      reason: 'no certificate yet',
+      server: LETS_ENCRYPT_DIRECTORY,
+      domains: DOMAINS,
+      email: 'ops@example.org',
+    });
     expect(certificateNeed(env, layout, read(good.cert), NOW)).toBeNull();
     const one = issue(intermediate, { names: ['shop.example.org'] });
     expect(certificateNeed(env, layout, read(one.cert), NOW)?.reason).toBe('the current one does not cover www.shop.example.org');
@@ -229,7 +281,8 @@ describe("when Let's Encrypt is asked", () => {
   });
 
   it('asks again when acme_server names another CA than the one the certificate renews from', () => {
-    const conf = (server: string) => `# renew_before_expiry = 30 days\nversion = 2.1.0\n[renewalparams]\naccount = abc\nserver = ${server}\nauthenticator = webroot\n`;
+    const conf = (server: string) =>
+      `# renew_before_expiry = 30 days\nversion = 2.1.0\n[renewalparams]\naccount = abc\nserver = ${server}\nauthenticator = webroot\n`;
     expect(certificateNeed(env, layout, read(good.cert), NOW, conf(LETS_ENCRYPT_DIRECTORY))).toBeNull();
     const staging = 'https://acme-staging-v02.api.letsencrypt.org/directory';
     expect(certificateNeed(env, layout, read(good.cert), NOW, conf(staging))?.reason).toBe(`the current one comes from ${staging}`);
@@ -256,14 +309,19 @@ describe("when Let's Encrypt is asked", () => {
     // (The harness's placeholder certificate has no OCSP URL: nginx warns about stapling.)
     expect(result.output).not.toMatch(/\[emerg\]|duplicate|conflicting/);
     expect(result.ok).toBe(true);
-    const plain = await buildDesiredState({ ...env, ssl: 'none' }, env.hosts[0]!, { engine: new TemplateEngine('/nonexistent', '/'), facts: { nginxVersion: [1, 22, 1] } });
+    const plain = await buildDesiredState({ ...env, ssl: 'none' }, env.hosts[0]!, {
+      engine: new TemplateEngine('/nonexistent', '/'),
+      facts: { nginxVersion: [1, 22, 1] },
+    });
     expect(plain.acmeStandIn).toBeNull();
   });
 
   it('runs certbot with the webroot, the server, every domain and no secret on its command line', () => {
     const req = certificateNeed({ ...env, acme_server: 'https://ca.internal:14000/dir' }, layout, undefined, NOW)!;
     const script = obtainCertificateScript(req, { layout, lock: null, audit: null }, 'server { server_name STACK_DOMAINS; }\n');
-    expect(script).toContain('certbot certonly --non-interactive --agree-tos --no-eff-email --email ops@example.org --server https://ca.internal:14000/dir --webroot -w /var/www/_letsencrypt --cert-name shop.example.org --expand --renew-by-default -d shop.example.org -d www.shop.example.org');
+    expect(script).toContain(
+      'certbot certonly --non-interactive --agree-tos --no-eff-email --email ops@example.org --server https://ca.internal:14000/dir --webroot -w /var/www/_letsencrypt --cert-name shop.example.org --expand --renew-by-default -d shop.example.org -d www.shop.example.org',
+    );
     // The stand-in block goes away on success and on failure.
     expect(script.match(/cleanup/g)!.length).toBeGreaterThanOrEqual(3);
   });
@@ -275,7 +333,13 @@ describe('stack certs verdicts', () => {
   it('reports issuer, expiry and days left per domain, and what is wrong', () => {
     const one = issue(intermediate, { names: ['shop.example.org'] });
     const renewed = issue(intermediate, { names: DOMAINS });
-    const output = [`disk\t${b64(read(renewed.cert))}`, `served\tshop.example.org\t${b64(read(good.cert))}`, `served\twww.shop.example.org\t${b64(read(one.cert))}`, 'served\tapi.example.org\t', ''].join('\n');
+    const output = [
+      `disk\t${b64(read(renewed.cert))}`,
+      `served\tshop.example.org\t${b64(read(good.cert))}`,
+      `served\twww.shop.example.org\t${b64(read(one.cert))}`,
+      'served\tapi.example.org\t',
+      '',
+    ].join('\n');
     const rows = judgeCertificates([...DOMAINS, 'api.example.org'], parseCertsOutput(output), NOW);
     expect(rows.map((r) => r.status)).toEqual(['stale', 'wrong name', 'not served']);
     expect(rows[0]!.info!.issuer).toBe('Test Intermediate CA');
@@ -291,7 +355,7 @@ describe('stack certs verdicts', () => {
   });
 
   it('says ok, expires soon and expired', () => {
-    const soon = issue(intermediate, { names: DOMAINS, end: new Date(Date.now() + 5 * 86_400_000).toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z' });
+    const soon = issue(intermediate, { names: DOMAINS, end: `${new Date(Date.now() + 5 * 86_400_000).toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z` });
     const old = issue(intermediate, { names: DOMAINS, start: '20200101000000Z', end: '20200201000000Z' });
     const output = (pem: string) => `served\tshop.example.org\t${b64(read(pem))}\n`;
     expect(judgeCertificates(['shop.example.org'], parseCertsOutput(output(good.cert)), NOW)[0]!.status).toBe('ok');

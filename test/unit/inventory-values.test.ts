@@ -75,7 +75,9 @@ describe('numbers in app.env', () => {
     const found = problems(inventory(`  env:\n    OK: yes please\n    VALUE: ${written}\n`));
     expect(found).toHaveLength(1);
     expect(found[0]).toMatchObject({ line: 6, field: 'app.env.VALUE' });
-    expect(found[0]!.message).toContain(`would be written to the env file as ${rendered}; quote it to keep the text exactly: VALUE: ${JSON.stringify(written)}`);
+    expect(found[0]!.message).toContain(
+      `would be written to the env file as ${rendered}; quote it to keep the text exactly: VALUE: ${JSON.stringify(written)}`,
+    );
   });
 
   it.each(['True', 'FALSE'])('refuses the boolean %s, which would be written in lower case', (written) => {
@@ -94,7 +96,10 @@ describe('numbers in app.env', () => {
   });
 
   it('checks the values a YAML 1.1 merge (<<) brings in, at the field they land in', () => {
-    const source = `%YAML 1.1\n---\n${inventory('  health_check: &checks\n    timeout: 5\n', 'gateway:\n  <<: *checks\n  threads: 2\n')}`.replace('    timeout: 5', '    timeout: 0x5');
+    const source = `%YAML 1.1\n---\n${inventory('  health_check: &checks\n    timeout: 5\n', 'gateway:\n  <<: *checks\n  threads: 2\n')}`.replace(
+      '    timeout: 5',
+      '    timeout: 0x5',
+    );
     expect(problems(source).map((p) => [p.line, p.field])).toEqual([
       [7, 'app.health_check.timeout'],
       [7, 'gateway.timeout'],
@@ -153,19 +158,56 @@ describe('numeric fields', () => {
 });
 
 describe('env and secret names', () => {
-  it.each(['PATH', 'LD_PRELOAD', 'LD_LIBRARY_PATH', 'LD_AUDIT', 'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'PYTHONINSPECT', 'PYTHONUSERBASE', 'PYTHONEXECUTABLE', 'PERL5LIB', 'BASH_ENV', 'ENV', 'IFS', 'HOME', 'SHELL', 'USER', 'LOGNAME', 'NOTIFY_SOCKET', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES', 'INVOCATION_ID', 'SYSTEMD_EXEC_PID', 'STACK_APP', 'STACK_ANYTHING', 'GUNICORN_CMD_ARGS', 'UWSGI_PROCESSES'])(
-    '%s is reserved, with a reason',
-    (name) => {
-      expect(reservedEnvReason(name)).toMatch(/\w{4,}/);
-    },
-  );
+  it.each([
+    'PATH',
+    'LD_PRELOAD',
+    'LD_LIBRARY_PATH',
+    'LD_AUDIT',
+    'PYTHONPATH',
+    'PYTHONHOME',
+    'PYTHONSTARTUP',
+    'PYTHONINSPECT',
+    'PYTHONUSERBASE',
+    'PYTHONEXECUTABLE',
+    'PERL5LIB',
+    'BASH_ENV',
+    'ENV',
+    'IFS',
+    'HOME',
+    'SHELL',
+    'USER',
+    'LOGNAME',
+    'NOTIFY_SOCKET',
+    'LISTEN_FDS',
+    'LISTEN_PID',
+    'LISTEN_FDNAMES',
+    'INVOCATION_ID',
+    'SYSTEMD_EXEC_PID',
+    'STACK_APP',
+    'STACK_ANYTHING',
+    'GUNICORN_CMD_ARGS',
+    'UWSGI_PROCESSES',
+  ])('%s is reserved, with a reason', (name) => {
+    expect(reservedEnvReason(name)).toMatch(/\w{4,}/);
+  });
 
-  it.each(['PYTHONWARNINGS', 'PYTHONUNBUFFERED', 'PYTHONDONTWRITEBYTECODE', 'DJANGO_SETTINGS_MODULE', 'path', 'MY_PATH', 'LD', 'HOMEPAGE_URL', 'STACKS', 'SYSTEMD'])('%s is allowed', (name) => {
+  it.each([
+    'PYTHONWARNINGS',
+    'PYTHONUNBUFFERED',
+    'PYTHONDONTWRITEBYTECODE',
+    'DJANGO_SETTINGS_MODULE',
+    'path',
+    'MY_PATH',
+    'LD',
+    'HOMEPAGE_URL',
+    'STACKS',
+    'SYSTEMD',
+  ])('%s is allowed', (name) => {
     expect(reservedEnvReason(name)).toBeUndefined();
   });
 
   it('refuses a reserved name in env and in secrets, at the top level and in an environment', () => {
-    const source = inventory('  env:\n    PATH: /bin\n  secrets: [LD_PRELOAD]\n') + '    app:\n      env: { HOME: /tmp }\n      secrets: [STACK_ENV]\n';
+    const source = `${inventory('  env:\n    PATH: /bin\n  secrets: [LD_PRELOAD]\n')}    app:\n      env: { HOME: /tmp }\n      secrets: [STACK_ENV]\n`;
     expect(problems(source).map((p) => [p.line, p.field])).toEqual([
       [5, 'app.env.PATH'],
       [6, 'app.secrets[0]'],
@@ -181,7 +223,8 @@ describe('sizes and durations', () => {
     ['16m', 16 * 1024 ** 2],
     ['512K', 512 * 1024],
     ['1024g', 1024 ** 4],
-    ['99999999999999999999g', 99999999999999999999 * 1024 ** 3],
+    // The size as a double, rounded as JavaScript itself would (the check compares doubles).
+    ['99999999999999999999g', Number('99999999999999999999') * 1024 ** 3],
   ])('%s is %d bytes', (size, bytes) => {
     expect(sizeBytes(size)).toBe(bytes);
   });
@@ -248,7 +291,10 @@ describe('app.exclude', () => {
     expect(prod(inventory('')).app.exclude).toEqual([]);
     const source = inventory('  exclude: [node_modules/, "*.sqlite3", "!keep.sqlite3", "docs/**/*.md", " spaced name "]\n');
     expect(prod(source).app.exclude).toEqual(['node_modules/', '*.sqlite3', '!keep.sqlite3', 'docs/**/*.md', ' spaced name ']);
-    const overridden = parseInventory(`${source}    app:\n      exclude: [tests/]\n  staging:\n    domains: [staging.example.com]\n    hosts: [{ address: 203.0.113.11 }]\n`, 'inventory.yml');
+    const overridden = parseInventory(
+      `${source}    app:\n      exclude: [tests/]\n  staging:\n    domains: [staging.example.com]\n    hosts: [{ address: 203.0.113.11 }]\n`,
+      'inventory.yml',
+    );
     expect(overridden.environments.prod!.app.exclude).toEqual(['tests/']);
     expect(overridden.environments.staging!.app.exclude).toHaveLength(5);
   });
@@ -333,7 +379,9 @@ describe('app.name', () => {
 
 describe('aliases', () => {
   it('accepts a few ordinary aliases and expands them', () => {
-    const source = inventory('  env: &vars { GREETING: Hello }\n') + '    app: { env: *vars }\n  staging:\n    domains: [staging.example.com]\n    hosts: &hosts\n      - address: 203.0.113.11\n  qa:\n    domains: [qa.example.com]\n    hosts: *hosts\n';
+    const source =
+      inventory('  env: &vars { GREETING: Hello }\n') +
+      '    app: { env: *vars }\n  staging:\n    domains: [staging.example.com]\n    hosts: &hosts\n      - address: 203.0.113.11\n  qa:\n    domains: [qa.example.com]\n    hosts: *hosts\n';
     const inv = parseInventory(source, 'inventory.yml');
     expect(inv.environments.prod!.app.env).toEqual({ GREETING: 'Hello' });
     expect(inv.environments.qa!.hosts).toEqual([{ address: '203.0.113.11' }]);
@@ -341,7 +389,12 @@ describe('aliases', () => {
 
   it('refuses the billion laughs at the line where the expansion passes the limit', () => {
     const levels = ['lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
-    for (let i = 1; i < 10; i++) levels.push(`lol${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(', ')}]`);
+    for (let i = 1; i < 10; i++)
+      levels.push(
+        `lol${i}: &l${i} [${Array(9)
+          .fill(`*l${i - 1}`)
+          .join(', ')}]`,
+      );
     const found = problems(`${levels.join('\n')}\n`);
     expect(found).toHaveLength(1);
     expect(found[0]).toMatchObject({ line: 5, field: '' });
@@ -378,7 +431,7 @@ describe('the size of the file', () => {
     const line = `# ${'x'.repeat(97)}\n`;
     let text = base;
     while (text.length + line.length <= bytes) text += line;
-    return text + '#'.repeat(bytes - text.length - 1) + '\n';
+    return `${text + '#'.repeat(bytes - text.length - 1)}\n`;
   }
 
   it('loads an inventory of exactly 1 MiB', async () => {
@@ -400,7 +453,7 @@ describe('the size of the file', () => {
     // Also when the text is handed over directly; multi-byte characters count as bytes.
     const [p] = problems(text);
     expect(p!.message).toMatch(message);
-    const [wide] = problems(inventory('') + `# ${'é'.repeat(MAX_INVENTORY_BYTES / 2)}\n`);
+    const [wide] = problems(`${inventory('')}# ${'é'.repeat(MAX_INVENTORY_BYTES / 2)}\n`);
     expect(wide!.message).toContain('over the limit of 1 MiB');
   });
 
@@ -436,7 +489,7 @@ describe('editing an inventory in place', () => {
     expect((err as InventoryError).problems[0]).toMatchObject({ line: 4, column: 3 });
     expect((err as InventoryError).problems[0]!.message).toContain('Map keys must be unique; "name" is already set on line 2');
     const big = path.join(dir, 'big.yml');
-    writeFileSync(big, inventory('') + '#'.repeat(MAX_INVENTORY_BYTES) + '\n');
+    writeFileSync(big, `${inventory('') + '#'.repeat(MAX_INVENTORY_BYTES)}\n`);
     const tooBig = await updateInventory(big, () => {}).catch((e: InventoryError) => e);
     expect((tooBig as InventoryError).problems[0]!.message).toContain('over the limit of 1 MiB');
     expect(readFileSync(file, 'utf8')).toBe(repeated);

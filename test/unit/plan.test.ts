@@ -47,7 +47,7 @@ describe('facts', () => {
     const d = await desired();
     const script = factsScript(d, { files: new Map(d.files.map((f) => [f.path, sha256(f.content)])), probes: [] });
     for (const f of d.files) expect(script).toContain(`f ${f.path} ${sha256(f.content)}`);
-    expect(script).toContain("dpkg-query -W");
+    expect(script).toContain('dpkg-query -W');
     expect(script).not.toContain(SECRET);
   });
 
@@ -107,7 +107,9 @@ describe('planning', () => {
 
   it('fires only the handlers of the files that changed, in a new release of the same code', async () => {
     const d = await desired();
-    const out = convergedOutput(d).replace(/(file\t\/etc\/nginx\/sites-available\/blog.conf\t)[0-9a-f]{64}/, '$1' + '0'.repeat(64)) + `\nmanifest\t${Buffer.from(JSON.stringify({ id: '20260101T000000Z', source_hash: 'same' })).toString('base64')}`;
+    const out =
+      convergedOutput(d).replace(/(file\t\/etc\/nginx\/sites-available\/blog.conf\t)[0-9a-f]{64}/, `$1${'0'.repeat(64)}`) +
+      `\nmanifest\t${Buffer.from(JSON.stringify({ id: '20260101T000000Z', source_hash: 'same' })).toString('base64')}`;
     const plan = planDeploy({ desired: d, facts: parseFacts(out), code: { id: 'r2', sourceHash: 'same', requirements: null } });
     expect(plan.files.map((f) => f.file.path)).toEqual(['/etc/nginx/sites-available/blog.conf']);
     expect(plan.handlers.map((h) => h.name)).toEqual(['reload-nginx']);
@@ -124,7 +126,9 @@ describe('planning', () => {
   it('notices a secret change without showing it', async () => {
     const d = await desired();
     const env = d.files.find((f) => f.path === '/etc/blog/env')!;
-    const out = convergedOutput(d).replace(sha256(env.content), '1'.repeat(64)) + `\ncontent\t/etc/blog/env\t${Buffer.from(displayContent(env.content)).toString('base64')}`;
+    const out =
+      convergedOutput(d).replace(sha256(env.content), '1'.repeat(64)) +
+      `\ncontent\t/etc/blog/env\t${Buffer.from(displayContent(env.content)).toString('base64')}`;
     const plan = planDeploy({ desired: d, facts: parseFacts(out) });
     expect(plan.files).toHaveLength(1);
     expect(plan.files[0]!.secretOnly).toBe(true);
@@ -133,7 +137,10 @@ describe('planning', () => {
 
   it('fixes a mode without rewriting content', async () => {
     const d = await desired();
-    const out = convergedOutput(d).replace('/etc/blog/env\t' + sha256(d.files.find((f) => f.path === '/etc/blog/env')!.content) + '\t600', `/etc/blog/env\t${sha256(d.files.find((f) => f.path === '/etc/blog/env')!.content)}\t644`);
+    const out = convergedOutput(d).replace(
+      `/etc/blog/env\t${sha256(d.files.find((f) => f.path === '/etc/blog/env')!.content)}\t600`,
+      `/etc/blog/env\t${sha256(d.files.find((f) => f.path === '/etc/blog/env')!.content)}\t644`,
+    );
     const plan = planDeploy({ desired: d, facts: parseFacts(out) });
     expect(plan.files.map((f) => f.action)).toEqual(['attributes']);
   });
@@ -156,16 +163,31 @@ describe('scripts', () => {
   it('carry secrets only inside base64 on stdin, never as text', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, ctx(d), { health: null, provision: provisionLines(plan, { layout: d.layout, staticPath: null }), managedFiles: [], hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 }, keep: 5, staticPath: null });
+    const script = activateScript(plan, ctx(d), {
+      health: null,
+      provision: provisionLines(plan, { layout: d.layout, staticPath: null }),
+      managedFiles: [],
+      hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 },
+      keep: 5,
+      staticPath: null,
+    });
     expect(script).not.toContain(SECRET);
-    const decoded = [...script.matchAll(/<<'(STACK_FILE_\w+)'[^\n]*\n([\s\S]*?)\n\1\n/g)].map((m) => Buffer.from(m[2]!.replace(/\n/g, ''), 'base64').toString());
+    const decoded = [...script.matchAll(/<<'(STACK_FILE_\w+)'[^\n]*\n([\s\S]*?)\n\1\n/g)].map((m) =>
+      Buffer.from(m[2]!.replace(/\n/g, ''), 'base64').toString(),
+    );
     expect(decoded.some((c) => c.includes(`SECRET_KEY="${SECRET}"`))).toBe(true);
   });
 
   it('validates nginx and the unit before any handler runs, and can undo', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, ctx(d), { health: null, managedFiles: [], hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 }, keep: 5, staticPath: null });
+    const script = activateScript(plan, ctx(d), {
+      health: null,
+      managedFiles: [],
+      hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 },
+      keep: 5,
+      staticPath: null,
+    });
     const at = (s: string) => script.indexOf(s);
     expect(at('nginx -t')).toBeGreaterThan(0);
     expect(at('systemd-analyze verify')).toBeGreaterThan(0);
@@ -177,7 +199,13 @@ describe('scripts', () => {
   it('run only when they arrived whole, and survive a dropped connection', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, ctx(d), { health: null, managedFiles: [], hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 }, keep: 5, staticPath: null });
+    const script = activateScript(plan, ctx(d), {
+      health: null,
+      managedFiles: [],
+      hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 },
+      keep: 5,
+      staticPath: null,
+    });
     expect(script.startsWith('stack_main() {\n')).toBe(true);
     expect(script.trimEnd().endsWith('}\nstack_main')).toBe(true);
     expect(script).toContain("trap '' HUP PIPE");
@@ -219,7 +247,11 @@ describe('release ids', () => {
 
   it('never plans a release over an existing one', async () => {
     const d = await desired();
-    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\nreleases\t20261123T204431Z\n'), code: { id: '20261123T204431Z', sourceHash: 'x', requirements: null } });
+    const plan = planDeploy({
+      desired: d,
+      facts: parseFacts('nginx\t\nreleases\t20261123T204431Z\n'),
+      code: { id: '20261123T204431Z', sourceHash: 'x', requirements: null },
+    });
     expect(plan.release!.id).toBe('20261123T204432Z');
   });
 });
@@ -228,7 +260,13 @@ describe('certificates in the plan', () => {
   it('a certificate request counts as a change and reloads nginx, in deploy and in setup', async () => {
     const d = await desired();
     const facts = parseFacts(convergedOutput(d));
-    const certificate = { domains: ['blog.example.com'], email: 'ops@example.com', server: 'https://acme.test/dir', webroot: '/var/www/_letsencrypt', reason: 'no certificate yet' };
+    const certificate = {
+      domains: ['blog.example.com'],
+      email: 'ops@example.com',
+      server: 'https://acme.test/dir',
+      webroot: '/var/www/_letsencrypt',
+      reason: 'no certificate yet',
+    };
     expect(changeCount(planDeploy({ desired: d, facts }))).toBe(0);
     for (const scope of ['deploy', 'setup'] as const) {
       const plan = planDeploy({ desired: d, facts, certificate, scope });
@@ -237,9 +275,16 @@ describe('certificates in the plan', () => {
     }
   });
 
-  it('never asks the server for a secret file\'s content, and says only that it changed', async () => {
+  it("never asks the server for a secret file's content, and says only that it changed", async () => {
     const d = await desired();
-    const key = { ...d.files[0]!, path: '/etc/ssl/stack/blog/privkey.pem', content: new SecretText([new Secret('TLS private key', '-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n')]), secret: true, validate: 'nginx' as const, notify: ['reload-nginx'] };
+    const key = {
+      ...d.files[0]!,
+      path: '/etc/ssl/stack/blog/privkey.pem',
+      content: new SecretText([new Secret('TLS private key', '-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n')]),
+      secret: true,
+      validate: 'nginx' as const,
+      notify: ['reload-nginx'],
+    };
     d.files.push(key);
     const script = factsScript(d, { files: new Map([[key.path, sha256(key.content)]]), probes: [], secret: new Set([key.path]) });
     expect(script).toContain(`f ${key.path} ${sha256(key.content)} secret`);

@@ -3,7 +3,19 @@
  * same functions the root scripts run on servers, in milliseconds, plus shellcheck over them.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  existsSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -27,7 +39,9 @@ const mode = (p: string) => (statSync(p).mode & 0o7777).toString(8).padStart(4, 
 
 describe('shellcheck', () => {
   it('finds nothing in any remote script', () => {
-    const files = readdirSync(SH).filter((f) => f.endsWith('.sh')).map((f) => path.join(SH, f));
+    const files = readdirSync(SH)
+      .filter((f) => f.endsWith('.sh'))
+      .map((f) => path.join(SH, f));
     expect(files.length).toBeGreaterThanOrEqual(2);
     const r = spawnSync('shellcheck', ['-s', 'sh', '-S', 'warning', ...files], { encoding: 'utf8' });
     expect(r.error, 'shellcheck must be installed (scripts/ensure-deps.sh does)').toBeUndefined();
@@ -92,7 +106,11 @@ describe('receive', () => {
   it('gives up with status 2 when nothing arrives for the idle time, although the input stays open', () => {
     const d = scratch();
     // The writer holds the pipe open for 4 s and sends nothing after its first bytes.
-    const r = spawnSync('dash', ['-c', `{ printf start; sleep 4; } | dash -c '. ${LIBRARY[0]}; . ${LIBRARY[1]}; receive upload 1; echo "status $?"'`], { cwd: d, encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync('dash', ['-c', `{ printf start; sleep 4; } | dash -c '. ${LIBRARY[0]}; . ${LIBRARY[1]}; receive upload 1; echo "status $?"'`], {
+      cwd: d,
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     expect(r.stdout).toBe('status 2\n');
     expect(readFileSync(path.join(d, 'upload'), 'utf8')).toBe('start');
   });
@@ -142,7 +160,8 @@ describe.skipIf(process.getuid?.() !== 0)('seal', () => {
     const r = dash(`seal "$PWD/rel" nogroup web/static`, d);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const owner = (p: string) => `${lstatSync(path.join(rel, p)).uid}:${spawnSync('stat', ['-c', '%G', path.join(rel, p)], { encoding: 'utf8' }).stdout.trim()}`;
+    const owner = (p: string) =>
+      `${lstatSync(path.join(rel, p)).uid}:${spawnSync('stat', ['-c', '%G', path.join(rel, p)], { encoding: 'utf8' }).stdout.trim()}`;
     expect(owner('app/code.py')).toBe('0:nogroup');
     expect(mode(path.join(rel, 'app/code.py'))).toBe('0640');
     expect(mode(path.join(rel, 'app/run.sh'))).toBe('0750');

@@ -15,11 +15,11 @@ import { parseNginxVersion, versionAtLeast } from '../../src/views/facts.js';
 import { configFilesFor, type DesiredState } from '../../src/state/desired.js';
 
 const FIXTURES = path.resolve(__dirname, '../fixtures/inventories');
-const fixtures = readdirSync(FIXTURES).filter((f) => f.endsWith('.yml')).sort();
+const fixtures = readdirSync(FIXTURES)
+  .filter((f) => f.endsWith('.yml'))
+  .sort();
 
-const localNginx = parseNginxVersion(
-  ((await $({ quiet: true, nothrow: true })`nginx -v`).stderr.match(/nginx\/([\d.]+)/)?.[1]) ?? '0.0.0',
-);
+const localNginx = parseNginxVersion((await $({ quiet: true, nothrow: true })`nginx -v`).stderr.match(/nginx\/([\d.]+)/)?.[1] ?? '0.0.0');
 
 async function statesOf(fixture: string): Promise<{ env: string; states: DesiredState[] }[]> {
   const inventory = await loadInventory(path.join(FIXTURES, fixture));

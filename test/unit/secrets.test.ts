@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { parseInventory } from '../../src/inventory/load.js';
-import { Secret, SecretText, REDACTED } from '../../src/secrets/secret.js';
+import { Secret, type SecretText, REDACTED } from '../../src/secrets/secret.js';
 import { envFileContent } from '../../src/views/envfile.js';
 
 const VALUE = 'p@ss"word$with\\odd`chars';
@@ -14,7 +14,7 @@ describe('Secret', () => {
     ['template literal', (s: Secret) => `${s}`],
     ['JSON.stringify', (s: Secret) => JSON.stringify({ s })],
     ['util.inspect', (s: Secret) => inspect(s)],
-    ['concatenation', (s: Secret) => 'x' + s],
+    ['concatenation', (s: Secret) => `x${s}`],
   ])('%s shows the redacted marker only', (_, show) => {
     const out = show(new Secret('DB', VALUE));
     expect(out).toContain(REDACTED);

@@ -73,7 +73,15 @@ async function refusal(promise: Promise<unknown>): Promise<UsageError> {
 
 describe('in a git work tree', () => {
   it('ships the tracked files only and reports untracked ones, not ignored ones', async () => {
-    const dir = project({ 'app.py': 'app', 'pkg/views.py': 'views', '.gitignore': '*.log\n', 'new.py': 'new', 'pkg/new.html': 'x', 'debug.log': 'log', 'gone.py': 'gone' });
+    const dir = project({
+      'app.py': 'app',
+      'pkg/views.py': 'views',
+      '.gitignore': '*.log\n',
+      'new.py': 'new',
+      'pkg/new.html': 'x',
+      'debug.log': 'log',
+      'gone.py': 'gone',
+    });
     gitInit(dir);
     git(dir, 'add', 'app.py', 'pkg/views.py', '.gitignore', 'gone.py');
     unlinkSync(path.join(dir, 'gone.py'));
@@ -228,8 +236,8 @@ describe('outside git', () => {
       '#literal': '1',
       '!bang': '1',
       'trailing.txt': '1',
-      'debug': 'case matters',
-      'DEBUG': '1',
+      debug: 'case matters',
+      DEBUG: '1',
       'w[e]ird*/.gitignore': 'x?\n/y\n[ab].txt\n!x1\n',
       'w[e]ird*/xa': '1',
       'w[e]ird*/x1': '1',
@@ -286,7 +294,15 @@ describe('outside git', () => {
   });
 
   it('applies app.exclude after .gitignore', async () => {
-    const dir = project({ '.gitignore': '*.env\n', 'app.py': 'a', 'a.env': 'x', 'media/up.jpg': 'j', 'src/media/keep.py': 'k', 'fixtures/big.json': 'b', 'fixtures/small.json': 's' });
+    const dir = project({
+      '.gitignore': '*.env\n',
+      'app.py': 'a',
+      'a.env': 'x',
+      'media/up.jpg': 'j',
+      'src/media/keep.py': 'k',
+      'fixtures/big.json': 'b',
+      'fixtures/small.json': 's',
+    });
     const tree = await readSource(dir, { exclude: ['/media/', 'fixtures/big.json', '!a.env'] });
     expect(tree.files).toEqual(['.gitignore', 'app.py', 'fixtures/small.json', 'src/media/keep.py']);
   });
@@ -331,8 +347,23 @@ describe('symbolic links that cannot ship are refused, naming the link, its targ
     ['absolute', (d) => link(d, 'key.pem', '/etc/ssl/private/key.pem'), 'key.pem -> /etc/ssl/private/key.pem: its target is an absolute path'],
     ['dangling', (d) => link(d, 'data/latest', 'v2'), 'data/latest -> v2: it is dangling: data/v2 does not exist'],
     ['out and back in by the folder name', (d) => link(d, 'again.py', `../${path.basename(d)}/app.py`), 'it leads outside the source directory'],
-    ['a loop', (d) => (link(d, 'a', 'b'), link(d, 'b', 'a')), 'it is a loop of links'],
-    ['a target that is excluded', (d) => (put(d, '.gitignore', 'local/\n'), put(d, 'local/s.py', 's'), link(d, 's.py', 'local/s.py')), 's.py -> local/s.py: its target local/s.py is not shipped'],
+    [
+      'a loop',
+      (d) => {
+        link(d, 'a', 'b');
+        link(d, 'b', 'a');
+      },
+      'it is a loop of links',
+    ],
+    [
+      'a target that is excluded',
+      (d) => {
+        put(d, '.gitignore', 'local/\n');
+        put(d, 'local/s.py', 's');
+        link(d, 's.py', 'local/s.py');
+      },
+      's.py -> local/s.py: its target local/s.py is not shipped',
+    ],
     ['a file used as a folder', (d) => link(d, 'bad', 'app.py/x'), 'bad -> app.py/x: it is dangling: app.py/x does not exist'],
   ];
   for (const [name, make, expected] of cases) {
@@ -388,7 +419,7 @@ describe('the tarball', () => {
     ]);
   });
 
-  it('the same tree packs to the same bytes, whatever the files\' times', async () => {
+  it("the same tree packs to the same bytes, whatever the files' times", async () => {
     const dir = project({ 'app.py': 'a', 'pkg/m.py': 'm', 'z/y/x.txt': 'x' });
     link(dir, 'm.py', 'pkg/m.py');
     const first = await pack(await readSource(dir));
@@ -453,7 +484,9 @@ describe('untrackedWarning', () => {
   it('is null without untracked files, and shortens a long list', () => {
     expect(untrackedWarning([])).toBeNull();
     expect(untrackedWarning(['a.py'])).toBe('not shipped: 1 untracked file (git add it, or list it in .gitignore): a.py');
-    expect(untrackedWarning(['a', 'b', 'c', 'd', 'e', 'f', 'g'], 3)).toBe('not shipped: 7 untracked files (git add them, or list them in .gitignore): a, b, c... (4 more)');
+    expect(untrackedWarning(['a', 'b', 'c', 'd', 'e', 'f', 'g'], 3)).toBe(
+      'not shipped: 7 untracked files (git add them, or list them in .gitignore): a, b, c... (4 more)',
+    );
   });
 });
 
