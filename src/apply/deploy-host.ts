@@ -14,13 +14,14 @@ import { sslMode } from '../inventory/resolve.js';
 import type { Host } from '../inventory/schema.js';
 import { changeCount, planDeploy, sha256, type CodeVersion, type Plan } from '../plan/plan.js';
 import { formatPlan } from '../plan/print.js';
+import { formatSteps, planSteps } from '../plan/steps.js';
 import { shQuote } from '../remote/quote.js';
 import { packSource, type SourceTree } from '../release/source.js';
 import { describeShortfall, spaceShortfall } from '../release/space.js';
 import { StackError } from '../errors.js';
 import { displayContent, type Secret } from '../secrets/secret.js';
 import { redactValues } from '../secrets/redact.js';
-import { connectHost } from '../ssh/connect.js';
+import { type ConnectOptions, connectHost, type RemoteShell } from '../ssh/connect.js';
 import { buildDesiredState, type DesiredState } from '../state/desired.js';
 import type { TemplateEngine } from '../templates/engine.js';
 import { redactEnvFileText } from '../views/envfile.js';
@@ -28,19 +29,20 @@ import { assumedFacts, type HostFacts } from '../views/facts.js';
 import { tlsFor } from '../views/nginx.js';
 import type { CustomCertificate } from '../certs/inspect.js';
 import { certificateNeed, letsEncryptCertFile, letsEncryptRenewalConf, obtainCertificateScript } from '../certs/letsencrypt.js';
-import { runScript, type ScriptOutcome } from './run-script.js';
+import { applySteps, type RunStep, type StepScripts } from './apply.js';
+import { runScript } from './run-script.js';
 import {
   activateScript,
   auditFile,
   healthOnlyScript,
   lockDir,
   provisionLines,
-  provisionScript,
   releaseScript,
   shippedListText,
   type HealthCheck,
   type ManifestInfo,
   type RunContext,
+  wrap,
 } from './scripts.js';
 
 export interface HostRunOptions {
@@ -63,6 +65,8 @@ export interface HostRunOptions {
   timeoutMs?: number;
   /** `ssl: { cert, key }`, already checked. */
   certificate?: CustomCertificate | null;
+  /** How to reach the host: SSH by default; tests pass a recording shell. */
+  connect?: (host: Host, options: ConnectOptions) => Promise<RemoteShell>;
 }
 
 export interface HostRunResult {
@@ -81,7 +85,7 @@ export function healthCheckFor(env: Environment, https: boolean, unit: string): 
 
 export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   const started = Date.now();
-  const shell = await connectHost(o.host, { baseDir: o.baseDir, askSudoPassword: o.askSudoPassword, timeoutMs: o.timeoutMs });
+  const shell = await (o.connect ?? connectHost)(o.host, { baseDir: o.baseDir, askSudoPassword: o.askSudoPassword, timeoutMs: o.timeoutMs });
   const execsBefore = shell.execCount;
   const redact = redactValues([...o.secrets.values()]);
   const label = o.host.address;
@@ -138,9 +142,23 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       facts.publicFiles.get(letsEncryptRenewalConf(o.env)),
     );
     const plan = planDeploy({ desired, facts, code, selfSigned, certificate, scope: o.mode });
+    const sshPort = o.mode === 'setup' ? (o.host.port ?? 22) : undefined;
+    const provisioning = { layout, staticPath: o.env.app.static?.path ?? null, sshPort };
+    const uploads = plan.release !== null && !plan.release.copyFrom && o.source !== undefined;
+    const steps = planSteps(plan, { uploads, provisions: provisionLines(plan, provisioning).length > 0, checksHealth: o.mode === 'deploy' });
+    if (uploads) {
+      const short = spaceShortfall(facts.freeKib, o.source!.bytes);
+      if (short && !o.dryRun) {
+        throw new StackError(`${shell.label}: ${describeShortfall(short, o.source!.bytes, layout.releases)}`, {
+          hint: 'free some space on the server (fewer releases kept with `keep:`, old logs), then deploy again; nothing was changed',
+        });
+      }
+      if (short) o.progress.line(pc.yellow(`note: ${describeShortfall(short, o.source!.bytes, layout.releases)}`));
+    }
 
     if (o.dryRun) {
       o.progress.line(formatPlan(plan, `${shell.label} (${o.env.name})`));
+      o.progress.line(formatSteps(steps));
       if (round.holder) o.progress.line(pc.yellow(`note: ${describeHolder(round.holder)} holds the deploy lock right now`));
       return { host: label, plan, changes: changeCount(plan), execs: shell.execCount - execsBefore, ms: Date.now() - started };
     }
@@ -151,8 +169,6 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       audit: { file: auditFile(layout.app), who: o.manifest.by, command: `${o.mode} ${o.env.name}` },
     };
     const health = o.mode === 'deploy' ? healthCheckFor(o.env, tls !== null, layout.unit) : null;
-    const sshPort = o.mode === 'setup' ? (o.host.port ?? 22) : undefined;
-    const provisioning = { layout, staticPath: o.env.app.static?.path ?? null, sshPort };
     const activate = (provision: string[]) =>
       activateScript(plan, ctx, {
         health,
@@ -169,47 +185,23 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
         keep: o.env.keep,
         manifest: o.manifest,
       });
-    const run = (what: string, stdin: string | import('node:stream').Readable, command?: string, hint?: string) =>
-      runScript(shell, label, o.progress, { stdin, command, what, redact, hint });
-
-    let outcome: ScriptOutcome | undefined;
-    // Provisioning goes first on its own when something must come between it and activation:
-    // the certificate (certbot must be installed) or the upload of a release (its venv).
-    const uploads = plan.release !== null && !plan.release.copyFrom && o.source !== undefined;
-    let provisioned = false;
-    if (uploads) {
-      const short = spaceShortfall(facts.freeKib, o.source!.bytes);
-      if (short) {
-        throw new StackError(`${shell.label}: ${describeShortfall(short, o.source!.bytes, layout.releases)}`, {
-          hint: 'free some space on the server (fewer releases kept with `keep:`, old logs), then deploy again; nothing was changed',
-        });
-      }
-    }
-    if (plan.certificate || uploads) {
-      const provision = provisionScript(plan, ctx, provisioning);
-      if (provision) await run('provision', provision);
-      provisioned = true;
-    }
-    if (plan.certificate) {
-      // Planned only for ssl: letsencrypt, whose desired state always has the stand-in block.
-      await run(
-        'obtain certificate',
-        obtainCertificateScript(plan.certificate, ctx, desired.acmeStandIn!),
-        undefined,
-        `only provisioning ran; the site's configuration and release are untouched and it serves what it served before. Check that the server reaches ${plan.certificate.server}, and that every domain resolves to this server with port 80 open`,
-      );
-    }
-    if (uploads) {
-      const pack = packSource(o.source!);
-      await Promise.all([pack.done, run(`upload release ${plan.release!.id}`, pack.stream, `sh -c ${shQuote(releaseScript(plan.release!, ctx))}`)]);
-      outcome = await run('activate', activate([]));
-    } else if (changeCount(plan) > 0 || plan.handlers.length > 0) {
-      outcome = await run('activate', activate(provisioned ? [] : provisionLines(plan, provisioning)));
-    } else if (health) {
-      outcome = await run('health check', healthOnlyScript(health, ctx));
-    } else {
-      outcome = await run('release the lock', releaseLockScript(lock.dir, token));
-    }
+    const run: RunStep = (what, stdin, command, hint) => runScript(shell, label, o.progress, { stdin, command, what, redact, hint });
+    const scripts: StepScripts = {
+      provision: () => wrap(ctx, provisionLines(plan, provisioning), { releaseLock: false }),
+      certificate: () => ({
+        // Planned only for ssl: letsencrypt, whose desired state always has the stand-in block.
+        script: obtainCertificateScript(plan.certificate!, ctx, desired.acmeStandIn!),
+        hint: `only provisioning ran; the site's configuration and release are untouched and it serves what it served before. Check that the server reaches ${plan.certificate!.server}, and that every domain resolves to this server with port 80 open`,
+      }),
+      upload: () => {
+        const pack = packSource(o.source!);
+        return { command: `sh -c ${shQuote(releaseScript(plan.release!, ctx))}`, stdin: pack.stream, packed: pack.done };
+      },
+      activate: (withProvision) => activate(withProvision ? provisionLines(plan, provisioning) : []),
+      health: () => healthOnlyScript(health!, ctx),
+      unlock: () => releaseLockScript(lock.dir, token),
+    };
+    const outcome = await applySteps(steps, scripts, run);
     lockHeld = false;
     return {
       host: label,

@@ -239,12 +239,6 @@ function upgradeLines(plan: Plan, o: ProvisionOptions): string[] {
   return lines;
 }
 
-/** Provisioning alone (used when a release upload has to come between it and activation). */
-export function provisionScript(plan: Plan, ctx: RunContext, o: ProvisionOptions): string | null {
-  const lines = provisionLines(plan, o);
-  return lines.length > 0 ? wrap(ctx, lines, { releaseLock: false }) : null;
-}
-
 export interface ManifestInfo {
   by: string;
   gitCommit: string | null;

@@ -1,0 +1,212 @@
+/**
+ * The order of a host's server steps, decided by the plan and carried out by the one executor,
+ * tested without a server: `planSteps` on fixture plans, and `runHost` over a recording shell
+ * that answers the facts script like a server would and records every round trip.
+ */
+import type { Readable } from 'node:stream';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { runHost } from '../../src/apply/deploy-host.js';
+import { RemoteCommandError } from '../../src/errors.js';
+import { parseFacts } from '../../src/facts/gather.js';
+import { parseInventory } from '../../src/inventory/load.js';
+import type { Environment } from '../../src/inventory/resolve.js';
+import { planDeploy, sha256 } from '../../src/plan/plan.js';
+import { planSteps, type Step } from '../../src/plan/steps.js';
+import { readSource } from '../../src/release/source.js';
+import { Secret } from '../../src/secrets/secret.js';
+import type { ExecResult, RemoteShell } from '../../src/ssh/connect.js';
+import { buildDesiredState, type DesiredState } from '../../src/state/desired.js';
+import { TemplateEngine } from '../../src/templates/engine.js';
+import { ROOT } from '../helpers/cli.js';
+
+function environment(ssl: 'none' | 'letsencrypt' = 'none'): Environment {
+  return parseInventory(
+    stringify({
+      app: { name: 'blog', wsgi: 'hello.wsgi:application', secrets: ['SECRET_KEY'], static: { url: '/static/', path: 'static' } },
+      environments: {
+        prod: {
+          domains: ['blog.example.com'],
+          ssl,
+          ...(ssl === 'letsencrypt' ? { email: 'ops@example.com' } : {}),
+          hosts: [{ address: '192.0.2.1' }],
+        },
+      },
+    }),
+    'inventory.yml',
+  ).environments.prod!;
+}
+const engine = new TemplateEngine('/nonexistent', '/');
+const secrets = new Map([['SECRET_KEY', new Secret('SECRET_KEY', 'sk-test')]]);
+
+async function desiredOf(env: Environment): Promise<DesiredState> {
+  return buildDesiredState(env, env.hosts[0]!, { engine, facts: { nginxVersion: [1, 22, 1], cpus: 2 }, secrets });
+}
+
+/** What the facts script prints for a server in the desired state, live on `release` of `sourceHash`. */
+function converged(d: DesiredState, live: { release: string; sourceHash: string } | null, changedFile?: string): string {
+  const lines = ['nginx\t1.22.1', 'cpus\t2', 'os\tdebian 12', 'free\t10000000'];
+  for (const f of d.files)
+    lines.push(`file\t${f.path}\t${f.path === changedFile ? 'f'.repeat(64) : sha256(f.content)}\t${Number(f.mode).toString()}\t${f.owner}\t${f.group}`);
+  for (const l of d.links) lines.push(`link\t${l.path}\t${l.target}`);
+  for (const dir of d.dirs) lines.push(`dir\t${dir.path}\t${dir.mode.replace(/^0/, '')}\t${dir.owner}\t${dir.group}`);
+  for (const p of d.packages) lines.push(`pkg\t${p}\tii `);
+  lines.push('user\tblog\tblog', 'user\tblog-build\tblog-build', 'user\twww-data\twww-data');
+  for (const s of d.services) lines.push(`service\t${s}\tenabled\tactive`);
+  if (live) {
+    const manifest = Buffer.from(JSON.stringify({ id: live.release, source_hash: live.sourceHash, created: '', by: '' })).toString('base64');
+    lines.push(`current\treleases/${live.release}`, `manifest\t${manifest}`, `releases\t${live.release}`);
+  }
+  return lines.join('\n');
+}
+
+/** A server as a list of answers: the facts script gets `facts`, every other round trip `answer`. */
+class RecordingShell implements RemoteShell {
+  readonly label = 'deploy@192.0.2.1';
+  execCount = 0;
+  readonly trips: { kind: string; text: string }[] = [];
+  constructor(
+    private readonly facts: string,
+    private readonly answer: (kind: string) => ExecResult = () => ({ code: 0, stdout: '@@health 200\n', stderr: '' }),
+  ) {}
+  async exec(): Promise<ExecResult> {
+    throw new Error('not used');
+  }
+  async sudoScript(script: string, options: { onStdout?: (chunk: string) => void } = {}): Promise<ExecResult> {
+    this.execCount++;
+    if (script.includes('lock\tacquired')) {
+      this.trips.push({ kind: 'facts', text: script });
+      return { code: 0, stdout: `lock\tacquired\n${this.facts}\n`, stderr: '' };
+    }
+    const kind = classify(script);
+    this.trips.push({ kind, text: script });
+    const r = this.answer(kind);
+    options.onStdout?.(r.stdout);
+    return r;
+  }
+  async sudo(command: string, stdin: string | Readable, options: { onStdout?: (chunk: string) => void } = {}): Promise<ExecResult> {
+    this.execCount++;
+    // The upload: the tarball is read to its end, as the server would.
+    if (typeof stdin !== 'string') for await (const _ of stdin);
+    this.trips.push({ kind: 'upload', text: command });
+    options.onStdout?.('');
+    return { code: 0, stdout: '', stderr: '' };
+  }
+  async close(): Promise<void> {}
+}
+
+/** Which kind of script this is, by the steps its own lines (after the library) announce. */
+function classify(whole: string): string {
+  if (!whole.includes('trap on_exit EXIT')) return whole.includes('.lock/token') ? 'unlock' : 'other';
+  const script = whole.slice(whole.indexOf('trap on_exit EXIT'));
+  if (script.includes('certbot')) return 'certificate';
+  if (script.includes('undo_init')) return script.includes('install packages') ? 'provision+activate' : 'activate';
+  if (script.includes('health_ok')) return 'health';
+  if (script.includes('install packages') || script.includes('create system user')) return 'provision';
+  return 'other';
+}
+
+const silent = { step() {}, end() {}, line() {}, interrupt() {} };
+
+async function deploy(env: Environment, shell: RecordingShell, mode: 'deploy' | 'setup' = 'deploy') {
+  const source = await readSource(path.join(ROOT, 'example'));
+  return runHost({
+    env,
+    host: env.hosts[0]!,
+    engine,
+    secrets,
+    baseDir: ROOT,
+    progress: silent,
+    mode,
+    dryRun: false,
+    source,
+    requirements: null,
+    releaseId: '20261201T000000Z',
+    manifest: { by: 'test', gitCommit: null, inventoryHash: 'x', created: '2026-12-01T00:00:00Z' },
+    connect: async () => shell,
+  });
+}
+
+describe('steps planned from the plan', () => {
+  const kinds = (steps: Step[]) => steps.map((s) => s.kind + ('withProvision' in s && s.withProvision ? '+provision' : ''));
+
+  it.each([
+    ['first deploy: provision, upload, activate', { uploads: true, provisions: true }, null, ['provision', 'upload', 'activate']],
+    ['new code on a provisioned server: upload, activate', { uploads: true, provisions: false }, null, ['upload', 'activate']],
+    ['configuration only: one activation with provisioning folded in', { uploads: false, provisions: true }, 'config', ['activate+provision']],
+    ['nothing to change: the health check alone', { uploads: false, provisions: false }, 'none', ['health']],
+  ] as const)('%s', async (_, o, change, expected) => {
+    const env = environment();
+    const d = await desiredOf(env);
+    const facts = parseFacts(
+      o.provisions ? 'nginx\t1.22.1' : converged(d, { release: 'r0', sourceHash: 'old' }, change === 'config' ? d.files[0]!.path : undefined),
+    );
+    const plan = planDeploy({ desired: d, facts, code: change ? null : { id: 'r1', sourceHash: 'new', requirements: null } });
+    expect(kinds(planSteps(plan, { ...o, checksHealth: true }))).toEqual(expected);
+  });
+
+  it('obtains a certificate after provisioning and before anything goes live', async () => {
+    const env = environment('letsencrypt');
+    const d = await desiredOf(env);
+    const plan = planDeploy({
+      desired: d,
+      facts: parseFacts('nginx\t1.22.1'),
+      code: { id: 'r1', sourceHash: 'new', requirements: null },
+      certificate: {
+        domains: ['blog.example.com'],
+        email: 'ops@example.com',
+        server: 'https://acme.test/dir',
+        webroot: '/var/www/_letsencrypt',
+        reason: 'no certificate yet',
+      },
+    });
+    expect(kinds(planSteps(plan, { uploads: true, provisions: true, checksHealth: true }))).toEqual(['provision', 'certificate', 'upload', 'activate']);
+  });
+
+  it('gives the lock back when setup has nothing to do', async () => {
+    const env = environment();
+    const d = await desiredOf(env);
+    const plan = planDeploy({ desired: d, facts: parseFacts(converged(d, null)), scope: 'setup' });
+    expect(kinds(planSteps(plan, { uploads: false, provisions: false, checksHealth: false }))).toEqual(['unlock']);
+  });
+});
+
+describe('runHost over a recording shell', () => {
+  it('first deploy: facts, provision, upload, activate; four round trips', async () => {
+    const shell = new RecordingShell('nginx\t1.22.1\nfree\t10000000');
+    const r = await deploy(environment(), shell);
+    expect(shell.trips.map((t) => t.kind)).toEqual(['facts', 'provision', 'upload', 'activate']);
+    expect(r.execs).toBe(4);
+    expect(r.health).toBe('200');
+    expect(r.release).toBe('20261201T000000Z');
+    // The release is built under the script given as the command line; it carries no secret.
+    expect(shell.trips[2]!.text).toMatch(/^sh -c /);
+    expect(shell.trips[2]!.text).not.toContain('sk-test');
+  });
+
+  it('nothing to change: facts and the health check; two round trips', async () => {
+    const env = environment();
+    const d = await desiredOf(env);
+    const source = await readSource(path.join(ROOT, 'example'));
+    const shell = new RecordingShell(converged(d, { release: 'r0', sourceHash: source.hash }));
+    const r = await deploy(env, shell);
+    expect(shell.trips.map((t) => t.kind)).toEqual(['facts', 'health']);
+    expect(r.changes).toBe(0);
+  });
+
+  it('a failed health check ends the deploy with the step named and the rollback reported', async () => {
+    const env = environment();
+    const d = await desiredOf(env);
+    const shell = new RecordingShell(converged(d, { release: 'r0', sourceHash: 'old' }), (kind) =>
+      kind === 'activate'
+        ? { code: 1, stdout: '@@fail health check\n@@rolledback 200\n', stderr: 'GET /health through nginx answered 500, not 200\n' }
+        : { code: 0, stdout: '', stderr: '' },
+    );
+    const error = await deploy(env, shell).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RemoteCommandError);
+    expect(String((error as Error).message)).toMatch(/health check/);
+    // The client gives the lock back too (nothing left to do when the script already did).
+    expect(shell.trips.map((t) => t.kind)).toEqual(['facts', 'upload', 'activate', 'unlock']);
+  });
+});
