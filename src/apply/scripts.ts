@@ -447,17 +447,11 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
     lines.push(
       `step ${q(`switch current to release ${plan.release.id}`)}`,
       `[ -f ${q(`${rel}/.stack-release.json`)} ] || abort 'release is incomplete'`,
-      `remember ${q(layout.current)}`,
-      // A relative link keeps working if /srv is ever mounted elsewhere; mv -T makes it atomic.
-      `ln -sfn ${q(`releases/${plan.release.id}`)} ${q(`${layout.current}.stack-new.$$`)} && mv -fT ${q(`${layout.current}.stack-new.$$`)} ${q(layout.current)} || abort 'switch current'`,
+      `switch_current ${shCommand(layout.current, plan.release.id)} || abort 'switch current'`,
     );
   }
   if (validatesNginx) {
-    lines.push(
-      `step ${q('validate the nginx configuration (nginx -t)')}`,
-      `nginx -t -q 2>"$UNDO.nginx" || { cat "$UNDO.nginx" >&2; rm -f "$UNDO.nginx"; abort 'nginx -t'; }`,
-      'rm -f "$UNDO.nginx"',
-    );
+    lines.push(`step ${q('validate the nginx configuration (nginx -t)')}`, "validate_nginx || abort 'nginx -t'");
   }
   // systemd-analyze exits 0 on unknown keys and bad values, so anything it prints fails the
   // check. Before the first release (setup) the unit's interpreter does not exist yet: that one
@@ -489,16 +483,7 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
   if (touches) {
     lines.push(
       ...(o.health ? [healthFunction(o.health)] : []),
-      'rollback_live() {',
-      `  echo "rolling back to the previous release and its configuration" >&2`,
-      '  undo; rm -f "$UNDO"; drop_new_release',
-      '  systemctl daemon-reload',
-      ...(restarts ? [`  systemctl restart ${q(layout.unit)} >/dev/null 2>&1 || true`] : []),
-      '  reload_nginx || true',
-      ...(o.health ? [`  if health_ok; then printf '@@rolledback %s\\n' "$code"; else printf '@@rolledback %s\\n' "$code"; fi`] : []),
-      '  audit failed "$1"',
-      '  fail "$1"',
-      '}',
+      `rollback_live() { echo 'rolling back to the previous release and its configuration' >&2; put_back_live ${q(layout.unit)} ${restarts ? 1 : 0};${o.health ? ` health_ok; printf '@@rolledback %s\\n' "$code";` : ''} audit failed "$1"; fail "$1"; }`,
     );
   }
   const onFailure = touches ? 'rollback_live' : 'fail';
@@ -595,35 +580,15 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
   const lines = [
     ...UNDO_FUNCTIONS,
     `[ -f ${q(`${rel}/.stack-release.json`)} ] && [ -d ${q(`${rel}/.stack/config`)} ] || fail ${q(`release ${target} has no recorded configuration`)}`,
-    // Only a sealed release is trusted: in the layout of before, the app's user could plant a
-    // configuration that this script would install as root.
-    `for p in ${q(layout.root)} ${q(layout.releases)} ${q(rel)} ${q(`${rel}/.stack`)}; do [ ! -L "$p" ] && [ "$(stat -c %U "$p")" = root ] || fail ${q(`release ${target} is not sealed (this server has the layout of an earlier stack): run stack deploy once, which converts it, then roll back`)}; done`,
+    `check_sealed ${shCommand(target, layout.root, layout.releases, rel, `${rel}/.stack`)}`,
     `step ${q(`restore the configuration of release ${target}`)}`,
-    `cd ${q(`${rel}/.stack/config`)} && find . -type f | sed 's|^\\.||' > "$TMPD/files"; cd /`,
-    'while read -r p; do',
-    `  src=${q(`${rel}/.stack/config`)}"$p"`,
-    // Restored files are root's and writable by root alone, whatever a record of an earlier
-    // layout says (the environment file was the app's then).
-    '  want=$(printf \'%o:root:%s\' "$(( 0$(stat -c %a "$src") & ~022 ))" "$(stat -c %G "$src")")',
-    '  if ! cmp -s "$src" "$p" || [ "$want" != "$(stat -c %a:%U:%G "$p" 2>/dev/null)" ]; then',
-    '    mkdir -p "$(dirname "$p")"; remember "$p"',
-    '    cp -a "$src" "$p.stack-new.$$" && chown root "$p.stack-new.$$" && chmod go-w "$p.stack-new.$$" && mv -f "$p.stack-new.$$" "$p" || abort "restore $p"',
-    '    printf \'@@step restored %s\\n\' "$p"',
-    '  fi',
-    'done < "$TMPD/files"',
-    `while read -r l t; do if [ "$(readlink "$l")" != "$t" ]; then remember "$l"; ln -sfn "$t" "$l.stack-new.$$" && mv -fT "$l.stack-new.$$" "$l" || abort "link $l"; fi; done < ${q(`${rel}/.stack/links`)}`,
+    `restore_config ${q(rel)} || abort 'restore the configuration'`,
     `step ${q(`switch current to release ${target}`)}`,
-    `remember ${q(layout.current)}`,
-    `ln -sfn ${q(`releases/${target}`)} ${q(`${layout.current}.stack-new.$$`)} && mv -fT ${q(`${layout.current}.stack-new.$$`)} ${q(layout.current)} || abort 'switch current'`,
+    `switch_current ${shCommand(layout.current, target)} || abort 'switch current'`,
     `step ${q('validate the nginx configuration (nginx -t)')}`,
-    `nginx -t -q 2>"$UNDO.nginx" || { cat "$UNDO.nginx" >&2; rm -f "$UNDO.nginx"; abort 'nginx -t'; }`,
-    'rm -f "$UNDO.nginx"',
+    "validate_nginx || abort 'nginx -t'",
     ...(health ? [healthFunction(health)] : []),
-    'rollback_live() {',
-    '  echo "putting back what was live before the rollback" >&2',
-    `  undo; rm -f "$UNDO"; systemctl daemon-reload; systemctl restart ${q(layout.unit)} >/dev/null 2>&1 || true; reload_nginx || true`,
-    '  audit failed "$1"; fail "$1"',
-    '}',
+    `rollback_live() { echo 'putting back what was live before the rollback' >&2; put_back_live ${q(layout.unit)} 1; audit failed "$1"; fail "$1"; }`,
     `step ${q('reload systemd units')}`,
     'systemctl daemon-reload',
     `step ${q(`restart ${layout.app}`)}`,

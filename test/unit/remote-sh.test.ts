@@ -94,6 +94,37 @@ describe('the undo log', () => {
   });
 });
 
+describe('switch_current', () => {
+  it('points the link at the release in one rename, and undo points it back', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'releases/r1'), { recursive: true });
+    mkdirSync(path.join(d, 'releases/r2'));
+    symlinkSync('releases/r1', path.join(d, 'current'));
+    const r = dash('TMPD=$(mktemp -d) && undo_init && switch_current "$PWD/current" r2 && readlink current && undo && readlink current', d);
+    expect(r.stdout).toBe('releases/r2\nreleases/r1\n');
+    expect(readdirSync(d).sort()).toEqual(['current', 'releases']);
+  });
+});
+
+// Restored files become root's: only root can do that, as on a server (CI runs as root).
+describe.skipIf(process.getuid?.() !== 0)('restore_config', () => {
+  it('puts back recorded files (root-owned, no write for others) and links, each remembered', () => {
+    const d = scratch();
+    const rel = path.join(d, 'rel');
+    const live = path.join(d, 'live');
+    mkdirSync(path.join(rel, `.stack/config${live}`), { recursive: true });
+    mkdirSync(live, { recursive: true });
+    writeFileSync(path.join(rel, `.stack/config${live}/site.conf`), 'recorded\n', { mode: 0o666 });
+    writeFileSync(path.join(live, 'site.conf'), 'live\n');
+    writeFileSync(path.join(rel, '.stack/links'), `${live}/enabled.conf ${live}/site.conf\n`);
+    const r = dash(`TMPD=$(mktemp -d) && undo_init && restore_config "${rel}" && cat "${live}/site.conf" && readlink "${live}/enabled.conf"`, d);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(`@@step restored ${live}/site.conf\nrecorded\n${live}/site.conf\n`);
+    expect(mode(path.join(live, 'site.conf'))).toBe('0644');
+    expect(statSync(path.join(live, 'site.conf')).uid).toBe(0);
+  });
+});
+
 describe('receive', () => {
   it('copies its input whole', () => {
     const d = scratch();

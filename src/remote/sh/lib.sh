@@ -100,3 +100,29 @@ abort() {
   audit failed "$1"
   fail "$1"
 }
+
+# put_back_live UNIT RESTART: after a service was touched: everything remembered goes back, the
+# new release (if any) goes, systemd and nginx reload, and UNIT restarts when RESTART is 1.
+put_back_live() {
+  undo
+  rm -f "$UNDO"
+  drop_new_release
+  systemctl daemon-reload
+  if [ "$2" = 1 ]; then systemctl restart "$1" >/dev/null 2>&1 || true; fi
+  reload_nginx || true
+}
+
+# switch_current CURRENT ID: points CURRENT at releases/ID atomically (a relative link keeps
+# working if /srv is ever mounted elsewhere; mv -T replaces it in one rename). Remembered first.
+switch_current() {
+  remember "$1"
+  ln -sfn "releases/$2" "$1.stack-new.$$" && mv -fT "$1.stack-new.$$" "$1"
+}
+
+# validate_nginx: the whole nginx configuration, as nginx will read it; its complaint is shown.
+validate_nginx() {
+  nginx -t -q 2>"$TMPD/nginx-t" || {
+    cat "$TMPD/nginx-t" >&2
+    return 1
+  }
+}

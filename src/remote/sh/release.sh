@@ -115,3 +115,42 @@ convert_media() {
   # member); its parent is root's by now, so the path cannot be swapped for a link.
   if [ ! -L "$1" ]; then chmod g+s "$1"; fi
 }
+
+# check_sealed TARGET PATH...: a release is trusted only when every PATH (its folder, the folders
+# above it, its recorded configuration) is root's and no link: in the layout of before, the
+# app's user could plant a configuration that a rollback would install as root.
+check_sealed() {
+  cs_target=$1
+  shift
+  for p in "$@"; do
+    if [ -L "$p" ] || [ "$(stat -c %U "$p" 2>/dev/null)" != root ]; then
+      fail "release $cs_target is not sealed (this server has the layout of an earlier stack): run stack deploy once, which converts it, then roll back"
+    fi
+  done
+}
+
+# restore_config REL: puts back the files and links a release went live with (recorded in
+# REL/.stack), each remembered first. Restored files are root's and writable by root alone,
+# whatever a record of an earlier layout says (the environment file was the app's then).
+restore_config() {
+  rc_config=$1/.stack/config
+  (cd "$rc_config" && find . -type f | sed 's|^\.||') >"$TMPD/files" || return 1
+  while read -r p; do
+    rc_src=$rc_config$p
+    rc_want=$(printf '%o:root:%s' "$((0$(stat -c %a "$rc_src") & ~022))" "$(stat -c %G "$rc_src")")
+    if ! cmp -s "$rc_src" "$p" || [ "$rc_want" != "$(stat -c %a:%U:%G "$p" 2>/dev/null)" ]; then
+      mkdir -p "$(dirname "$p")"
+      remember "$p"
+      if ! { cp -a "$rc_src" "$p.stack-new.$$" && chown root "$p.stack-new.$$" && chmod go-w "$p.stack-new.$$" && mv -f "$p.stack-new.$$" "$p"; }; then
+        abort "restore $p"
+      fi
+      printf '@@step restored %s\n' "$p"
+    fi
+  done <"$TMPD/files"
+  while read -r l t; do
+    if [ "$(readlink "$l")" != "$t" ]; then
+      remember "$l"
+      if ! { ln -sfn "$t" "$l.stack-new.$$" && mv -fT "$l.stack-new.$$" "$l"; }; then abort "link $l"; fi
+    fi
+  done <"$1/.stack/links"
+}
