@@ -259,9 +259,9 @@ function manifestJson(release: ReleasePlan, info: ManifestInfo): string {
   });
 }
 
-function writeManifest(dir: string, app: string, json: string): string {
+function writeManifest(dir: string, app: string, json: string, onFailure = 'fail'): string {
   const file = `${dir}/.stack-release.json`;
-  return `printf '%s\\n' ${q(json)} > ${q(`${file}.new`)} && chown ${q(`root:${app}`)} ${q(`${file}.new`)} && chmod 0640 ${q(`${file}.new`)} && mv -f ${q(`${file}.new`)} ${q(file)} || fail 'write manifest'`;
+  return `printf '%s\\n' ${q(json)} > ${q(`${file}.new`)} && chown ${q(`root:${app}`)} ${q(`${file}.new`)} && chmod 0640 ${q(`${file}.new`)} && mv -f ${q(`${file}.new`)} ${q(file)} || ${onFailure} 'write manifest'`;
 }
 
 /**
@@ -564,7 +564,7 @@ function sealLines(release: ReleasePlan, rel: string, ctx: RunContext, o: Activa
     `pkill -KILL -u ${q(layout.build_user)} 2>/dev/null; rm -rf ${q(`${rel}/.stack`)} ${q(`${rel}/.stack-release.json`)}`,
     `seal ${q(rel)} ${q(layout.app)} ${o.staticPath ? q(o.staticPath) : "''"} || { no_space_note ${q(layout.releases)}; abort 'seal release'; }`,
     ...(release.fileList ? writeFileLines(`${rel}/.stack-files`, shippedListText(release.fileList), `root:${layout.app}`, '0640', 'abort') : []),
-    writeManifest(rel, layout.app, manifestJson(release, o.manifest!)).replace(/fail 'write manifest'$/, "abort 'write manifest'"),
+    writeManifest(rel, layout.app, manifestJson(release, o.manifest!), 'abort'),
   );
   return lines;
 }

@@ -4,7 +4,7 @@ import { stringify } from 'yaml';
 import { factsScript, parseFacts } from '../../src/facts/gather.js';
 import { parseInventory } from '../../src/inventory/load.js';
 import { changeCount, nextReleaseId, planDeploy, sha256 } from '../../src/plan/plan.js';
-import { activateScript, provisionLines, type RunContext } from '../../src/apply/scripts.js';
+import { type ActivateOptions, activateScript, provisionLines, type RunContext } from '../../src/apply/scripts.js';
 import { shQuote } from '../../src/remote/quote.js';
 import { Secret, SecretText, displayContent } from '../../src/secrets/secret.js';
 import { parseSecretsFile } from '../../src/secrets/load.js';
@@ -159,18 +159,16 @@ function ctx(d: DesiredState): RunContext {
   return { layout: d.layout, lock: { dir: '/var/lib/stack/blog.lock', token: 't' }, audit: null };
 }
 
+/** Activation with no health check, no hooks and no static folder, unless `extra` says otherwise. */
+function activateOptions(extra: Partial<ActivateOptions> = {}): ActivateOptions {
+  return { health: null, managedFiles: [], hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 }, keep: 5, staticPath: null, ...extra };
+}
+
 describe('scripts', () => {
   it('carry secrets only inside base64 on stdin, never as text', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, ctx(d), {
-      health: null,
-      provision: provisionLines(plan, { layout: d.layout, staticPath: null }),
-      managedFiles: [],
-      hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 },
-      keep: 5,
-      staticPath: null,
-    });
+    const script = activateScript(plan, ctx(d), activateOptions({ provision: provisionLines(plan, { layout: d.layout, staticPath: null }) }));
     expect(script).not.toContain(SECRET);
     const decoded = [...script.matchAll(/<<'(STACK_FILE_\w+)'[^\n]*\n([\s\S]*?)\n\1\n/g)].map((m) =>
       Buffer.from(m[2]!.replace(/\n/g, ''), 'base64').toString(),
@@ -181,13 +179,7 @@ describe('scripts', () => {
   it('validates nginx and the unit before any handler runs, and can undo', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, ctx(d), {
-      health: null,
-      managedFiles: [],
-      hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 },
-      keep: 5,
-      staticPath: null,
-    });
+    const script = activateScript(plan, ctx(d), activateOptions());
     // Positions in the plan's own lines, after the library every script starts with.
     const own = script.slice(script.indexOf('trap on_exit EXIT'));
     const at = (s: string) => own.indexOf(s);
@@ -201,13 +193,7 @@ describe('scripts', () => {
   it('run only when they arrived whole, and survive a dropped connection', async () => {
     const d = await desired();
     const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n') });
-    const script = activateScript(plan, ctx(d), {
-      health: null,
-      managedFiles: [],
-      hooks: { build: [], before_activate: [], after_activate: [], timeout: 900 },
-      keep: 5,
-      staticPath: null,
-    });
+    const script = activateScript(plan, ctx(d), activateOptions());
     expect(script.startsWith('stack_main() {\n')).toBe(true);
     expect(script.trimEnd().endsWith('}\nstack_main')).toBe(true);
     expect(script).toContain("trap '' HUP PIPE");
