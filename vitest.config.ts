@@ -1,5 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Test files whose figures depend on having the machine to themselves (requests through deploys
+ * under load, SIGKILL campaigns, a conversion under load): they run last, one at a time.
+ */
+const LOAD = ['test/e2e/faults.test.ts', 'test/e2e/zero-downtime.test.ts', 'test/e2e/privileges.test.ts'];
+
 export default defineConfig({
   test: {
     // Tests run the built CLI (dist/) as a user would; `npm test` builds first.
@@ -8,13 +14,28 @@ export default defineConfig({
     pool: 'forks',
     projects: [
       // Pure code, local tools (nginx -t, systemd-analyze) and the CLI: no root, no servers.
-      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'], sequence: { groupOrder: 0 } } },
       {
         extends: true,
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          exclude: LOAD,
+          // Each file boots its own servers (or its own app on the shared one), so two files at a
+          // time only share the CPU: most of a file's time is spent waiting on its servers.
+          maxWorkers: 2,
+          sequence: { groupOrder: 1 },
           // Builds (or finds cached) the sandbox servers' root filesystem once, before any test.
+          globalSetup: ['test/global-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'e2e-load',
+          include: LOAD,
+          maxWorkers: 1,
+          sequence: { groupOrder: 2 },
           globalSetup: ['test/global-setup.ts'],
         },
       },

@@ -1,12 +1,16 @@
 /**
  * vitest globalSetup: builds (or finds) the sandbox root filesystem once, before any test file
  * runs, so parallel files never race to build it and no test's timeout includes a debootstrap.
+ * It also serves the shared server (test/helpers/shared-server.ts), booted when a file first
+ * asks for it and stopped, by name, when the run ends.
  */
+import type { TestProject } from 'vitest/node';
 import { StackError } from '../src/errors.js';
 import { ensureRootfs } from '../src/sandbox/rootfs.js';
 import { preflight } from '../src/sandbox/sandbox.js';
+import { serveSharedServer } from './helpers/shared-server.js';
 
-export default async function setup(): Promise<void> {
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   try {
     preflight();
   } catch (err) {
@@ -20,4 +24,7 @@ export default async function setup(): Promise<void> {
     if (/^(building|waiting|root filesystem)/.test(line)) process.stderr.write(`[sandbox] ${line}\n`);
   });
   if (Date.now() - started > 1000) process.stderr.write(`[sandbox] using ${rootfs}\n`);
+  const shared = await serveSharedServer();
+  project.provide('sharedServerSocket', shared.socket);
+  return shared.close;
 }

@@ -1,23 +1,23 @@
 /**
  * One host, one command: connect once, gather facts (and take the deploy lock) in one round
- * trip, plan, then either print the plan (dry run) or carry it out in as few round trips as the
+ * trip, plan, then either return the plan (dry run) or carry it out in as few round trips as the
  * plan allows. The lock is released by the last script, or here if we stop before it.
  */
 import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import pc from 'picocolors';
-import type { Progress } from '../cli/progress.js';
-import { factsScript, parseFacts, type GatheredFacts, type LockRequest } from '../facts/gather.js';
-import { describeHolder, releaseLockScript, runWithLock } from './lock.js';
+import type { Progress } from '../ui/progress.js';
+import { auditFile } from '../facts/audit.js';
+import { hostFact, type GatheredFacts } from '../facts/host.js';
+import { lockRequest } from '../facts/lock.js';
+import { releaseLockScript, runWithLock } from './lock.js';
 import type { Environment } from '../inventory/resolve.js';
 import { sslMode } from '../inventory/resolve.js';
 import type { Host } from '../inventory/schema.js';
-import { changeCount, planDeploy, sha256, type CodeVersion, type Plan } from '../plan/plan.js';
-import { formatPlan } from '../plan/print.js';
-import { formatSteps, planSteps } from '../plan/steps.js';
+import { changeCount, sha256, type CodeVersion } from '../plan/plan.js';
+import { planHost } from '../plan/host.js';
 import { shQuote } from '../remote/quote.js';
 import { packSource, type SourceTree } from '../release/source.js';
-import { describeShortfall, spaceShortfall } from '../release/space.js';
+import { describeShortfall } from '../release/space.js';
 import { StackError } from '../errors.js';
 import { displayContent, type Secret } from '../secrets/secret.js';
 import { redactValues } from '../secrets/redact.js';
@@ -28,14 +28,13 @@ import { redactEnvFileText } from '../views/envfile.js';
 import { assumedFacts, type HostFacts } from '../views/facts.js';
 import { tlsFor } from '../views/nginx.js';
 import type { CustomCertificate } from '../certs/inspect.js';
-import { certificateNeed, letsEncryptCertFile, letsEncryptRenewalConf, obtainCertificateScript } from '../certs/letsencrypt.js';
+import { letsEncryptCertFile, letsEncryptRenewalConf, obtainCertificateScript } from '../certs/letsencrypt.js';
 import { applySteps, type RunStep, type StepScripts } from './apply.js';
+import type { HostRunResult } from '../ui/results.js';
 import { runScript } from './run-script.js';
 import {
   activateScript,
-  auditFile,
   healthOnlyScript,
-  lockDir,
   provisionLines,
   releaseScript,
   shippedListText,
@@ -69,16 +68,7 @@ export interface HostRunOptions {
   connect?: (host: Host, options: ConnectOptions) => Promise<RemoteShell>;
 }
 
-export interface HostRunResult {
-  host: string;
-  plan: Plan;
-  changes: number;
-  execs: number;
-  ms: number;
-  health?: string;
-  release?: string;
-}
-
+/** What one host's run returns, for the output to print (src/ui/): nothing is printed here but progress. */
 export function healthCheckFor(env: Environment, https: boolean, unit: string): HealthCheck {
   return { path: env.app.health, host: env.domains[0]!, https, app: unit, ...env.app.health_check };
 }
@@ -94,12 +84,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   const assumed = await desiredFor(o, assumedFacts(o.env, o.host));
   const layout = assumed.layout;
   const token = randomUUID();
-  const lock: LockRequest = {
-    mode: o.dryRun ? 'report' : 'acquire',
-    dir: lockDir(layout.app),
-    token,
-    holder: { who: o.manifest.by, client: hostname(), pid: process.pid, since: new Date().toISOString(), command: `${o.mode} ${o.env.name}` },
-  };
+  const lock = lockRequest(layout.app, { dryRun: o.dryRun, by: o.manifest.by, command: `${o.mode} ${o.env.name}`, token, since: new Date() });
   let lockHeld = false;
   try {
     const tls = tlsFor(o.env, layout);
@@ -111,15 +96,10 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       publicFiles: letsEncrypt ? [letsEncryptCertFile(o.env), letsEncryptRenewalConf(o.env)] : [],
       shippedHash: o.mode === 'deploy' && o.source ? sha256(shippedListText(o.source.fileList)) : undefined,
     };
-    const round = await runWithLock(shell, lock, factsScript(assumed, request), {
-      progress: o.progress,
-      host: label,
-      env: o.env.name,
-      wait: o.wait,
-      what: 'gather facts',
-    });
+    const redactFile = (path: string, content: string) => (path === layout.env_file ? redactEnvFileText(content, o.env.app.secrets) : content);
+    const round = await runWithLock(shell, lock, hostFact(assumed, request, redactFile), { progress: o.progress, host: label, env: o.env.name, wait: o.wait });
     lockHeld = round.acquired;
-    const facts = parseFacts(round.stdout, (path, content) => (path === layout.env_file ? redactEnvFileText(content, o.env.app.secrets) : content));
+    const facts = round.value;
 
     const desired = await desiredFor(o, {
       nginxVersion: facts.nginxVersion ?? assumedFacts(o.env, o.host).nginxVersion,
@@ -130,38 +110,38 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       o.mode === 'deploy' && o.source
         ? { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null, fileList: o.source.fileList }
         : null;
-    const selfSigned =
-      sslMode(o.env.ssl) === 'self-signed' && tls && !(facts.present.has(tls.certificate) && facts.present.has(tls.certificateKey))
-        ? { cert: tls.certificate, key: tls.certificateKey, domains: o.env.domains }
-        : null;
-    const certificate = certificateNeed(
-      o.env,
-      layout,
-      facts.publicFiles.get(letsEncryptCertFile(o.env)),
-      new Date(),
-      facts.publicFiles.get(letsEncryptRenewalConf(o.env)),
-    );
-    const plan = planDeploy({ desired, facts, code, selfSigned, certificate, scope: o.mode });
-    const sshPort = o.mode === 'setup' ? (o.host.port ?? 22) : undefined;
-    const provisioning = { layout, staticPath: o.env.app.static?.path ?? null, sshPort };
-    const uploads = plan.release !== null && !plan.release.copyFrom && o.source !== undefined;
-    const steps = planSteps(plan, { uploads, provisions: provisionLines(plan, provisioning).length > 0, checksHealth: o.mode === 'deploy' });
-    if (uploads) {
-      const short = spaceShortfall(facts.freeKib, o.source!.bytes);
-      if (short && !o.dryRun) {
-        throw new StackError(`${shell.label}: ${describeShortfall(short, o.source!.bytes, layout.releases)}`, {
+    const { plan, steps, provisioning, shortfall } = planHost({
+      env: o.env,
+      host: o.host,
+      mode: o.mode,
+      desired,
+      facts,
+      code,
+      sourceBytes: o.source?.bytes,
+      now: new Date(),
+    });
+    if (shortfall) {
+      const why = describeShortfall(shortfall, o.source!.bytes, layout.releases);
+      if (!o.dryRun) {
+        throw new StackError(`${shell.label}: ${why}`, {
           hint: 'free some space on the server (fewer releases kept with `keep:`, old logs), then deploy again; nothing was changed',
         });
       }
-      if (short) o.progress.line(pc.yellow(`note: ${describeShortfall(short, o.source!.bytes, layout.releases)}`));
+      o.progress.line(pc.yellow(`note: ${why}`));
     }
 
-    if (o.dryRun) {
-      o.progress.line(formatPlan(plan, `${shell.label} (${o.env.name})`));
-      o.progress.line(formatSteps(steps));
-      if (round.holder) o.progress.line(pc.yellow(`note: ${describeHolder(round.holder)} holds the deploy lock right now`));
-      return { host: label, plan, changes: changeCount(plan), execs: shell.execCount - execsBefore, ms: Date.now() - started };
-    }
+    const result = (more: Partial<HostRunResult>): HostRunResult => ({
+      host: label,
+      label: shell.label,
+      plan,
+      steps,
+      changes: changeCount(plan),
+      execs: shell.execCount - execsBefore,
+      ms: Date.now() - started,
+      ...more,
+    });
+    // A dry run stops here; the plan, its steps and the lock's holder are the result (src/ui/ prints them).
+    if (o.dryRun) return result({ lockHolder: round.holder });
 
     const ctx: RunContext = {
       layout,
@@ -203,15 +183,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
     };
     const outcome = await applySteps(steps, scripts, run);
     lockHeld = false;
-    return {
-      host: label,
-      plan,
-      changes: changeCount(plan),
-      execs: shell.execCount - execsBefore,
-      ms: Date.now() - started,
-      health: outcome?.health,
-      release: plan.release?.id,
-    };
+    return result({ health: outcome?.health, release: plan.release?.id });
   } finally {
     // A script that ran to its end released the lock itself; this covers stopping before that.
     // On a broken connection the server-side script, if any, finishes and releases it.
@@ -233,16 +205,4 @@ function knownContents(facts: GatheredFacts, assumed: DesiredState): void {
     const remote = facts.files.get(f.path);
     if (remote?.exists && remote.content === undefined && remote.sha256 === sha256(f.content)) remote.content = displayContent(f.content);
   }
-}
-
-export function summaryLine(results: HostRunResult[], dryRun: boolean, ms: number, debug = false): string {
-  const changes = results.reduce((n, r) => n + r.changes, 0);
-  const verb = dryRun ? 'would change' : 'changed';
-  const hosts = results
-    .map(
-      (r) =>
-        `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.release ? `, release ${r.release}` : ''}${r.health ? `, health ${r.health}` : ''}${debug ? `, ${r.execs} ssh round trips` : ''}`,
-    )
-    .join('; ');
-  return `${dryRun ? pc.yellow('dry run:') : pc.green('done:')} ${verb} ${changes} thing${changes === 1 ? '' : 's'} on ${results.length} host${results.length === 1 ? '' : 's'} in ${(ms / 1000).toFixed(1)}s (${hosts})`;
 }

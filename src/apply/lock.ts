@@ -5,24 +5,29 @@
  */
 import { hostname } from 'node:os';
 import pc from 'picocolors';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../ui/progress.js';
 import { LockHeldError, StackError } from '../errors.js';
-import { lockLines, parseFacts, type LockHolder, type LockRequest } from '../facts/gather.js';
-import { shQuote } from '../remote/quote.js';
+import { factScript, type Fact } from '../facts/fact.js';
+import { describeHolder, lockFact, type LockHolder, type LockRequest } from '../facts/lock.js';
+import { shCommand } from '../remote/quote.js';
 import type { RemoteShell } from '../ssh/connect.js';
+import { framed, LOCK_LIBRARY } from '../remote/script.js';
 
+/**
+ * The script that gives the lock back, unless another deploy holds it by now. Like every root
+ * script, one function called on its last line: cut short in transit, it does nothing.
+ */
 export function releaseLockScript(dir: string, token: string): string {
-  return `if [ "$(cat ${shQuote(`${dir}/token`)} 2>/dev/null)" = ${shQuote(token)} ]; then rm -rf ${shQuote(dir)}; fi\n`;
+  return lockScript(shCommand('release_lock', `${dir}/token`, token));
 }
 
 /** Clears a stale lock, only if it is still the one judged stale (a holder-less one has no token). */
 function clearLockScript(dir: string, token: string | null): string {
-  return token ? releaseLockScript(dir, token) : `if [ ! -e ${shQuote(`${dir}/token`)} ]; then rm -rf ${shQuote(dir)}; fi\n`;
+  return lockScript(shCommand('clear_lock', `${dir}/token`, token ?? ''));
 }
 
-export function describeHolder(h: LockHolder | null): string {
-  if (!h) return 'another deploy (no details recorded)';
-  return `${h.who} (${h.command}, pid ${h.pid} on ${h.client}, since ${h.since})`;
+function lockScript(call: string): string {
+  return framed([LOCK_LIBRARY, call]);
 }
 
 /**
@@ -57,36 +62,37 @@ function processRuns(pid: number): boolean {
   }
 }
 
-export interface LockedRound {
-  stdout: string;
+export interface LockedRound<T> {
+  value: T;
   acquired: boolean;
   holder: LockHolder | null;
 }
 
 /**
- * Runs `body` (as root) together with taking (or, for dry runs, reporting) the lock, in one
- * round trip. The body's output is returned once the lock is ours.
+ * Asks `fact` (as root) together with taking (or, for dry runs, reporting) the lock, in one
+ * round trip. The fact is returned once the lock is ours.
  */
-export async function runWithLock(
+export async function runWithLock<T>(
   shell: RemoteShell,
   lock: LockRequest,
-  body: string,
-  o: { progress: Progress; host: string; env: string; wait?: boolean; what: string },
-): Promise<LockedRound> {
+  fact: Fact<T>,
+  o: { progress: Progress; host: string; env: string; wait?: boolean },
+): Promise<LockedRound<T>> {
+  const locking = lockFact(lock);
   const deadline = Date.now() + 15 * 60_000;
   let waiting = false;
   for (;;) {
-    o.progress.step(o.host, o.what);
-    const r = await shell.sudoScript(`${lockLines(lock).join('\n')}\n${body}`);
-    if (r.code !== 0) throw new StackError(`${shell.label}: ${o.what} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+    o.progress.step(o.host, fact.what);
+    const r = await shell.sudoScript(factScript(locking, fact));
+    if (r.code !== 0) throw new StackError(`${shell.label}: ${fact.what} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
     o.progress.end(true);
-    const state = parseFacts(r.stdout).lock;
+    const state = locking.parse(r.stdout);
     if (state.state === 'error')
       throw new StackError(`${shell.label}: cannot take the deploy lock: ${state.message}`, {
         hint: 'free some space on the server (old releases go with a lower `keep`), then deploy again',
       });
-    if (state.state !== 'held') return { stdout: r.stdout, acquired: state.state === 'acquired', holder: null };
-    if (lock.mode === 'report') return { stdout: r.stdout, acquired: false, holder: state.holder };
+    if (state.state !== 'held') return { value: fact.parse(r.stdout), acquired: state.state === 'acquired', holder: null };
+    if (lock.mode === 'report') return { value: fact.parse(r.stdout), acquired: false, holder: state.holder };
     const stale = staleReason(state);
     if (stale) {
       o.progress.line(pc.yellow(`${o.host}: clearing a stale deploy lock left by ${describeHolder(state.holder)}: ${stale}`));

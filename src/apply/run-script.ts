@@ -1,6 +1,6 @@
 /** Runs one remote script and turns its `@@` markers into progress, and a failure into an error. */
 import type { Readable } from 'node:stream';
-import type { Progress } from '../cli/progress.js';
+import type { Progress } from '../ui/progress.js';
 import { ConnectError, RemoteCommandError } from '../errors.js';
 import type { ExecResult, RemoteShell } from '../ssh/connect.js';
 

@@ -11,12 +11,23 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { Environment } from '../inventory/resolve.js';
-import type { CertificateRequest } from '../plan/plan.js';
-import { shCommand, shQuote as q } from '../remote/quote.js';
+import { shCommand } from '../remote/quote.js';
 import type { Layout } from '../views/layout.js';
 import { STAND_IN_DOMAINS } from '../views/nginx.js';
-import { wrap, type RunContext } from '../apply/scripts.js';
+import { call, heredoc, type RunContext, step, wrap } from '../remote/script.js';
 import { describeCertificate, pemCertificates, uncoveredDomains, validityProblem } from './inspect.js';
+
+/** Ask the ACME server (certbot, webroot method) for a certificate before anything goes live. */
+export interface CertificateRequest {
+  /** Every domain of the environment; the first names the certificate (its live/ folder). */
+  domains: string[];
+  email: string;
+  /** The ACME directory URL. */
+  server: string;
+  webroot: string;
+  /** Why: no certificate yet, or which domains it lacks, or that it expired. */
+  reason: string;
+}
 
 export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 
@@ -86,11 +97,10 @@ export function acmeStandInFile(app: string): string {
 
 /**
  * The script that obtains (or extends) the certificate; it changes nothing else. `standIn` is
- * the rendered stand-in block (DesiredState.acmeStandIn), its server_name still to fill in.
+ * the rendered stand-in block (DesiredState.acmeStandIn), its server_name still to fill in with
+ * the domains nginx does not answer yet (certs.sh does, on the server).
  */
 export function obtainCertificateScript(req: CertificateRequest, ctx: RunContext, standIn: string): string {
-  const standInFile = acmeStandInFile(ctx.layout.app);
-  const challenges = `${req.webroot}/.well-known/acme-challenge`;
   const certbot = shCommand(
     'certbot',
     'certonly',
@@ -110,34 +120,13 @@ export function obtainCertificateScript(req: CertificateRequest, ctx: RunContext
     '--renew-by-default',
     ...req.domains.flatMap((d) => ['-d', d]),
   );
+  const answer = call('acme_answer', `${req.webroot}/.well-known/acme-challenge`, acmeStandInFile(ctx.layout.app), STAND_IN_DOMAINS, ...req.domains);
   const lines = [
-    `step ${q('answer ACME challenges on port 80 for every domain')}`,
-    `install -d -m 0755 ${q(challenges)}`,
-    // Whether nginx answers the challenge path for a domain: ask it, through itself, for a
-    // file only this script knows.
-    `probe=stack-probe-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')`,
-    `printf '%s' "$probe" > ${q(challenges)}/"$probe"; chmod 0644 ${q(challenges)}/"$probe"`,
-    `answers() { [ "$(curl -s --max-time 5 --resolve "$1:80:127.0.0.1" "http://$1/.well-known/acme-challenge/$probe" 2>/dev/null || true)" = "$probe" ]; }`,
-    // Put back what was there: no probe, no stand-in block, and nginx reloaded without it.
-    `cleanup() { rm -f ${q(challenges)}/"$probe"; if [ -f ${q(standInFile)} ]; then rm -f ${q(standInFile)}; nginx -t -q 2>/dev/null && reload_nginx; fi; }`,
-    'cert_fail() { cleanup; audit failed "$1"; fail "$1"; }',
-    'missing=',
-    `for d in ${req.domains.map(q).join(' ')}; do answers "$d" || missing="$missing $d"; done`,
-    'if [ -n "$missing" ]; then',
-    // Domains are validated names (letters, digits, dots, dashes): safe in a sed replacement.
-    `  printf '%s' ${q(standIn)} | sed "s|${STAND_IN_DOMAINS}|$missing|" > ${q(standInFile)}`,
-    `  nginx -t -q 2>"$TMPD/nginx" || { cat "$TMPD/nginx" >&2; cert_fail 'nginx -t (ACME stand-in)'; }`,
-    `  reload_nginx || cert_fail 'reload nginx'`,
-    // The block must really answer (a custom nginx.conf might not include conf.d).
-    `  for d in $missing; do answers "$d" || { echo "nginx does not answer /.well-known/acme-challenge/ for $d, even with ${standInFile} (does nginx.conf include conf.d?)" >&2; cert_fail 'ACME stand-in'; }; done`,
-    'fi',
-    `step ${q(`obtain a certificate for ${req.domains.join(', ')} (${req.server})`)}`,
-    `if ! ${certbot} >"$TMPD/certbot" 2>&1; then`,
-    // certbot says what went wrong in its last lines (the CA's answer or the connection error).
-    `  grep -v '^Saving debug log' "$TMPD/certbot" | tail -n 12 >&2`,
-    `  cert_fail 'obtain certificate'`,
-    'fi',
-    'cleanup',
+    step('answer ACME challenges on port 80 for every domain'),
+    // The block goes as base64, like the files: one line of the script per line of data, whatever it holds.
+    ...heredoc(`${answer} <<'STACK_STAND_IN'`, 'STACK_STAND_IN', standIn),
+    step(`obtain a certificate for ${req.domains.join(', ')} (${req.server})`),
+    `obtain_certificate ${certbot}`,
     `audit ok ''`,
   ];
   return wrap({ ...ctx, audit: ctx.audit ? { ...ctx.audit, command: `${ctx.audit.command}: certificate` } : null }, lines, { releaseLock: false });

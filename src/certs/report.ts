@@ -1,43 +1,14 @@
 /**
- * `stack certs`: which certificate each domain gets, read from the server (pure parts: the
- * script that asks, the parser, the verdicts and the table).
- *
- * What counts is what nginx presents, so the script asks nginx itself (TLS with the domain as
- * SNI on 127.0.0.1:443) and also reads the file on disk: a renewed file that nginx has not
- * loaded yet shows up as a difference between the two.
+ * `stack certs`: the verdict on each domain's certificate (what nginx presents, and the file on
+ * disk, as src/facts/certs.ts reads them) and the table. Pure.
  */
 import { X509Certificate } from 'node:crypto';
-import { shQuote as q } from '../remote/quote.js';
 import { daysLeft, describeCertificate, pemCertificates, uncoveredDomains, type CertificateInfo } from './inspect.js';
 
-export function certsScript(domains: readonly string[], certificateFile: string): string {
-  return [
-    'set -u',
-    `if [ -f ${q(certificateFile)} ]; then printf 'disk\\t'; base64 -w0 ${q(certificateFile)}; printf '\\n'; fi`,
-    `for d in ${domains.map(q).join(' ')}; do`,
-    `  printf 'served\\t%s\\t' "$d"`,
-    '  timeout 10 openssl s_client -connect 127.0.0.1:443 -servername "$d" </dev/null 2>/dev/null | openssl x509 2>/dev/null | base64 -w0',
-    "  printf '\\n'",
-    'done',
-    'exit 0',
-    '',
-  ].join('\n');
-}
-
+/** What a host serves, as src/facts/certs.ts reads it: the file on disk and each domain's certificate. */
 export interface ServedCertificates {
   disk: string | null;
   served: Map<string, string | null>;
-}
-
-export function parseCertsOutput(output: string): ServedCertificates {
-  const result: ServedCertificates = { disk: null, served: new Map() };
-  for (const line of output.split('\n')) {
-    const [kind, a, b] = line.split('\t');
-    const decode = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString('utf8') : '');
-    if (kind === 'disk') result.disk = decode(a) || null;
-    if (kind === 'served' && a) result.served.set(a, pemCertificates(decode(b))[0] ?? null);
-  }
-  return result;
 }
 
 export interface DomainCertificate {

@@ -1,27 +1,29 @@
 /** `stack certs ENV`: each domain's certificate as nginx presents it: issuer, expiry, days left. */
-import pc from 'picocolors';
-import type { GlobalOptions } from '../cli/main.js';
-import { selectEnvironment } from '../cli/environment.js';
-import { forEachHost } from '../cli/hosts.js';
-import { StackError } from '../errors.js';
-import { certsScript, formatCertificates, judgeCertificates, parseCertsOutput } from '../certs/report.js';
+import type { GlobalOptions } from './options.js';
+import { selectEnvironment } from './environment.js';
+import { forEachHost } from './hosts.js';
+import { EXIT } from '../errors.js';
+import { judgeCertificates } from '../certs/report.js';
+import { ask } from '../facts/fact.js';
+import { certsFact } from '../facts/certs.js';
+import { sslMode } from '../inventory/resolve.js';
+import type { CertsResult } from '../ui/results.js';
 import { layoutFor } from '../views/layout.js';
 import { tlsFor } from '../views/nginx.js';
 
-export async function runCerts(envName: string | undefined, globals: GlobalOptions): Promise<void> {
+/** Exit 1 when any certificate is not ok, so a cron job or a CI step can alert on it. */
+export async function runCerts(envName: string | undefined, globals: GlobalOptions): Promise<CertsResult> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
+  const ssl = sslMode(env.ssl);
+  const result: CertsResult = { kind: 'certs', env: env.name, ssl, hosts: [] };
   const tls = tlsFor(env, layoutFor(env.app, env.gateway));
-  if (!tls) {
-    process.stdout.write(`${env.name} has ssl: none, so there are no certificates; set ssl: letsencrypt, self-signed or { cert, key }\n`);
-    return;
-  }
-  let bad = 0;
+  if (!tls) return result;
   await forEachHost(inventory, env, globals, async (shell, host) => {
-    const r = await shell.sudoScript(certsScript(env.domains, tls.certificate));
-    if (r.code !== 0) throw new StackError(`${shell.label}: could not read the certificates: ${r.stderr.trim()}`);
-    const rows = judgeCertificates(env.domains, parseCertsOutput(r.stdout), new Date(), env.ssl === 'letsencrypt' ? 'certbot' : 'you');
-    bad += rows.filter((row) => row.status !== 'ok').length;
-    process.stdout.write(`${pc.bold(host.address)} (${typeof env.ssl === 'string' ? env.ssl : 'custom certificate'})\n${formatCertificates(rows)}\n`);
+    const served = await ask(shell, certsFact(tls.certificate, env.domains));
+    const part = { host: host.address, certificates: judgeCertificates(env.domains, served, new Date(), env.ssl === 'letsencrypt' ? 'certbot' : 'you') };
+    result.hosts.push(part);
+    globals.output.host({ kind: 'certs', ssl, ...part });
   });
-  if (bad > 0) process.exitCode = 1;
+  const bad = result.hosts.some((h) => h.certificates.some((c) => c.status !== 'ok'));
+  return { ...result, exitCode: bad ? EXIT.failure : EXIT.ok };
 }

@@ -1,20 +1,22 @@
 /** `stack deploy ENV [--dry-run]` and `stack setup ENV`: one pipeline, several exits. */
-import pc from 'picocolors';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
-import type { GlobalOptions } from '../cli/main.js';
-import { selectEnvironment, connectTimeoutMs } from '../cli/environment.js';
-import { createProgress, type Progress } from '../cli/progress.js';
+import type { GlobalOptions } from './options.js';
+import { selectEnvironment, connectTimeoutMs } from './environment.js';
+import type { Progress } from '../ui/progress.js';
 import { EXIT, StackError, UsageError } from '../errors.js';
+import { releaseIdAt } from '../release/id.js';
 import { hasRequirements, readSource, untrackedWarning } from '../release/source.js';
 import { loadSecrets } from '../secrets/load.js';
 import { loadCustomCertificate } from '../certs/custom.js';
 import { redactValues } from '../secrets/redact.js';
 import { TemplateEngine } from '../templates/engine.js';
-import { runHost, summaryLine, type HostRunResult } from '../apply/deploy-host.js';
+import { runHost } from '../apply/deploy-host.js';
+import type { HostRunResult } from '../ui/results.js';
+import type { DeployResult } from '../ui/results.js';
 
 export interface DeployOptions {
   dryRun?: boolean;
@@ -27,17 +29,19 @@ export async function runDeploy(
   options: DeployOptions,
   globals: GlobalOptions,
   mode: 'deploy' | 'setup' = 'deploy',
-): Promise<void> {
+): Promise<DeployResult> {
   const started = Date.now();
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const secrets = loadSecrets(env.app.secrets, inventory.dir, env.name);
   // A custom certificate that cannot go live stops everything before a server is contacted.
   const certificate = loadCustomCertificate(inventory, env);
   const redact = redactValues([...secrets.values()]);
+  const output = globals.output;
+  output.addSecrets(secrets.values());
   const sourceDir = path.resolve(inventory.dir, env.app.source);
   const source = mode === 'deploy' ? await readSource(sourceDir, { exclude: env.app.exclude, inventoryFile: path.resolve(globals.inventory) }) : undefined;
   const untracked = source ? untrackedWarning(source.untracked) : null;
-  if (untracked) process.stderr.write(`${pc.yellow('warning:')} ${untracked}\n`);
+  if (untracked) output.warn(untracked);
   let requirements: string | null = null;
   if (mode === 'deploy' && env.app.requirements) {
     const file = path.join(sourceDir, env.app.requirements);
@@ -50,12 +54,9 @@ export async function runDeploy(
     requirements = hasRequirements(readFileSync(file, 'utf8')) ? env.app.requirements : null;
   }
   const engine = new TemplateEngine(path.resolve(inventory.dir, inventory.data.templates), inventory.dir);
-  const progress = createProgress();
+  const progress = output.progress;
   const now = new Date();
-  const releaseId = now
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
+  const releaseId = releaseIdAt(now);
   const by = `${userInfo().username}@${hostname()}`;
   const git = await $({ quiet: true, nothrow: true, cwd: sourceDir })`git rev-parse HEAD`;
   const manifest = {
@@ -76,30 +77,39 @@ export async function runDeploy(
   const timeoutMs = connectTimeoutMs(globals);
   const results: HostRunResult[] = [];
   for (const host of env.hosts) {
-    results.push(
-      await runHost({
-        env,
-        host,
-        engine,
-        secrets,
-        baseDir: inventory.dir,
-        progress,
-        mode,
-        dryRun: options.dryRun ?? false,
-        source,
-        requirements,
-        releaseId,
-        manifest,
-        wait: options.wait,
-        askSudoPassword,
-        timeoutMs,
-        certificate,
-      }),
-    );
+    const result = await runHost({
+      env,
+      host,
+      engine,
+      secrets,
+      baseDir: inventory.dir,
+      progress,
+      mode,
+      dryRun: options.dryRun ?? false,
+      source,
+      requirements,
+      releaseId,
+      manifest,
+      wait: options.wait,
+      askSudoPassword,
+      timeoutMs,
+      certificate,
+    });
+    results.push(result);
+    // Each host's plan shows before the next host is asked, between their progress lines.
+    output.host({ kind: 'deploy', env: env.name, dryRun: options.dryRun ?? false, result });
   }
   if (mode === 'deploy' && !options.dryRun) await runLocalHooks('after_deploy', env.hooks.after_deploy, inventory.dir, hookEnv, progress, redact);
-  progress.line(summaryLine(results, options.dryRun ?? false, Date.now() - started, globals.debug));
-  if (options.dryRun && options.exitCode && results.some((r) => r.changes > 0)) process.exitCode = EXIT.changesPending;
+  const pending = options.dryRun && options.exitCode && results.some((r) => r.changes > 0);
+  return {
+    kind: 'deploy',
+    mode,
+    dryRun: options.dryRun ?? false,
+    env: env.name,
+    ms: Date.now() - started,
+    hosts: results,
+    exitCode: pending ? EXIT.changesPending : EXIT.ok,
+  };
 }
 
 /** Local hooks run in the inventory's folder; a failing one stops the deploy, output shown redacted. */

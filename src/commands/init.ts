@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
 import * as v from 'valibot';
 import pc from 'picocolors';
-import type { GlobalOptions } from '../cli/main.js';
+import type { GlobalOptions } from './options.js';
 import { StackError, UsageError } from '../errors.js';
 import { parseInventory } from '../inventory/load.js';
 import { AppSchema, EnvironmentSchema, HostSchema, domain } from '../inventory/schema.js';

@@ -2,8 +2,8 @@
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pc from 'picocolors';
-import type { GlobalOptions } from '../cli/main.js';
-import { selectEnvironment } from '../cli/environment.js';
+import type { GlobalOptions } from './options.js';
+import { selectEnvironment } from './environment.js';
 import { UsageError } from '../errors.js';
 import { displayContent } from '../secrets/secret.js';
 import { buildDesiredState, configFilesFor, type DesiredState } from '../state/desired.js';
@@ -46,15 +46,15 @@ export async function runRender(envName: string | undefined, options: RenderOpti
   const states = await renderEnvironment(inventory, env, only);
 
   for (const override of new Set(states.flatMap((s) => s.files.map((f) => f.override).filter(Boolean)))) {
-    process.stderr.write(`${pc.yellow('override:')} using ${override} instead of the built-in template\n`);
+    globals.output.note(`${pc.yellow('override:')} using ${override} instead of the built-in template`);
   }
 
   if (options.out) {
     for (const state of states) await writeTree(options.out, state);
     const count = states.reduce((n, s) => n + s.files.length, 0);
-    process.stdout.write(`wrote ${count} files for ${states.length} host(s) of ${env.name} under ${options.out}/\n`);
+    globals.output.print(`wrote ${count} files for ${states.length} host(s) of ${env.name} under ${options.out}/\n`);
   } else {
-    for (const state of states) printState(state);
+    for (const state of states) globals.output.print(stateText(state));
   }
 
   if (options.check) {
@@ -63,20 +63,21 @@ export async function runRender(envName: string | undefined, options: RenderOpti
     for (const state of states) {
       for (const result of [await checkNginxSites(configFilesFor(state, 'nginx')), await checkSystemdUnits(configFilesFor(state, 'systemd'))]) {
         assertChecked(result);
-        process.stderr.write(`${pc.green('ok:')} ${result.tool} accepts the files for ${state.host.address}\n`);
+        globals.output.note(`${pc.green('ok:')} ${result.tool} accepts the files for ${state.host.address}`);
       }
     }
   }
 }
 
-function printState(state: DesiredState): void {
+/** Every file of a host under a header naming its path, mode, owner and origin; secrets redacted. */
+function stateText(state: DesiredState): string {
+  const out: string[] = [];
   for (const f of state.files) {
     const origin = f.override ? `override ${f.override}` : f.source;
-    process.stdout.write(`${pc.bold(`==> ${state.host.address}:${f.path}`)} ${pc.dim(`(${f.mode} ${f.owner}:${f.group}, ${origin})`)}\n`);
-    process.stdout.write(displayContent(f.content));
-    process.stdout.write('\n');
+    out.push(`${pc.bold(`==> ${state.host.address}:${f.path}`)} ${pc.dim(`(${f.mode} ${f.owner}:${f.group}, ${origin})`)}\n`, displayContent(f.content), '\n');
   }
-  for (const l of state.links) process.stdout.write(`${pc.bold(`==> ${state.host.address}:${l.path}`)} ${pc.dim(`-> ${l.target}`)}\n\n`);
+  for (const l of state.links) out.push(`${pc.bold(`==> ${state.host.address}:${l.path}`)} ${pc.dim(`-> ${l.target}`)}\n\n`);
+  return out.join('');
 }
 
 async function writeTree(outDir: string, state: DesiredState): Promise<void> {

@@ -1,25 +1,31 @@
 /**
  * `stack rollback ENV [RELEASE]`: back to a recorded release (the previous one by default),
  * code and configuration together, validated, reloaded and health-checked like a deploy.
+ * Planned from the releases each host recorded (src/plan/rollback.ts) and carried out by the
+ * same executor as a deploy; `--dry-run` prints what would be restored and the steps.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import pc from 'picocolors';
-import type { GlobalOptions } from '../cli/main.js';
-import { selectEnvironment } from '../cli/environment.js';
-import { forEachHost } from '../cli/hosts.js';
-import { createProgress } from '../cli/progress.js';
-import { StackError, UsageError } from '../errors.js';
-import { colorDiff } from '../plan/print.js';
-import { formatRestore, parseRestore, restoreFactsScript } from '../release/restore.js';
+import type { GlobalOptions } from './options.js';
+import { selectEnvironment } from './environment.js';
+import { forEachHost } from './hosts.js';
+import { ask } from '../facts/fact.js';
+import { describeHolder, lockRequest } from '../facts/lock.js';
+import { releasesFact } from '../facts/releases.js';
+import { restoreFact } from '../facts/restore.js';
+import { formatRestore } from '../plan/print.js';
+import { planRollback } from '../plan/rollback.js';
+import { formatSteps } from '../plan/steps.js';
 import { redactEnvFileText } from '../views/envfile.js';
 import { sslMode } from '../inventory/resolve.js';
-import { listReleasesScript, parseReleases, previousRelease } from '../release/list.js';
 import { layoutFor } from '../views/layout.js';
+import { applySteps, type StepScripts } from '../apply/apply.js';
 import { healthCheckFor } from '../apply/deploy-host.js';
-import { describeHolder, releaseLockScript, runWithLock } from '../apply/lock.js';
+import { releaseLockScript, runWithLock } from '../apply/lock.js';
 import { runScript } from '../apply/run-script.js';
-import { auditFile, lockDir, rollbackScript } from '../apply/scripts.js';
+import { rollbackScript } from '../apply/scripts.js';
+import { auditFile } from '../facts/audit.js';
 
 export async function runRollback(
   envName: string | undefined,
@@ -29,43 +35,23 @@ export async function runRollback(
 ): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const layout = layoutFor(env.app, env.gateway);
-  const progress = createProgress();
+  const progress = globals.output.progress;
   const by = `${userInfo().username}@${hostname()}`;
+  const dryRun = options.dryRun === true;
   await forEachHost(inventory, env, globals, async (shell, host) => {
     const token = randomUUID();
-    const lock = {
-      // A dry run takes no lock: it only reads.
-      mode: options.dryRun ? ('report' as const) : ('acquire' as const),
-      dir: lockDir(layout.app),
-      token,
-      holder: { who: by, client: hostname(), pid: process.pid, since: new Date().toISOString(), command: `rollback ${env.name}` },
-    };
-    const round = await runWithLock(shell, lock, listReleasesScript(layout), {
-      progress,
-      host: host.address,
-      env: env.name,
-      wait: options.wait,
-      what: 'list releases',
-    });
-    let done = options.dryRun === true;
+    // A dry run takes no lock: it only reads.
+    const lock = lockRequest(layout.app, { dryRun, by, command: `rollback ${env.name}`, token, since: new Date() });
+    const round = await runWithLock(shell, lock, releasesFact(layout), { progress, host: host.address, env: env.name, wait: options.wait });
+    let lockHeld = round.acquired;
     try {
-      const releases = parseReleases(round.stdout);
-      const live = releases.find((r) => r.live);
-      const chosen = target ? releases.find((r) => r.id === target) : previousRelease(releases);
-      if (!chosen) {
-        throw new UsageError(target ? `${host.address}: there is no release ${target}` : `${host.address}: there is no earlier release to roll back to`, {
-          hint: `\`stack releases ${env.name}\` lists them`,
-        });
-      }
-      if (chosen.live) throw new UsageError(`${host.address}: ${chosen.id} is already live`);
-      if (!chosen.manifest || !chosen.hasConfig)
-        throw new UsageError(`${host.address}: release ${chosen.id} is incomplete or has no recorded configuration; pick another`);
-      if (options.dryRun) {
+      const plan = planRollback(round.value, target, { host: host.address, env: env.name });
+      if (dryRun) {
         const secretFiles = [`${layout.cert_dir}/privkey.pem`];
         const redact = (p: string, text: string) => (p === layout.env_file ? redactEnvFileText(text, env.app.secrets) : text);
-        const r = await shell.sudoScript(restoreFactsScript(layout, chosen.id, secretFiles));
-        if (r.code !== 0) throw new StackError(`${host.address}: ${r.stderr.trim() || `exit ${r.code}`}`);
-        progress.line(formatRestore(parseRestore(chosen.id, r.stdout, redact), `${host.address} (${env.name}, live ${live?.id ?? 'none'})`, colorDiff));
+        const restore = await ask(shell, restoreFact(layout, plan.target, secretFiles, redact));
+        progress.line(formatRestore(restore, `${host.address} (${env.name}, live ${plan.live ?? 'none'})`));
+        progress.line(formatSteps(plan.steps));
         if (round.holder) progress.line(pc.yellow(`note: ${describeHolder(round.holder)} holds the deploy lock right now`));
         return;
       }
@@ -73,15 +59,17 @@ export async function runRollback(
       const ctx = {
         layout,
         lock: { dir: lock.dir, token },
-        audit: { file: auditFile(layout.app), who: by, command: `rollback ${env.name} ${live?.id ?? '?'} -> ${chosen.id}` },
+        audit: { file: auditFile(layout.app), who: by, command: `rollback ${env.name} ${plan.live ?? '?'} -> ${plan.target}` },
       };
-      const outcome = await runScript(shell, host.address, progress, { stdin: rollbackScript(chosen.id, ctx, health), what: `rollback to ${chosen.id}` });
-      done = true;
+      const scripts: StepScripts = { restore: (release) => rollbackScript(release, ctx, health) };
+      const outcome = await applySteps(plan.steps, scripts, (what, stdin) => runScript(shell, host.address, progress, { stdin, what }));
+      lockHeld = false;
       progress.line(
-        `${pc.green('rolled back:')} ${host.address} now runs release ${chosen.id} (was ${live?.id ?? 'none'}), code and configuration; health ${outcome.health ?? '?'}`,
+        `${pc.green('rolled back:')} ${host.address} now runs release ${plan.target} (was ${plan.live ?? 'none'}), code and configuration; health ${outcome?.health ?? '?'}`,
       );
     } finally {
-      if (!done) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
+      // The rollback script releases the lock itself once it runs; this covers stopping before.
+      if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
     }
   });
 }

@@ -2,7 +2,7 @@
 import { access } from 'node:fs/promises';
 import pc from 'picocolors';
 import { isMap, isSeq, type Document } from 'yaml';
-import type { GlobalOptions } from '../cli/main.js';
+import type { GlobalOptions } from './options.js';
 import { StackError, UsageError } from '../errors.js';
 import { updateInventory } from '../inventory/edit.js';
 import { knownHostsFile, listSandboxes, sandboxDown, sandboxUp, validateName, type SandboxInfo } from '../sandbox/sandbox.js';

@@ -4,8 +4,8 @@
  * replaced without --replace.
  */
 import pc from 'picocolors';
-import type { GlobalOptions } from '../cli/main.js';
-import { connectTimeoutMs, selectEnvironment } from '../cli/environment.js';
+import type { GlobalOptions } from './options.js';
+import { connectTimeoutMs, selectEnvironment } from './environment.js';
 import { HostKeyError, UsageError, StackError } from '../errors.js';
 import { updateInventory } from '../inventory/edit.js';
 import { connectHost } from '../ssh/connect.js';

@@ -2,11 +2,13 @@
  * The plan: what must change on one host to reach the desired state, computed from the desired
  * state and the gathered facts alone (pure). `--dry-run` prints it; `apply` carries it out.
  */
+import { nextReleaseId } from '../release/id.js';
 import { fileSetChanges } from '../release/source.js';
 import { planLayoutUpgrade, type LayoutUpgrade } from './upgrade.js';
 import { createHash } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
-import type { GatheredFacts } from '../facts/gather.js';
+import type { CertificateRequest } from '../certs/letsencrypt.js';
+import type { GatheredFacts } from '../facts/host.js';
 import { displayContent, type FileContent } from '../secrets/secret.js';
 import type { DesiredDir, DesiredFile, DesiredLink, DesiredState, Handler } from '../state/desired.js';
 
@@ -41,18 +43,6 @@ export interface SelfSignedPlan {
   cert: string;
   key: string;
   domains: string[];
-}
-
-/** Ask the ACME server (certbot, webroot method) for a certificate before anything goes live. */
-export interface CertificateRequest {
-  /** Every domain of the environment; the first names the certificate (its live/ folder). */
-  domains: string[];
-  email: string;
-  /** The ACME directory URL. */
-  server: string;
-  webroot: string;
-  /** Why: no certificate yet, or which domains it lacks, or that it expired. */
-  reason: string;
 }
 
 export interface Plan {
@@ -95,26 +85,11 @@ export interface PlanInput {
   scope?: 'deploy' | 'setup';
 }
 
+export type { CertificateRequest };
+
 export function sha256(content: FileContent): string {
   const text = typeof content === 'string' ? content : content.reveal();
   return createHash('sha256').update(text).digest('hex');
-}
-
-/**
- * Release ids are UTC times to the second (`20261123T204431Z`) and sort in deploy order. Two
- * deploys within one second, or a clock behind the server's newest release, must still get a
- * new, later id: otherwise a new release could overwrite the live one.
- */
-export function nextReleaseId(wanted: string, existing: readonly string[]): string {
-  const latest = [...existing].sort().at(-1);
-  if (!latest || wanted > latest) return wanted;
-  const m = latest.match(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/);
-  if (!m) return wanted;
-  const next = new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]! + 1));
-  return next
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
 }
 
 export function planDeploy({ desired, facts, code = null, selfSigned = null, certificate = null, scope = 'deploy' }: PlanInput): Plan {

@@ -1,6 +1,7 @@
 /** A plan as a person reads it before saying yes: per-file diffs (secrets redacted), steps, handlers. */
 import { createTwoFilesPatch } from 'diff';
 import pc from 'picocolors';
+import type { RestorePlan } from '../facts/restore.js';
 import { displayContent } from '../secrets/secret.js';
 import { changeCount, type Plan } from './plan.js';
 
@@ -66,5 +67,25 @@ export function formatPlan(plan: Plan, label: string): string {
   for (const s of plan.enable) out.push(`  enable ${s}`);
   for (const s of plan.start) out.push(`  start ${s}`);
   if (plan.handlers.length) out.push(`  then: ${plan.handlers.map((h) => h.description).join(', ')}`);
+  return out.join('\n');
+}
+
+/** A rollback's dry run as a person reads it: a diff from live to recorded for each file, then links. */
+export function formatRestore(plan: RestorePlan, label: string): string {
+  const out = [`${label}: rollback to ${plan.target} would restore ${plan.files.length} file${plan.files.length === 1 ? '' : 's'}`];
+  for (const f of plan.files) {
+    const [mode, owner, group] = f.attributes.split(':');
+    const attrs = `${mode?.padStart(4, '0')} ${owner}:${group}`;
+    if (!f.contentChanged) {
+      out.push(`  set mode/owner of ${f.path}: ${f.live ?? 'absent'} -> ${f.attributes}`);
+    } else if (f.after === null) {
+      out.push(`  ${f.path} (${attrs}): only secret content differs; it is not shown`);
+    } else {
+      out.push(`  restore ${f.path} (${attrs})`);
+      out.push(colorDiff(createTwoFilesPatch(f.path, f.path, f.before ?? '', f.after, 'live', `release ${plan.target}`, { context: 3 })));
+    }
+  }
+  for (const l of plan.links) out.push(`  link ${l.path} -> ${l.target} (now ${l.now ?? 'absent'})`);
+  out.push('  then: reload systemd units, restart the app, reload nginx, check health (everything put back if any of it fails)');
   return out.join('\n');
 }

@@ -17,7 +17,9 @@ export type Step =
   /** Nothing to change: the site is still checked. */
   | { kind: 'health' }
   /** Nothing to change or check (setup): the lock is given back. */
-  | { kind: 'unlock' };
+  | { kind: 'unlock' }
+  /** Rollback: a recorded release and its configuration put back, validated, restarted, health-gated. */
+  | { kind: 'restore'; release: string; from: string | null };
 
 export interface StepInput {
   /** The code ships (a new release that is not a configuration-only copy). */
@@ -60,6 +62,8 @@ export function describeStep(s: Step): string {
       return 'health check';
     case 'unlock':
       return 'release the lock';
+    case 'restore':
+      return `restore release ${s.release} (code and configuration)`;
   }
 }
 

@@ -3,7 +3,7 @@
  * and its recorded configuration, nginx read everything through the app's group. The next setup
  * or deploy converts them in place, while the site keeps serving (pure: facts in, steps out).
  */
-import type { GatheredFacts } from '../facts/gather.js';
+import type { GatheredFacts } from '../facts/host.js';
 import type { DesiredState } from '../state/desired.js';
 
 export interface LayoutUpgrade {

@@ -20,7 +20,7 @@ import { stack } from '../helpers/cli.js';
 import { issue, makeCa, read, type Ca } from '../helpers/certs.js';
 import { startPebble, type Pebble } from '../helpers/pebble.js';
 import { exampleProject } from '../helpers/project.js';
-import { bootSandbox, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
+import { bootSandbox, sharedServer, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
 
 /** Edits the test project's inventory (the sbx environment) in place. */
 function editEnv(dir: string, change: (env: Record<string, unknown>) => void): void {
@@ -248,7 +248,9 @@ describe('ssl: letsencrypt with a real ACME CA (Pebble)', () => {
   });
 });
 
+// On the shared server, as the app `shop` of its own domain.
 describe('ssl: { cert, key, chain } uploaded from the project', () => {
+  const app = 'shop';
   let server: SandboxInfo;
   let dir: string;
   let rootCa: Ca;
@@ -261,10 +263,10 @@ describe('ssl: { cert, key, chain } uploaded from the project', () => {
   }
 
   beforeAll(async () => {
-    server = await bootSandbox('ccrt');
+    server = await sharedServer();
     rootCa = makeCa('Shop Root CA');
     intermediate = makeCa('Shop Intermediate CA', rootCa);
-    dir = exampleProject(server, { domain });
+    dir = exampleProject(server, { name: app, domain });
     copyFileSync(intermediate.cert, path.join(dir, 'chain.pem'));
     const first = issue(intermediate, { names: [domain] });
     useFiles(first.cert, first.key);
@@ -276,11 +278,11 @@ describe('ssl: { cert, key, chain } uploaded from the project', () => {
     const key = read(path.join(dir, 'key.pem'));
     const secretLine = key.split('\n')[1]!;
     const dry = stack(['deploy', 'sbx', '--dry-run'], { cwd: dir });
-    expect(dry.stdout + dry.stderr).toContain('new file /etc/ssl/stack/hello/privkey.pem (0600 root:root)');
+    expect(dry.stdout + dry.stderr).toContain(`new file /etc/ssl/stack/${app}/privkey.pem (0600 root:root)`);
     const r = stack(['deploy', 'sbx'], { cwd: dir });
     expect(r.code, r.stderr).toBe(0);
     for (const out of [dry.stdout, dry.stderr, r.stdout, r.stderr]) expect(out).not.toContain(secretLine);
-    expect(await root(server, 'stat -c %a:%U:%G /etc/ssl/stack/hello/privkey.pem')).toBe('600:root:root');
+    expect(await root(server, `stat -c %a:%U:%G /etc/ssl/stack/${app}/privkey.pem`)).toBe('600:root:root');
     const res = await httpsGet(server.address, domain, '/health', read(rootCa.cert));
     expect(res.status).toBe(200);
     expect(res.cert.checkIssued(new X509Certificate(read(intermediate.cert)))).toBe(true);
@@ -290,7 +292,7 @@ describe('ssl: { cert, key, chain } uploaded from the project', () => {
 
   it('refuses a mismatched key, an expired certificate and a missing file before anything changes', async () => {
     const good = { cert: read(path.join(dir, 'cert.pem')), key: read(path.join(dir, 'key.pem')) };
-    const before = await root(server, 'sha256sum /etc/ssl/stack/hello/*.pem; wc -l < /var/log/stack/hello.log');
+    const before = await root(server, `sha256sum /etc/ssl/stack/${app}/*.pem; wc -l < /var/log/stack/${app}.log`);
     const stranger = issue(intermediate, { names: [domain] });
     const expired = issue(intermediate, { names: [domain], start: '20200101000000Z', end: '20200201000000Z' });
     const cases: [() => void, RegExp][] = [
@@ -308,14 +310,16 @@ describe('ssl: { cert, key, chain } uploaded from the project', () => {
       writeFileSync(path.join(dir, 'key.pem'), good.key);
       editEnv(dir, (env) => ((env.ssl as Record<string, string>).chain = 'chain.pem'));
     }
-    expect(await root(server, 'sha256sum /etc/ssl/stack/hello/*.pem; wc -l < /var/log/stack/hello.log')).toBe(before);
+    expect(await root(server, `sha256sum /etc/ssl/stack/${app}/*.pem; wc -l < /var/log/stack/${app}.log`)).toBe(before);
   });
 
   it('replaces the certificate when a renewed one is given: the key change is reported, not shown', async () => {
     const renewed = issue(intermediate, { names: [domain] });
     useFiles(renewed.cert, renewed.key);
     const dry = stack(['deploy', 'sbx', '--dry-run'], { cwd: dir });
-    expect(dry.stdout + dry.stderr).toMatch(/changed \/etc\/ssl\/stack\/hello\/privkey\.pem\n\s+\(only secret values differ; they are not shown\)/);
+    expect(dry.stdout + dry.stderr).toMatch(
+      new RegExp(`changed /etc/ssl/stack/${app}/privkey\\.pem\\n\\s+\\(only secret values differ; they are not shown\\)`),
+    );
     expect(dry.stdout + dry.stderr).not.toContain(read(renewed.key).split('\n')[1]!);
     expect(stack(['deploy', 'sbx'], { cwd: dir }).code).toBe(0);
     const res = await httpsGet(server.address, domain, '/health', read(rootCa.cert));

@@ -1,23 +1,29 @@
 /**
- * The other half of the matrix, on its own server: uWSGI behind nginx over HTTPS with a
- * self-signed certificate generated on the server once and kept across deploys.
+ * The other half of the matrix: uWSGI behind nginx over HTTPS with a self-signed certificate
+ * generated on the server once and kept across deploys. On the shared server, as the app `tls`
+ * of its own domain, which every request names.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runProgram } from '../../src/sandbox/sandbox.js';
 import { stack } from '../helpers/cli.js';
 import { exampleProject } from '../helpers/project.js';
-import { bootSandbox, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
+import { sharedServer, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
 
+const APP = 'tls';
+const DOMAIN = 'tls.stack.test';
 let server: SandboxInfo;
 let dir: string;
 
+/** curl options that send DOMAIN's requests to the server. */
+const toServer = () => ['--resolve', `${DOMAIN}:80:${server.address}`, '--resolve', `${DOMAIN}:443:${server.address}`];
+
 async function curl(...args: string[]): Promise<string> {
-  return (await runProgram('curl', ['-s', '--max-time', '10', ...args], 15_000)).stdout;
+  return (await runProgram('curl', ['-s', '--max-time', '10', ...toServer(), ...args], 15_000)).stdout;
 }
 
 beforeAll(async () => {
-  server = await bootSandbox('ssl');
-  dir = exampleProject(server, { gateway: 'uwsgi', ssl: 'self-signed' });
+  server = await sharedServer();
+  dir = exampleProject(server, { name: APP, domain: DOMAIN, gateway: 'uwsgi', ssl: 'self-signed' });
 });
 
 describe('uWSGI with a self-signed certificate', () => {
@@ -26,47 +32,47 @@ describe('uWSGI with a self-signed certificate', () => {
     const r = stack(['deploy', 'sbx'], { cwd: dir });
     expect(r.stderr).toMatch(/health 200/);
     expect(r.code).toBe(0);
-    const body = await curl('-k', `https://${server.address}/health`);
+    const body = await curl('-k', `https://${DOMAIN}/health`);
     expect(JSON.parse(body)).toMatchObject({ status: 'ok' });
-    expect(await (await sshExec(server, 'systemctl show -p StatusText --value hello')).stdout).toMatch(/uWSGI/i);
+    expect(await (await sshExec(server, `systemctl show -p StatusText --value ${APP}`)).stdout).toMatch(/uWSGI/i);
   });
 
   it('keeps the uWSGI unit as hardened as before (systemd-analyze security at most 3.2)', async () => {
-    const out = (await sshExec(server, 'systemd-analyze security hello.service --no-pager | tail -n 1', 'root')).stdout.trim();
+    const out = (await sshExec(server, `systemd-analyze security ${APP}.service --no-pager | tail -n 1`, 'root')).stdout.trim();
     process.stderr.write(`[uwsgi] ${out}\n`);
-    expect(Number(out.match(/exposure level for hello\.service: ([\d.]+)/)?.[1])).toBeLessThanOrEqual(3.2);
+    expect(Number(out.match(new RegExp(`exposure level for ${APP}\\.service: ([\\d.]+)`))?.[1])).toBeLessThanOrEqual(3.2);
   });
 
   it('redirects HTTP to HTTPS but keeps the ACME challenge path on port 80', async () => {
-    const head = await curl('-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', `http://${server.address}/some/page?x=1`);
-    expect(head).toBe(`301 https://${server.address}/some/page?x=1`);
+    const head = await curl('-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', `http://${DOMAIN}/some/page?x=1`);
+    expect(head).toBe(`301 https://${DOMAIN}/some/page?x=1`);
     await sshExec(
       server,
-      'sudo install -d /var/www/_letsencrypt/.well-known/acme-challenge && echo token-body | sudo tee /var/www/_letsencrypt/.well-known/acme-challenge/tok >/dev/null',
+      `sudo install -d /var/www/_letsencrypt/.well-known/acme-challenge && echo token-body | sudo tee /var/www/_letsencrypt/.well-known/acme-challenge/${APP} >/dev/null`,
     );
-    expect((await curl(`http://${server.address}/.well-known/acme-challenge/tok`)).trim()).toBe('token-body');
+    expect((await curl(`http://${DOMAIN}/.well-known/acme-challenge/${APP}`)).trim()).toBe('token-body');
   });
 
   it('speaks only TLS 1.2 and 1.3, with HSTS', async () => {
-    const headers = await curl('-k', '-I', `https://${server.address}/`);
+    const headers = await curl('-k', '-I', `https://${DOMAIN}/`);
     expect(headers).toMatch(/strict-transport-security: max-age=31536000/i);
-    const tls11 = await runProgram('curl', ['-s', '-k', '--tlsv1.1', '--tls-max', '1.1', '-o', '/dev/null', `https://${server.address}/`], 15_000);
+    const tls11 = await runProgram('curl', ['-s', '-k', ...toServer(), '--tlsv1.1', '--tls-max', '1.1', '-o', '/dev/null', `https://${DOMAIN}/`], 15_000);
     expect(tls11.code).not.toBe(0);
     const tls12 = await runProgram(
       'curl',
-      ['-s', '-k', '--tlsv1.2', '--tls-max', '1.2', '-o', '/dev/null', '-w', '%{http_code}', `https://${server.address}/health`],
+      ['-s', '-k', ...toServer(), '--tlsv1.2', '--tls-max', '1.2', '-o', '/dev/null', '-w', '%{http_code}', `https://${DOMAIN}/health`],
       15_000,
     );
     expect(tls12.stdout).toBe('200');
   });
 
   it('keeps the certificate and changes nothing on the next deploy', async () => {
-    const cert = async () => (await sshExec(server, 'sudo sha256sum /etc/ssl/stack/hello/selfsigned.crt')).stdout;
+    const cert = async () => (await sshExec(server, `sudo sha256sum /etc/ssl/stack/${APP}/selfsigned.crt`)).stdout;
     const before = await cert();
     const r = stack(['deploy', 'sbx'], { cwd: dir });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/done: changed 0 things/);
     expect(await cert()).toBe(before);
-    expect((await sshExec(server, 'sudo stat -c "%a %U" /etc/ssl/stack/hello/selfsigned.key')).stdout.trim()).toBe('600 root');
+    expect((await sshExec(server, `sudo stat -c "%a %U" /etc/ssl/stack/${APP}/selfsigned.key`)).stdout.trim()).toBe('600 root');
   });
 });

@@ -64,7 +64,7 @@ describe('stack setup and deploy on a fresh server', () => {
     const r = run(['deploy', 'sbx', '--dry-run', '--exit-code']);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/new file \/etc\/nginx\/sites-available\/hello\.conf/);
-    expect(r.stderr).toMatch(/new release \d{8}T\d{6}Z/);
+    expect(r.stderr).toMatch(/new release \d{8}T\d{6}\.\d{3}Z/);
     expect(r.stderr).toMatch(/SECRET_KEY="\[REDACTED\]"/);
     expect(await remote('readlink /srv/hello/current || echo none')).toBe('none');
   });

@@ -10,8 +10,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { runProgram } from '../../src/sandbox/sandbox.js';
 import { ROOT, type CliResult } from '../helpers/cli.js';
 import { exampleProject, stackIn } from '../helpers/project.js';
-import { bootSandbox, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
+import { sharedServer, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
 
+// On the shared server, as the app `rel` of its own domain.
+const APP = 'rel';
+const DOMAIN = 'rel.stack.test';
 let server: SandboxInfo;
 let dir: string;
 
@@ -19,18 +22,22 @@ const run = (args: string[]): CliResult => stackIn(dir, args);
 async function root(command: string): Promise<string> {
   return (await sshExec(server, command, 'root')).stdout.trim();
 }
+/** curl options that send DOMAIN's requests to the server. */
+const toServer = () => ['--resolve', `${DOMAIN}:80:${server.address}`];
 async function health(): Promise<{ http: string; release?: string; version?: number }> {
-  const r = await runProgram('curl', ['-s', '-i', '--max-time', '10', `http://${server.address}/health`], 15_000);
+  const r = await runProgram('curl', ['-s', '-i', '--max-time', '10', ...toServer(), `http://${DOMAIN}/health`], 15_000);
   const [head, body] = r.stdout.split('\r\n\r\n');
   return { ...(body ? JSON.parse(body) : {}), http: head!.split(' ')[1]! };
 }
 async function header(name: string): Promise<string | undefined> {
-  const r = await runProgram('curl', ['-s', '-I', '--max-time', '10', `http://${server.address}/`], 15_000);
+  const r = await runProgram('curl', ['-s', '-I', '--max-time', '10', ...toServer(), `http://${DOMAIN}/`], 15_000);
   return r.stdout
     .split('\r\n')
     .find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`))
     ?.split(': ')[1];
 }
+/** A release id as a regular expression that matches only it. */
+const literal = (id: string) => id.replace(/\./g, '\\.');
 const wsgi = () => path.join(dir, 'example/hello/wsgi.py');
 const original = readFileSync(path.join(ROOT, 'example/hello/wsgi.py'), 'utf8');
 const headers = readFileSync(path.join(ROOT, 'templates/nginx/partials/headers.hbs'), 'utf8');
@@ -43,13 +50,15 @@ function version(n: number): void {
 }
 
 beforeAll(async () => {
-  server = await bootSandbox('rel');
+  server = await sharedServer();
   dir = exampleProject(server, {
+    name: APP,
+    domain: DOMAIN,
     // A build hook writes into the release before it is sealed; the app's hooks only read it.
     hooks: {
       build: ['touch built'],
-      before_activate: ['python -c "print(\'migrating\')" && test -f built && touch /srv/hello/shared/migrated'],
-      after_activate: ['test -f /srv/hello/shared/migrated'],
+      before_activate: [`python -c "print('migrating')" && test -f built && touch /srv/${APP}/shared/migrated`],
+      after_activate: [`test -f /srv/${APP}/shared/migrated`],
     },
   });
   expect(run(['setup', 'sbx']).code).toBe(0);
@@ -63,41 +72,40 @@ describe('releases and rollback', () => {
     version(1);
     const first = run(['deploy', 'sbx']);
     expect(first.code).toBe(0);
-    v1 = first.stderr.match(/release (\d{8}T\d{6}Z)/)![1]!;
-    await new Promise((r) => setTimeout(r, 1100));
+    v1 = first.stderr.match(/release (\d{8}T\d{6}\.\d{3}Z)/)![1]!;
     version(2);
     const second = run(['deploy', 'sbx']);
     expect(second.code).toBe(0);
-    v2 = second.stderr.match(/release (\d{8}T\d{6}Z)/)![1]!;
+    v2 = second.stderr.match(/release (\d{8}T\d{6}\.\d{3}Z)/)![1]!;
     expect(await health()).toMatchObject({ http: '200', version: 2, release: v2 });
     expect(await header('X-Version')).toBe('"2"'.replace(/"/g, ''));
     const list = run(['releases', 'sbx']);
     expect(list.code).toBe(0);
-    expect(list.stdout).toMatch(new RegExp(`  ${v1}  .*root@`));
-    expect(list.stdout).toMatch(new RegExp(`\\* ${v2} .*live`));
+    expect(list.stdout).toMatch(new RegExp(`  ${literal(v1)}  .*root@`));
+    expect(list.stdout).toMatch(new RegExp(`\\* ${literal(v2)} .*live`));
     // The configuration each release went live with is kept with it, env file private.
-    expect(await root(`grep -c 'X-Version "1"' /srv/hello/releases/${v1}/.stack/config/etc/nginx/sites-available/hello.conf`)).toBe('1');
-    expect(await root(`stat -c '%a %U' /srv/hello/releases/${v2}/.stack/config/etc/hello/env /srv/hello/releases/${v2}/.stack`)).toBe('600 root\n700 root');
+    expect(await root(`grep -c 'X-Version "1"' /srv/${APP}/releases/${v1}/.stack/config/etc/nginx/sites-available/${APP}.conf`)).toBe('1');
+    expect(await root(`stat -c '%a %U' /srv/${APP}/releases/${v2}/.stack/config/etc/${APP}/env /srv/${APP}/releases/${v2}/.stack`)).toBe('600 root\n700 root');
     // The build hook wrote into the new release; the before_activate hook ran after it.
-    expect(await root(`test -f /srv/hello/releases/${v2}/built && test -f /srv/hello/shared/migrated && echo yes`)).toBe('yes');
+    expect(await root(`test -f /srv/${APP}/releases/${v2}/built && test -f /srv/${APP}/shared/migrated && echo yes`)).toBe('yes');
   });
 
   it('rolls back code and configuration together', async () => {
     // A dry run shows what would be restored, the env file's secret redacted, and changes nothing.
     const dry = run(['rollback', 'sbx', '--dry-run']);
     expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.stderr).toMatch(new RegExp(`rollback to ${v1} would restore \\d+ file`));
+    expect(dry.stderr).toMatch(new RegExp(`rollback to ${literal(v1)} would restore \\d+ file`));
     expect(dry.stderr).toMatch(/^-\s*add_header X-Version "2" always;$/m);
     expect(dry.stderr).toMatch(/^\+\s*add_header X-Version "1" always;$/m);
-    expect(dry.stderr).toContain(`link /srv/hello/current -> releases/${v1} (now releases/${v2})`);
-    expect(await root('readlink /srv/hello/current')).toBe(`releases/${v2}`);
+    expect(dry.stderr).toContain(`link /srv/${APP}/current -> releases/${v1} (now releases/${v2})`);
+    expect(await root(`readlink /srv/${APP}/current`)).toBe(`releases/${v2}`);
     expect(await header('X-Version')).toBe('2');
     const r = run(['rollback', 'sbx']);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(new RegExp(`now runs release ${v1} \\(was ${v2}\\), code and configuration; health 200`));
+    expect(r.stderr).toMatch(new RegExp(`now runs release ${literal(v1)} \\(was ${literal(v2)}\\), code and configuration; health 200`));
     expect(await health()).toMatchObject({ http: '200', version: 1, release: v1 });
     expect(await header('X-Version')).toBe('1');
-    expect(run(['releases', 'sbx']).stdout).toMatch(new RegExp(`\\* ${v1} .*live`));
+    expect(run(['releases', 'sbx']).stdout).toMatch(new RegExp(`\\* ${literal(v1)} .*live`));
     // Back to the newest one by name.
     expect(run(['rollback', 'sbx', v2]).code).toBe(0);
     expect(await health()).toMatchObject({ version: 2 });
@@ -108,15 +116,14 @@ describe('releases and rollback', () => {
   });
 
   it('makes a new release of the same code when only the configuration changes', async () => {
-    await new Promise((r) => setTimeout(r, 1100));
     writeFileSync(path.join(dir, '.stack/templates/nginx/partials/headers.hbs'), `${headers}add_header X-Version "2b" always;\n`);
-    const pid = await root('systemctl show -p MainPID --value hello');
+    const pid = await root(`systemctl show -p MainPID --value ${APP}`);
     const r = run(['deploy', 'sbx']);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/code of \d{8}T\d{6}Z, new configuration/);
+    expect(r.stderr).toMatch(/code of \d{8}T\d{6}\.\d{3}Z, new configuration/);
     expect(await header('X-Version')).toBe('2b');
-    expect(await root('systemctl show -p MainPID --value hello')).toBe(pid);
-    expect(run(['releases', 'sbx']).stdout).toMatch(/\(code of \d{8}T\d{6}Z\)\s+live/);
+    expect(await root(`systemctl show -p MainPID --value ${APP}`)).toBe(pid);
+    expect(run(['releases', 'sbx']).stdout).toMatch(/\(code of \d{8}T\d{6}\.\d{3}Z\)\s+live/);
   });
 });
 
@@ -126,15 +133,15 @@ describe('automatic rollback', () => {
     const now = await health();
     expect(now.http).toBe('200');
     expect(now.version).toBe(before.version);
-    expect(await root('readlink /srv/hello/current')).toBe(before.current);
+    expect(await root(`readlink /srv/${APP}/current`)).toBe(before.current);
   }
   async function live() {
-    return { ...(await health()), current: await root('readlink /srv/hello/current') };
+    return { ...(await health()), current: await root(`readlink /srv/${APP}/current`) };
   }
 
   it('puts the previous release back when the new one does not start', async () => {
     const before = await live();
-    const releasesBefore = await root('ls /srv/hello/releases');
+    const releasesBefore = await root(`ls /srv/${APP}/releases`);
     writeFileSync(wsgi(), `raise RuntimeError("boom at import")\n${original}`);
     const r = run(['deploy', 'sbx']);
     expect(r.code).toBe(1);
@@ -142,7 +149,7 @@ describe('automatic rollback', () => {
     expect(r.stderr).toMatch(/boom at import/);
     expect(r.stderr).not.toMatch(/^\s+at /m);
     await expectPreviousServing(before);
-    expect(await root('ls /srv/hello/releases')).toBe(releasesBefore);
+    expect(await root(`ls /srv/${APP}/releases`)).toBe(releasesBefore);
   });
 
   it('puts the previous release back when the health check fails', async () => {
@@ -164,7 +171,7 @@ describe('automatic rollback', () => {
   it('stops before anything goes live when a hook fails, with its output redacted', async () => {
     writeFileSync(wsgi(), original);
     const before = await live();
-    const files = await root('sha256sum /etc/nginx/sites-available/hello.conf /etc/hello/env; readlink /srv/hello/current');
+    const files = await root(`sha256sum /etc/nginx/sites-available/${APP}.conf /etc/${APP}/env; readlink /srv/${APP}/current`);
     const inv = path.join(dir, 'inventory.yml');
     const text = readFileSync(inv, 'utf8');
     writeFileSync(inv, text.replace(/before_activate:\n(\s+)- .*\n/, `before_activate:\n$1- echo "key is $SECRET_KEY"; echo migration failed >&2; exit 3\n`));
@@ -174,7 +181,7 @@ describe('automatic rollback', () => {
       expect(r.stderr).toMatch(/hook echo/);
       expect(r.stderr).toMatch(/key is \[REDACTED\]/);
       expect(r.stderr).toMatch(/migration failed/);
-      expect(await root('sha256sum /etc/nginx/sites-available/hello.conf /etc/hello/env; readlink /srv/hello/current')).toBe(files);
+      expect(await root(`sha256sum /etc/nginx/sites-available/${APP}.conf /etc/${APP}/env; readlink /srv/${APP}/current`)).toBe(files);
       await expectPreviousServing(before);
     } finally {
       writeFileSync(inv, text);
@@ -193,7 +200,7 @@ describe('automatic rollback', () => {
 
 describe('the deploy lock', () => {
   const lockInfo = (client: string, pid: number) =>
-    `mkdir -p /var/lib/stack/hello.lock && printf 'token=other\\nwho=alice@laptop\\nclient=${client}\\npid=${pid}\\nsince=2026-01-01T00:00:00Z\\ncommand=deploy sbx\\n' > /var/lib/stack/hello.lock/info && printf other > /var/lib/stack/hello.lock/token`;
+    `mkdir -p /var/lib/stack/${APP}.lock && printf 'token=other\\nwho=alice@laptop\\nclient=${client}\\npid=${pid}\\nsince=2026-01-01T00:00:00Z\\ncommand=deploy sbx\\n' > /var/lib/stack/${APP}.lock/info && printf other > /var/lib/stack/${APP}.lock/token`;
 
   it('refuses a deploy while another holds the lock, naming it and how to clear it', async () => {
     await root(lockInfo('laptop', 4242));
@@ -218,7 +225,7 @@ describe('the deploy lock', () => {
   it('waits for the lock with --wait', async () => {
     await root(lockInfo('laptop', 4242));
     // Released by "the other deploy" three seconds later.
-    void sshExec(server, 'sleep 3; rm -rf /var/lib/stack/hello.lock', 'root');
+    void sshExec(server, `sleep 3; rm -rf /var/lib/stack/${APP}.lock`, 'root');
     const t0 = Date.now();
     const r = run(['deploy', 'sbx', '--wait']);
     expect(r.code).toBe(0);
@@ -235,14 +242,13 @@ describe('keeping releases', () => {
     try {
       // Three configuration-only deploys: the app is not restarted, so it keeps working in the
       // release it started from, which must survive the pruning.
-      const appRelease = (await root(`readlink /proc/$(systemctl show -p MainPID --value hello)/cwd`)).split('/').pop()!;
+      const appRelease = (await root(`readlink /proc/$(systemctl show -p MainPID --value ${APP})/cwd`)).split('/').pop()!;
       for (let i = 0; i < 3; i++) {
-        await new Promise((r) => setTimeout(r, 1100));
         writeFileSync(path.join(dir, '.stack/templates/nginx/partials/headers.hbs'), `${headers}add_header X-Keep "${i}" always;\n`);
         expect(run(['deploy', 'sbx']).code).toBe(0);
       }
-      const releases = (await root('ls /srv/hello/releases')).split('\n');
-      const current = (await root('readlink /srv/hello/current')).replace('releases/', '');
+      const releases = (await root(`ls /srv/${APP}/releases`)).split('\n');
+      const current = (await root(`readlink /srv/${APP}/current`)).replace('releases/', '');
       expect(releases).toContain(current);
       expect(releases).toContain(appRelease);
       expect(releases.filter((r) => r !== appRelease)).toHaveLength(2);

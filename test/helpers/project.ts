@@ -18,6 +18,8 @@ export function stackIn(dir: string, args: string[]): CliResult {
 }
 
 export interface ProjectOptions {
+  /** The app's name (hello); each app on the shared server has its own. */
+  name?: string;
   gateway?: 'gunicorn' | 'uwsgi';
   ssl?: 'none' | 'self-signed';
   /** Leave out host_key, to meet a server for the first time. */
@@ -33,7 +35,7 @@ export function exampleProject(server: SandboxInfo, o: ProjectOptions = {}): str
   cpSync(path.join(ROOT, 'example'), path.join(dir, 'example'), { recursive: true });
   const inventory = {
     app: {
-      name: 'hello',
+      name: o.name ?? 'hello',
       source: 'example',
       wsgi: 'hello.wsgi:application',
       requirements: 'requirements.txt',

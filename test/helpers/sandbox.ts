@@ -3,10 +3,14 @@
  * whether the file passes, fails, or the run is interrupted.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll } from 'vitest';
+import { afterAll, inject } from 'vitest';
 import { NAME_PATTERN, runProgram, sandboxDown, sandboxDownSync, sandboxUp, sshOptions, type RunResult, type SandboxInfo } from '../../src/sandbox/sandbox.js';
+
+// The type of what the global setup provides.
+import type {} from './shared-server.js';
 
 export type { SandboxInfo };
 
@@ -61,6 +65,25 @@ export async function bootSandbox(tag: string): Promise<SandboxInfo> {
   const name = sandboxName(tag);
   trackSandbox(name);
   return sandboxUp({ name });
+}
+
+/**
+ * The provisioned server that files which do not need a pristine one share (see
+ * shared-server.ts for the rules they keep). The run's main process owns and stops it.
+ */
+export async function sharedServer(): Promise<SandboxInfo> {
+  const socketPath = inject('sharedServerSocket');
+  if (!socketPath) throw new Error("no shared server: the e2e project's globalSetup (test/global-setup.ts) provides it");
+  return new Promise((resolve, reject) => {
+    request({ socketPath, path: '/' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body) as SandboxInfo) : reject(new Error(body))));
+    })
+      .on('error', reject)
+      .end();
+  });
 }
 
 export async function stopSandbox(name: string): Promise<void> {

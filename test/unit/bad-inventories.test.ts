@@ -16,6 +16,7 @@ import { stringify } from 'yaml';
 import { InventoryError, type InventoryProblem } from '../../src/errors.js';
 import { parseInventory } from '../../src/inventory/load.js';
 import { ROOT, stack } from '../helpers/cli.js';
+import { stackInProcess } from '../helpers/in-process.js';
 
 // ---------------------------------------------------------------------------------------------
 // The corpus
@@ -88,6 +89,19 @@ function matches(p: InventoryProblem, e: Expectation): boolean {
 }
 
 describe('the bad-inventory corpus', () => {
+  it('gives the same answer from a real process as in process (one fixture; the rest run in process)', async () => {
+    const file = path.join(
+      ROOT,
+      'test/fixtures/bad',
+      readdirSync(path.join(ROOT, 'test/fixtures/bad'))
+        .filter((f) => f.endsWith('.yml'))
+        .sort()[0]!,
+    );
+    const real = stack(['render', '-i', file]);
+    expect(real.code).toBe(2);
+    expect(await stackInProcess(['render', '-i', file])).toEqual(real);
+  });
+
   it('has at least 30 fixtures, each with its expectations at the top', () => {
     expect(fixtures.length).toBeGreaterThanOrEqual(30);
     for (const f of fixtures) {
@@ -119,8 +133,8 @@ describe.each(fixtures)('$name', (fixture) => {
     expect(found).toEqual([...found].sort((a, b) => a - b));
   });
 
-  it('makes `stack render -i FILE` exit 2 with file:line on stderr, no trace, nothing on stdout', () => {
-    const r = stack(['render', '-i', fixture.file]);
+  it('makes `stack render -i FILE` exit 2 with file:line on stderr, no trace, nothing on stdout', async () => {
+    const r = await stackInProcess(['render', '-i', fixture.file]);
     expect(r.stderr).not.toMatch(/^\s+at /m);
     expect(r.stdout).toBe('');
     for (const e of fixture.expectations) expect(r.stderr).toContain(`${fixture.file}:${e.line}:`);

@@ -13,7 +13,8 @@ import { certificateNeed, LETS_ENCRYPT_DIRECTORY, obtainCertificateScript } from
 import { buildDesiredState, configFilesFor } from '../../src/state/desired.js';
 import { TemplateEngine } from '../../src/templates/engine.js';
 import { STAND_IN_DOMAINS } from '../../src/views/nginx.js';
-import { formatCertificates, judgeCertificates, parseCertsOutput } from '../../src/certs/report.js';
+import { formatCertificates, judgeCertificates } from '../../src/certs/report.js';
+import { parseCertsOutput } from '../../src/facts/certs.js';
 import { checkNginxSites } from '../../src/checks/nginx.js';
 import { parseInventory } from '../../src/inventory/load.js';
 import { loadCustomCertificate } from '../../src/certs/custom.js';

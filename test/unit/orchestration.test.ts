@@ -9,17 +9,24 @@ import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { runHost } from '../../src/apply/deploy-host.js';
 import { RemoteCommandError } from '../../src/errors.js';
-import { parseFacts } from '../../src/facts/gather.js';
+import { parseFacts } from '../../src/facts/host.js';
 import { parseInventory } from '../../src/inventory/load.js';
 import type { Environment } from '../../src/inventory/resolve.js';
-import { planDeploy, sha256 } from '../../src/plan/plan.js';
+import { planDeploy, } from '../../src/plan/plan.js';
+import { planRollback } from '../../src/plan/rollback.js';
+import { provisions } from '../../src/plan/host.js';
+import { provisionLines } from '../../src/apply/scripts.js';
 import { planSteps, type Step } from '../../src/plan/steps.js';
+import { applySteps, type StepScripts } from '../../src/apply/apply.js';
+import { parseReleases } from '../../src/facts/releases.js';
+import { UsageError } from '../../src/errors.js';
 import { readSource } from '../../src/release/source.js';
 import { Secret } from '../../src/secrets/secret.js';
 import type { ExecResult, RemoteShell } from '../../src/ssh/connect.js';
 import { buildDesiredState, type DesiredState } from '../../src/state/desired.js';
 import { TemplateEngine } from '../../src/templates/engine.js';
 import { ROOT } from '../helpers/cli.js';
+import { convergedFacts } from '../helpers/plans.js';
 
 function environment(ssl: 'none' | 'letsencrypt' = 'none'): Environment {
   return parseInventory(
@@ -44,22 +51,7 @@ async function desiredOf(env: Environment): Promise<DesiredState> {
   return buildDesiredState(env, env.hosts[0]!, { engine, facts: { nginxVersion: [1, 22, 1], cpus: 2 }, secrets });
 }
 
-/** What the facts script prints for a server in the desired state, live on `release` of `sourceHash`. */
-function converged(d: DesiredState, live: { release: string; sourceHash: string } | null, changedFile?: string): string {
-  const lines = ['nginx\t1.22.1', 'cpus\t2', 'os\tdebian 12', 'free\t10000000'];
-  for (const f of d.files)
-    lines.push(`file\t${f.path}\t${f.path === changedFile ? 'f'.repeat(64) : sha256(f.content)}\t${Number(f.mode).toString()}\t${f.owner}\t${f.group}`);
-  for (const l of d.links) lines.push(`link\t${l.path}\t${l.target}`);
-  for (const dir of d.dirs) lines.push(`dir\t${dir.path}\t${dir.mode.replace(/^0/, '')}\t${dir.owner}\t${dir.group}`);
-  for (const p of d.packages) lines.push(`pkg\t${p}\tii `);
-  lines.push('user\tblog\tblog', 'user\tblog-build\tblog-build', 'user\twww-data\twww-data');
-  for (const s of d.services) lines.push(`service\t${s}\tenabled\tactive`);
-  if (live) {
-    const manifest = Buffer.from(JSON.stringify({ id: live.release, source_hash: live.sourceHash, created: '', by: '' })).toString('base64');
-    lines.push(`current\treleases/${live.release}`, `manifest\t${manifest}`, `releases\t${live.release}`);
-  }
-  return lines.join('\n');
-}
+const converged = convergedFacts;
 
 /** A server as a list of answers: the facts script gets `facts`, every other round trip `answer`. */
 class RecordingShell implements RemoteShell {
@@ -75,7 +67,7 @@ class RecordingShell implements RemoteShell {
   }
   async sudoScript(script: string, options: { onStdout?: (chunk: string) => void } = {}): Promise<ExecResult> {
     this.execCount++;
-    if (script.includes('lock\tacquired')) {
+    if (script.includes('\nlock_take ')) {
       this.trips.push({ kind: 'facts', text: script });
       return { code: 0, stdout: `lock\tacquired\n${this.facts}\n`, stderr: '' };
     }
@@ -164,6 +156,24 @@ describe('steps planned from the plan', () => {
     expect(kinds(planSteps(plan, { uploads: true, provisions: true, checksHealth: true }))).toEqual(['provision', 'certificate', 'upload', 'activate']);
   });
 
+  it('knows whether provisioning has work exactly when its script has lines', async () => {
+    const env = environment('letsencrypt');
+    const d = await desiredOf(env);
+    const cases = [
+      parseFacts('nginx\t1.22.1'),
+      parseFacts(converged(d, { release: 'r0', sourceHash: 'old' })),
+      parseFacts(converged(d, { release: 'r0', sourceHash: 'old' }).replace(/\npkg\t[^\n]*/, '')),
+      parseFacts(converged(d, null).replace('user\tblog\tblog', 'user\tblog\t-')),
+    ];
+    for (const facts of cases) {
+      const plan = planDeploy({ desired: d, facts });
+      for (const sshPort of [undefined, 22]) {
+        const p = { layout: d.layout, staticPath: 'static', sshPort };
+        expect(provisions(plan, p)).toBe(provisionLines(plan, p).length > 0);
+      }
+    }
+  });
+
   it('gives the lock back when setup has nothing to do', async () => {
     const env = environment();
     const d = await desiredOf(env);
@@ -208,5 +218,55 @@ describe('runHost over a recording shell', () => {
     expect(String((error as Error).message)).toMatch(/health check/);
     // The client gives the lock back too (nothing left to do when the script already did).
     expect(shell.trips.map((t) => t.kind)).toEqual(['facts', 'upload', 'activate', 'unlock']);
+  });
+});
+
+describe('rollback planned from the releases a host recorded', () => {
+  const manifest = Buffer.from(JSON.stringify({ id: 'x', source_hash: 'h', created: '', by: '' })).toString('base64');
+  // r1 complete, r2 without recorded configuration, r3 complete and live, r4 newer but never live.
+  const releases = parseReleases(
+    ['release\tr1\tM\t1', 'release\tr2\tM\t0', 'release\tr3\tM\t1', 'release\tr4\t-\t0', 'live\tr3'].join('\n').replaceAll('M', manifest),
+  );
+  const at = { host: '192.0.2.1', env: 'prod' };
+
+  it('goes to the newest complete release before the live one, in one restore step', () => {
+    expect(planRollback(releases, undefined, at)).toEqual({ target: 'r1', live: 'r3', steps: [{ kind: 'restore', release: 'r1', from: 'r3' }] });
+  });
+
+  it.each([
+    ['r9', /there is no release r9/],
+    ['r3', /r3 is already live/],
+    ['r2', /release r2 is incomplete or has no recorded configuration/],
+    ['r4', /release r4 is incomplete/],
+  ])('refuses %s', (wanted, message) => {
+    expect(() => planRollback(releases, wanted, at)).toThrow(UsageError);
+    expect(() => planRollback(releases, wanted, at)).toThrow(message);
+  });
+
+  it('refuses when nothing came before the live release', () => {
+    expect(() => planRollback(parseReleases(`release\tr1\t${manifest}\t1\nlive\tr1`), undefined, at)).toThrow(/no earlier release to roll back to/);
+  });
+
+  it('is carried out by the same executor as a deploy: the restore step runs its script', async () => {
+    const ran: string[] = [];
+    const scripts: StepScripts = { restore: (release) => `restore ${release}` };
+    const outcome = await applySteps(planRollback(releases, undefined, at).steps, scripts, async (what, stdin) => {
+      ran.push(`${what}: ${String(stdin)}`);
+      return { health: '200' } as never;
+    });
+    expect(ran).toEqual(['rollback to r1: restore r1']);
+    expect(outcome?.health).toBe('200');
+  });
+});
+
+describe('the executor', () => {
+  it('refuses a planned step it was given no script for, before running anything', async () => {
+    const ran: string[] = [];
+    const run = async (what: string) => {
+      ran.push(what);
+      return {} as never;
+    };
+    await expect(applySteps([{ kind: 'health' }], { restore: () => 'x' }, run)).rejects.toThrow(/health step was planned/);
+    expect(ran).toEqual([]);
   });
 });

@@ -1,9 +1,12 @@
 /** Facts parsing, planning and the scripts built from a plan: pure code, no server. */
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { factsScript, parseFacts } from '../../src/facts/gather.js';
+import { factScript } from '../../src/facts/fact.js';
+import { hostFact, parseFacts } from '../../src/facts/host.js';
 import { parseInventory } from '../../src/inventory/load.js';
-import { changeCount, nextReleaseId, planDeploy, sha256 } from '../../src/plan/plan.js';
+import { changeCount, planDeploy, sha256 } from '../../src/plan/plan.js';
+import { nextReleaseId, releaseIdAt } from '../../src/release/id.js';
 import { type ActivateOptions, activateScript, provisionLines, type RunContext } from '../../src/apply/scripts.js';
 import { shQuote } from '../../src/remote/quote.js';
 import { Secret, SecretText, displayContent } from '../../src/secrets/secret.js';
@@ -45,9 +48,9 @@ function convergedOutput(d: DesiredState): string {
 describe('facts', () => {
   it('asks for everything in one script and quotes paths for sh', async () => {
     const d = await desired();
-    const script = factsScript(d, { files: new Map(d.files.map((f) => [f.path, sha256(f.content)])), probes: [] });
-    for (const f of d.files) expect(script).toContain(`f ${f.path} ${sha256(f.content)}`);
-    expect(script).toContain('dpkg-query -W');
+    const script = factScript(hostFact(d, { files: new Map(d.files.map((f) => [f.path, sha256(f.content)])), probes: [] }));
+    for (const f of d.files) expect(script).toContain(`\nfact_file ${f.path} ${sha256(f.content)}\n`);
+    expect(script).toContain(`\nfact_packages ${d.packages.join(' ')}\n`);
     expect(script).not.toContain(SECRET);
   });
 
@@ -223,24 +226,58 @@ describe('quoting and secrets files', () => {
 });
 
 describe('release ids', () => {
+  it('are the UTC time to the millisecond', () => {
+    expect(releaseIdAt(new Date(Date.UTC(2026, 11, 1, 2, 30, 0, 123)))).toBe('20261201T023000.123Z');
+    expect(releaseIdAt(new Date(Date.UTC(2026, 11, 1, 2, 30, 0, 0)))).toBe('20261201T023000.000Z');
+  });
+
   it.each([
-    ['20261123T204431Z', [], '20261123T204431Z'],
-    ['20261123T204432Z', ['20261123T204431Z'], '20261123T204432Z'],
-    ['20261123T204431Z', ['20261123T204431Z'], '20261123T204432Z'],
-    ['20261123T204430Z', ['20261123T204429Z', '20261123T204431Z'], '20261123T204432Z'],
-    ['20261231T235959Z', ['20261231T235959Z'], '20270101T000000Z'],
+    ['20261123T204431.500Z', [], '20261123T204431.500Z'],
+    ['20261123T204431.501Z', ['20261123T204431.500Z'], '20261123T204431.501Z'],
+    // Two deploys within one millisecond, and a clock behind the newest release.
+    ['20261123T204431.500Z', ['20261123T204431.500Z'], '20261123T204431.501Z'],
+    ['20261123T204430.000Z', ['20261123T204429.000Z', '20261123T204431.250Z'], '20261123T204431.251Z'],
+    ['20261123T204431.999Z', ['20261123T204431.999Z'], '20261123T204432.000Z'],
+    ['20261231T235959.999Z', ['20261231T235959.999Z'], '20270101T000000.000Z'],
+    // Second-precision ids from earlier versions: one stands for the end of its second.
+    ['20261123T204432.000Z', ['20261123T204431Z'], '20261123T204432.000Z'],
+    ['20261123T204431.500Z', ['20261123T204431Z'], '20261123T204432.000Z'],
+    ['20261123T204430.100Z', ['20261123T204429.900Z', '20261123T204431Z'], '20261123T204432.000Z'],
+    ['20261123T204431.100Z', ['20261123T204430Z', '20261123T204431.050Z'], '20261123T204431.100Z'],
+    ['20261231T235959.400Z', ['20261231T235959Z'], '20270101T000000.000Z'],
+    // What is not a release id does not count.
+    ['20261123T204431.500Z', ['20261123T204431.500Z', 'backup'], '20261123T204431.501Z'],
   ])('%s after %j is %s', (wanted, existing, want) => {
     expect(nextReleaseId(wanted, existing)).toBe(want);
+  });
+
+  // Deploy order: each id here is made after the one before it (the old id by an earlier version).
+  const inOrder = ['20261123T204430.001Z', '20261123T204431.999Z', '20261123T204431Z', '20261123T204432.000Z', '20261123T204432.001Z'];
+
+  it('sort in deploy order as strings, second-precision ones among them', () => {
+    expect([...inOrder].reverse().sort()).toEqual(inOrder);
+    expect(nextReleaseId(releaseIdAt(new Date(Date.UTC(2026, 10, 23, 20, 44, 31, 999))), inOrder.slice(0, 3))).toBe('20261123T204432.000Z');
+  });
+
+  it('sort in deploy order with sort -r on the server, which prunes the oldest', () => {
+    for (const locale of ['C', 'C.UTF-8']) {
+      const r = spawnSync('sort', ['-r'], {
+        input: `${[2, 4, 0, 3, 1].map((i) => inOrder[i]).join('\n')}\n`,
+        encoding: 'utf8',
+        env: { ...process.env, LC_ALL: locale },
+      });
+      expect(r.stdout.trim().split('\n'), locale).toEqual([...inOrder].reverse());
+    }
   });
 
   it('never plans a release over an existing one', async () => {
     const d = await desired();
     const plan = planDeploy({
       desired: d,
-      facts: parseFacts('nginx\t\nreleases\t20261123T204431Z\n'),
-      code: { id: '20261123T204431Z', sourceHash: 'x', requirements: null },
+      facts: parseFacts('nginx\t\nreleases\t20261123T204431Z 20261123T204431.500Z\n'),
+      code: { id: '20261123T204431.500Z', sourceHash: 'x', requirements: null },
     });
-    expect(plan.release!.id).toBe('20261123T204432Z');
+    expect(plan.release!.id).toBe('20261123T204432.000Z');
   });
 });
 
@@ -274,8 +311,8 @@ describe('certificates in the plan', () => {
       notify: ['reload-nginx'],
     };
     d.files.push(key);
-    const script = factsScript(d, { files: new Map([[key.path, sha256(key.content)]]), probes: [], secret: new Set([key.path]) });
-    expect(script).toContain(`f ${key.path} ${sha256(key.content)} secret`);
+    const script = factScript(hostFact(d, { files: new Map([[key.path, sha256(key.content)]]), probes: [], secret: new Set([key.path]) }));
+    expect(script).toContain(`\nfact_file ${key.path} ${sha256(key.content)} secret\n`);
     const facts = parseFacts(`${convergedOutput(d).replace(new RegExp(`file\\t${key.path}\\t[0-9a-f]+`), `file\t${key.path}\t${'0'.repeat(64)}`)}`);
     const change = planDeploy({ desired: d, facts }).files.find((f) => f.file.path === key.path)!;
     expect(change).toMatchObject({ action: 'update', diff: '', secretOnly: true });

@@ -1,9 +1,12 @@
 /**
  * The remote shell library (src/remote/sh/*.sh), run here under dash in temporary folders: the
  * same functions the root scripts run on servers, in milliseconds, plus shellcheck over them.
+ * Commands that would change the system (systemctl, apt-get, useradd, chown to root...) are
+ * stand-ins from a folder put first on PATH, which record how they were called.
  */
 import { spawnSync } from 'node:child_process';
 import {
+  rmSync,
   chmodSync,
   lstatSync,
   mkdirSync,
@@ -18,31 +21,84 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REMOTE_LIBRARY } from '../../src/apply/scripts.js';
 import { ROOT } from '../helpers/cli.js';
 
 const SH = path.join(ROOT, 'src/remote/sh');
-const LIBRARY = ['lib.sh', 'release.sh'].map((f) => path.join(SH, f));
+const LIBRARY = ['lib.sh', 'lock.sh', 'provision.sh', 'release.sh', 'activate.sh', 'certs.sh'].map((f) => path.join(SH, f));
+
+const temporaries: string[] = [];
+afterAll(() => {
+  for (const dir of temporaries) rmSync(dir, { recursive: true, force: true });
+});
+
+function temporary(prefix: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  temporaries.push(dir);
+  return dir;
+}
+
+interface ShResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** What the stand-ins were called with, one "NAME ARGS" line each. */
+  calls: string[];
+  /** Their folder (a stand-in may leave files there). */
+  stubDir: string;
+}
+
+/**
+ * Runs `body` under dash with the library loaded, in `cwd`. `stubs` are stand-in commands
+ * (name -> shell body, run after the call is recorded); `env` adds variables.
+ */
+function sh(body: string, cwd: string, o: { input?: string; stubs?: Record<string, string>; env?: Record<string, string> } = {}): ShResult {
+  const bin = temporary('stack-stubs-');
+  const log = path.join(bin, '.calls');
+  writeFileSync(log, '');
+  for (const [name, code] of Object.entries(o.stubs ?? {})) {
+    writeFileSync(path.join(bin, name), `#!/bin/sh\nprintf '%s\\n' "${name} $*" >> "$STUB_LOG"\n${code}\n`, { mode: 0o755 });
+  }
+  const script = `${LIBRARY.map((f) => `. '${f}'`).join('\n')}\naudit() { :; }\n${body}`;
+  const r = spawnSync('dash', ['-c', script], {
+    cwd,
+    input: o.input,
+    encoding: 'utf8',
+    timeout: 20_000,
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, STUB_LOG: log, STUB_DIR: bin, ...o.env },
+  });
+  const calls = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, calls, stubDir: bin };
+}
 
 /** Runs `body` under dash with the library loaded, in `cwd`. */
 function dash(body: string, cwd: string, input?: string): { code: number | null; stdout: string; stderr: string } {
-  const script = `${LIBRARY.map((f) => `. '${f}'`).join('\n')}\naudit() { :; }\n${body}`;
-  const r = spawnSync('dash', ['-c', script], { cwd, input, encoding: 'utf8', timeout: 20_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return sh(body, cwd, { input });
 }
 
 function scratch(): string {
-  return mkdtempSync(path.join(tmpdir(), 'stack-sh-'));
+  return temporary('stack-sh-');
 }
 
 const mode = (p: string) => (statSync(p).mode & 0o7777).toString(8).padStart(4, '0');
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+/** Stand-ins for owners only root may give: the mode still changes, the owner is recorded. */
+const OWNERS = { chown: 'exit 0', chgrp: 'exit 0' };
+/** `install -d` as mkdir: options that need root are recorded, not applied. */
+const INSTALL_DIR = { install: 'for a; do d=$a; done; mkdir -p "$d"' };
+/** systemctl and journalctl as a server without services: each call recorded. */
+const SERVICES = { systemctl: 'exit 0', journalctl: 'echo "journal of $2"', sleep: 'exit 0' };
+/** nginx's workers: none before the reload, one after (reload_nginx waits for new ones). */
+const WORKERS = { pgrep: 'if [ -f "$STUB_DIR/.workers" ]; then echo 7; else : > "$STUB_DIR/.workers"; fi' };
 
 describe('shellcheck', () => {
   it('finds nothing in any remote script', () => {
     const files = readdirSync(SH)
       .filter((f) => f.endsWith('.sh'))
       .map((f) => path.join(SH, f));
-    expect(files.length).toBeGreaterThanOrEqual(2);
+    expect(files.length).toBeGreaterThanOrEqual(LIBRARY.length + 1);
     const r = spawnSync('shellcheck', ['-s', 'sh', '-S', 'warning', ...files], { encoding: 'utf8' });
     expect(r.error, 'shellcheck must be installed (scripts/ensure-deps.sh does)').toBeUndefined();
     expect(r.stdout + r.stderr).toBe('');
@@ -137,11 +193,15 @@ describe('receive', () => {
   it('gives up with status 2 when nothing arrives for the idle time, although the input stays open', () => {
     const d = scratch();
     // The writer holds the pipe open for 4 s and sends nothing after its first bytes.
-    const r = spawnSync('dash', ['-c', `{ printf start; sleep 4; } | dash -c '. ${LIBRARY[0]}; . ${LIBRARY[1]}; receive upload 1; echo "status $?"'`], {
-      cwd: d,
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
+    const r = spawnSync(
+      'dash',
+      ['-c', `{ printf start; sleep 4; } | dash -c '. ${path.join(SH, 'lib.sh')}; . ${path.join(SH, 'release.sh')}; receive upload 1; echo "status $?"'`],
+      {
+        cwd: d,
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    );
     expect(r.stdout).toBe('status 2\n');
     expect(readFileSync(path.join(d, 'upload'), 'utf8')).toBe('start');
   });
@@ -209,5 +269,663 @@ describe.skipIf(process.getuid?.() !== 0)('seal', () => {
     expect(owner('.stack')).toBe('0:root');
     expect(mode(outside)).toBe('0666');
     expect(readdirSync(d).sort()).toEqual(['outside.txt', 'rel']);
+  });
+});
+
+describe('the library the scripts carry', () => {
+  it('is every file loaded here, and never sets the EXIT trap (a script marks its own lines with it)', () => {
+    for (const f of LIBRARY) expect(REMOTE_LIBRARY).toContain(readFileSync(f, 'utf8'));
+    expect(REMOTE_LIBRARY).not.toContain('trap on_exit EXIT');
+  });
+});
+
+describe('begin_script and on_exit', () => {
+  const mktemp = { mktemp: 'mkdir "$PWD/tmpd" && echo "$PWD/tmpd"' };
+
+  it('makes variables compulsory, files private, a private temporary folder, removed at the end', () => {
+    const d = scratch();
+    const r = sh('begin_script; LOCK_TOKEN_FILE=\'\'; trap on_exit EXIT; umask; echo "$TMPD"; touch "$TMPD/x"; echo "$unset_variable"; echo not reached', d, {
+      stubs: mktemp,
+    });
+    expect(r.calls).toEqual(['mktemp -d -p /run stack.XXXXXXXX']);
+    expect(r.stdout).toBe(`0077\n${d}/tmpd\n`);
+    expect(r.stderr).toMatch(/unset_variable: parameter not set/);
+    expect(r.code).not.toBe(0);
+    expect(existsSync(path.join(d, 'tmpd'))).toBe(false);
+  });
+
+  it('stops at once when there is no temporary folder', () => {
+    const r = sh('begin_script; echo not reached', scratch(), { stubs: { mktemp: 'exit 1' } });
+    expect(r).toMatchObject({ code: 1, stdout: '', stderr: 'cannot make a temporary folder in /run\n' });
+  });
+
+  // What becomes of the lock when a script ends, by LOCK_RELEASE and exit status.
+  it.each([
+    ['yes', 0, 'gone'],
+    ['yes', 1, 'gone'],
+    ['on-failure', 0, 'kept'],
+    ['on-failure', 1, 'gone'],
+    ['no', 0, 'kept'],
+    ['no', 1, 'kept'],
+  ] as const)('LOCK_RELEASE=%s, exit %i: the lock is %s', (release, status, outcome) => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'app.lock'));
+    writeFileSync(path.join(d, 'app.lock/token'), 'mine');
+    const r = sh(
+      `begin_script; LOCK_TOKEN_FILE="$PWD/app.lock/token" LOCK_TOKEN=mine LOCK_RELEASE=${release}; hold_lock; trap on_exit EXIT; cat app.lock/script.pid; echo $$; exit ${status}`,
+      d,
+      { stubs: mktemp },
+    );
+    expect(r.code).toBe(status);
+    const [pid, self] = r.stdout.trim().split('\n');
+    expect(pid).toBe(self);
+    expect(existsSync(path.join(d, 'app.lock')) ? 'kept' : 'gone').toBe(outcome);
+    if (outcome === 'kept') {
+      // Marked alive, no longer running.
+      expect(readdirSync(path.join(d, 'app.lock')).sort()).toEqual(['active', 'token']);
+    }
+    expect(existsSync(path.join(d, 'tmpd'))).toBe(false);
+  });
+
+  it('leaves a lock another deploy took over alone, and hold_lock refuses to go on under it', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'app.lock'));
+    writeFileSync(path.join(d, 'app.lock/token'), 'theirs');
+    const r = sh('LOCK_TOKEN_FILE="$PWD/app.lock/token" LOCK_TOKEN=mine LOCK_RELEASE=yes; hold_lock; echo not reached', d);
+    expect(r).toMatchObject({ code: 1, stdout: '@@fail deploy lock\n', stderr: 'the deploy lock is no longer ours: another deploy took it over\n' });
+    const ended = sh('TMPD=$(mktemp -d); LOCK_TOKEN_FILE="$PWD/app.lock/token" LOCK_TOKEN=mine LOCK_RELEASE=yes; trap on_exit EXIT; exit 1', d);
+    expect(ended.code).toBe(1);
+    expect(readdirSync(path.join(d, 'app.lock'))).toEqual(['token']);
+  });
+});
+
+describe('the lock scripts', () => {
+  it('release_lock gives back only our own lock', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'app.lock'));
+    writeFileSync(path.join(d, 'app.lock/token'), 'mine');
+    expect(sh('release_lock "$PWD/app.lock/token" theirs', d).code).toBe(0);
+    expect(existsSync(path.join(d, 'app.lock'))).toBe(true);
+    expect(sh('release_lock "$PWD/app.lock/token" mine', d).code).toBe(0);
+    expect(existsSync(path.join(d, 'app.lock'))).toBe(false);
+  });
+
+  it('clear_lock removes a holder-less lock only while it still has no holder', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'app.lock'));
+    writeFileSync(path.join(d, 'app.lock/token'), 'new');
+    sh(`clear_lock "$PWD/app.lock/token" ''`, d);
+    expect(existsSync(path.join(d, 'app.lock'))).toBe(true);
+    sh('clear_lock "$PWD/app.lock/token" old', d);
+    expect(existsSync(path.join(d, 'app.lock'))).toBe(true);
+    sh('clear_lock "$PWD/app.lock/token" new', d);
+    expect(existsSync(path.join(d, 'app.lock'))).toBe(false);
+    mkdirSync(path.join(d, 'app.lock'));
+    sh(`clear_lock "$PWD/app.lock/token" ''`, d);
+    expect(existsSync(path.join(d, 'app.lock'))).toBe(false);
+  });
+});
+
+describe('audit', () => {
+  it('appends one JSON line per script end, the step kept a valid JSON string', () => {
+    const d = scratch();
+    const env = { AUDIT_FILE: `${d}/log/app.log`, AUDIT_WHO: '"dev@laptop"', AUDIT_COMMAND: '"deploy \\"prod\\""', AUDIT_RELEASE: 'null' };
+    // The test's own audit() stand-in is put back by loading lib.sh again.
+    const r = sh(`. '${path.join(SH, 'lib.sh')}'; audit ok ''; audit failed 'hook echo "a\\b"'`, d, { env });
+    expect(r.stderr).toBe('');
+    const lines = readFileSync(path.join(d, 'log/app.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines).toEqual([
+      { time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), who: 'dev@laptop', command: 'deploy "prod"', release: null, result: 'ok', step: '' },
+      expect.objectContaining({ result: 'failed', step: 'hook echo ab' }),
+    ]);
+    expect(mode(path.join(d, 'log/app.log'))).toBe('0640');
+  });
+
+  it('writes nothing without an audit file', () => {
+    const d = scratch();
+    expect(sh(`. '${path.join(SH, 'lib.sh')}'; AUDIT_FILE=''; audit ok ''; echo $?`, d).stdout).toBe('0\n');
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it('after_failed records the step and says the new release stays live', () => {
+    const r = sh(`audit() { echo "audit $*"; }; after_failed 'hook migrate'; echo not reached`, scratch());
+    expect(r).toMatchObject({ code: 1, stdout: 'audit failed hook migrate\n@@fail hook migrate (the new release stays live)\n' });
+  });
+});
+
+describe('health', () => {
+  const config = {
+    HEALTH_URL: 'http://blog.example.com/health',
+    HEALTH_RESOLVE: 'blog.example.com:80:127.0.0.1',
+    HEALTH_STATUS: '200',
+    HEALTH_TIMEOUT: '5',
+    HEALTH_RETRIES: '3',
+    HEALTH_UNIT: 'blog.service',
+    HEALTH_PATH: '/health',
+  };
+  const systemd = { systemctl: 'if [ "$1" = show ]; then echo 0; elif [ "$1" = is-failed ]; then exit 1; fi', journalctl: 'echo Traceback', sleep: 'exit 0' };
+
+  it('health_ok reports the answer', () => {
+    const r = sh('health_ok; echo "status $?"', scratch(), { env: config, stubs: { ...systemd, curl: 'printf 200' } });
+    expect(r.stdout).toBe('@@health 200\nstatus 0\n');
+    expect(r.calls.find((c) => c.startsWith('curl'))).toBe(
+      'curl -s -k -o /dev/null -w %{http_code} --max-time 5 --resolve blog.example.com:80:127.0.0.1 http://blog.example.com/health',
+    );
+  });
+
+  it('health_ok fails with the answer, what was wanted and the journal', () => {
+    const r = sh('health_ok; echo "status $?"', scratch(), { env: config, stubs: { ...systemd, curl: 'printf 500' } });
+    expect(r.stdout).toBe('@@health 500\nstatus 1\n');
+    expect(r.stderr).toBe("GET /health through nginx answered 500, not 200; last lines of the app's journal:\nTraceback\n");
+    expect(r.calls.filter((c) => c.startsWith('curl'))).toHaveLength(3);
+    expect(r.calls).toContain('journalctl -u blog.service -n 40 --no-pager -o cat');
+  });
+});
+
+describe('rollback_live and undo_rollback', () => {
+  function changed(d: string): string {
+    writeFileSync(path.join(d, 'site.conf'), 'old\n');
+    mkdirSync(path.join(d, 'rel'));
+    return 'TMPD=$(mktemp -d) && undo_init && NEWREL=$PWD/rel && remember site.conf && echo new > site.conf';
+  }
+  const stubs = { ...SERVICES, ...WORKERS, curl: 'printf 200' };
+
+  it('puts the previous release and configuration back, reloads, and reports its health', () => {
+    const d = scratch();
+    const env = { LIVE_UNIT: 'blog.service', LIVE_RESTART: '1', HEALTH_URL: 'http://x/health', HEALTH_RESOLVE: 'x:80:127.0.0.1', HEALTH_STATUS: '200' };
+    const r = sh(`${changed(d)}; HEALTH_TIMEOUT=5 HEALTH_RETRIES=1 HEALTH_UNIT=blog.service; rollback_live 'restart blog'; echo not reached`, d, {
+      env,
+      stubs,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('@@rolledback 200\n@@fail restart blog\n');
+    expect(r.stderr).toBe('rolling back to the previous release and its configuration\n');
+    expect(readFileSync(path.join(d, 'site.conf'), 'utf8')).toBe('old\n');
+    expect(existsSync(path.join(d, 'rel'))).toBe(false);
+    expect(r.calls.filter((c) => c.startsWith('systemctl ') && !c.startsWith('systemctl show'))).toEqual([
+      'systemctl daemon-reload',
+      'systemctl restart blog.service',
+      'systemctl reload-or-restart nginx',
+    ]);
+  });
+
+  it('restarts the app only when the deploy restarted it, and checks health only with a health check', () => {
+    const d = scratch();
+    const r = sh(`${changed(d)}; rollback_live 'reload nginx'`, d, { env: { LIVE_UNIT: 'blog.service', LIVE_RESTART: '0' }, stubs });
+    expect(r.stdout).toBe('@@fail reload nginx\n');
+    expect(r.calls.filter((c) => c.startsWith('systemctl '))).toEqual(['systemctl daemon-reload', 'systemctl reload-or-restart nginx']);
+  });
+
+  it('undo_rollback puts back what was live before the rollback, restarting the app', () => {
+    const d = scratch();
+    const r = sh(`${changed(d)}; undo_rollback 'health check'`, d, { env: { LIVE_UNIT: 'blog.service' }, stubs });
+    expect(r).toMatchObject({ code: 1, stdout: '@@fail health check\n', stderr: 'putting back what was live before the rollback\n' });
+    expect(readFileSync(path.join(d, 'site.conf'), 'utf8')).toBe('old\n');
+    expect(r.calls).toContain('systemctl restart blog.service');
+  });
+});
+
+describe('handlers and services', () => {
+  it("run_handler runs the role's shell text, a library function included", () => {
+    const r = sh('reload_nginx() { echo reloaded; }; run_handler reload_nginx && run_handler \'systemctl restart "blog.service"\'', scratch(), {
+      stubs: { systemctl: 'exit 0' },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('reloaded\n');
+    expect(r.calls).toEqual(['systemctl restart blog.service']);
+  });
+
+  it("run_handler shows why a handler failed, and the unit's journal when it names one", () => {
+    const stubs = { systemctl: 'echo "Job for $2 failed." >&2; exit 1', journalctl: 'echo "ImportError: boom"' };
+    const withUnit = sh('TMPD=$(mktemp -d); run_handler \'systemctl restart blog.service\' blog.service; echo "status $?"', scratch(), { stubs });
+    expect(withUnit.stdout).toBe('status 1\n');
+    expect(withUnit.stderr).toBe('Job for blog.service failed.\nImportError: boom\n');
+    expect(withUnit.calls).toContain('journalctl -u blog.service -n 40 --no-pager -o cat');
+    const without = sh('TMPD=$(mktemp -d); run_handler \'systemctl restart blog.socket\'; echo "status $?"', scratch(), { stubs });
+    expect(without.stderr).toBe('Job for blog.socket failed.\n');
+  });
+
+  it('start_service shows the journal of a service that does not start; enable_service enables quietly', () => {
+    const r = sh('enable_service blog.socket && start_service blog.service; echo "status $?"', scratch(), {
+      stubs: { systemctl: '[ "$1" = enable ]', journalctl: 'echo "it crashed"' },
+    });
+    expect(r.stdout).toBe('status 1\n');
+    expect(r.stderr).toBe('it crashed\n');
+    expect(r.calls).toEqual(['systemctl enable --quiet blog.socket', 'systemctl start blog.service', 'journalctl -u blog.service -n 40 --no-pager -o cat']);
+  });
+});
+
+describe('provisioning', () => {
+  it('install_packages updates the package lists once when an install fails, then tries again', () => {
+    const stubs = { 'apt-get': 'if [ "$1" = update ]; then : > "$STUB_DIR/.updated"; else [ -f "$STUB_DIR/.updated" ]; fi' };
+    const r = sh('TMPD=$(mktemp -d); install_packages nginx curl; echo "status $?"', scratch(), { stubs });
+    expect(r.stdout).toBe('status 0\n');
+    expect(r.calls).toEqual([
+      'apt-get install -y -q --no-install-recommends nginx curl',
+      'apt-get update -q',
+      'apt-get install -y -q --no-install-recommends nginx curl',
+    ]);
+  });
+
+  it("install_packages fails with apt's last lines", () => {
+    const stubs = { 'apt-get': 'echo "E: Unable to locate package nope"; [ "$1" = update ]' };
+    const r = sh('TMPD=$(mktemp -d); install_packages nope; echo "status $?"', scratch(), { stubs });
+    expect(r.stdout).toBe('status 1\n');
+    // What the first try, the update and the second try said.
+    expect(r.stderr).toBe('E: Unable to locate package nope\n'.repeat(3));
+  });
+
+  it('make_user makes a system user only when there is none', () => {
+    const missing = sh('make_user blog /srv/blog', scratch(), { stubs: { getent: 'exit 2', useradd: 'exit 0' } });
+    expect(missing.calls).toEqual(['getent passwd blog', 'useradd --system --user-group --home-dir /srv/blog --no-create-home --shell /usr/sbin/nologin blog']);
+    const there = sh('make_user blog /srv/blog', scratch(), { stubs: { getent: 'exit 0', useradd: 'exit 1' } });
+    expect(there).toMatchObject({ code: 0, calls: ['getent passwd blog'] });
+    expect(sh('make_user blog /srv/blog', scratch(), { stubs: { getent: 'exit 2', useradd: 'exit 9' } }).code).not.toBe(0);
+  });
+
+  it('join_group, leave_group and make_dir pass the plan on, and their failure', () => {
+    const r = sh('join_group www-data blog && leave_group www-data app && make_dir /srv/blog 0750 root blog', scratch(), {
+      stubs: { usermod: 'exit 0', gpasswd: 'echo "Removing user"', install: 'exit 0' },
+    });
+    expect(r).toMatchObject({ code: 0, stdout: '' });
+    expect(r.calls).toEqual(['usermod -aG blog www-data', 'gpasswd -d www-data app', 'install -d -m 0750 -o root -g blog /srv/blog']);
+    expect(sh('make_dir /srv/blog 0750 root blog', scratch(), { stubs: { install: 'exit 1' } }).code).toBe(1);
+  });
+
+  it('self_signed_cert makes a certificate for the names once, and keeps it', () => {
+    const d = scratch();
+    const cert = `${d}/ssl/cert.pem`;
+    const key = `${d}/ssl/key.pem`;
+    const make = `self_signed_cert '${cert}' '${key}' /CN=blog.test DNS:blog.test,IP:192.0.2.1`;
+    const r = sh(make, d, { stubs: INSTALL_DIR });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(mode(key)).toBe('0600');
+    expect(mode(cert)).toBe('0644');
+    const text = spawnSync('openssl', ['x509', '-in', cert, '-noout', '-subject', '-ext', 'subjectAltName'], { encoding: 'utf8' }).stdout;
+    expect(text).toMatch(/CN ?= ?blog\.test/);
+    expect(text).toMatch(/DNS:blog\.test, IP Address:192\.0\.2\.1/);
+    const first = readFileSync(cert, 'utf8');
+    expect(sh(make, d, { stubs: { ...INSTALL_DIR, openssl: 'exit 1' } }).code).toBe(0);
+    expect(readFileSync(cert, 'utf8')).toBe(first);
+    expect(readdirSync(path.join(d, 'ssl')).sort()).toEqual(['cert.pem', 'key.pem']);
+  });
+
+  it('open_firewall opens SSH, HTTP and HTTPS when ufw is there, and does nothing otherwise', () => {
+    const d = scratch();
+    const r = sh('open_firewall 2222; echo "status $?"', d, { stubs: { ufw: 'exit 0' } });
+    expect(r.stdout).toBe('@@step firewall: allow 2222, 80 and 443/tcp\nstatus 0\n');
+    expect(r.calls).toEqual(['ufw allow 2222/tcp', 'ufw allow 80/tcp', 'ufw allow 443/tcp']);
+    expect(sh('open_firewall 22; echo "status $?"', d, { stubs: { ufw: 'exit 1' } }).stdout).toMatch(/status 1\n$/);
+    // Only the stand-ins' folder on PATH: no ufw.
+    const none = sh('PATH=$STUB_DIR; open_firewall 22; echo "status $?"', d);
+    expect(none.stdout).toBe('status 0\n');
+  });
+
+  it('seal_releases converts every release there, links included, and names the one it cannot seal', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'releases/r1'), { recursive: true });
+    mkdirSync(path.join(d, 'releases/r2'));
+    symlinkSync('/nonexistent', path.join(d, 'releases/r3'));
+    symlinkSync('releases/r2', path.join(d, 'current'));
+    const convert = `convert_release() { echo "convert $*"; [ "\${1##*/}" != "\${FAIL:-}" ]; }`;
+    const r = sh(`${convert}; seal_releases "$PWD/current" "$PWD/releases" blog static`, d, { stubs: OWNERS });
+    expect(r.stdout).toBe(`convert ${d}/releases/r1 blog static\nconvert ${d}/releases/r2 blog static\nconvert ${d}/releases/r3 blog static\n`);
+    expect(r.calls).toEqual([`chown -h root:root ${d}/current`]);
+    const failed = sh(`${convert}; FAIL=r2; seal_releases "$PWD/current" "$PWD/releases" blog ''`, d, { stubs: OWNERS });
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toMatch(new RegExp(`convert ${d}/releases/r2 blog \n@@fail seal ${d}/releases/r2\n$`));
+    // Nothing to seal in an empty folder (the glob stays a pattern).
+    mkdirSync(path.join(d, 'empty'));
+    expect(sh(`${convert}; seal_releases "$PWD/none" "$PWD/empty" blog ''`, d).stdout).toBe('');
+  });
+
+  it('socket_group changes the group of a live socket only', () => {
+    const d = scratch();
+    spawnSync('python3', ['-c', 'import socket; socket.socket(socket.AF_UNIX).bind("app.sock")'], { cwd: d });
+    writeFileSync(path.join(d, 'plain'), '');
+    const r = sh('socket_group "$PWD/app.sock" www-data && socket_group "$PWD/plain" www-data && socket_group "$PWD/none" www-data', d, { stubs: OWNERS });
+    expect(r.code).toBe(0);
+    expect(r.calls).toEqual([`chgrp www-data ${d}/app.sock`]);
+  });
+});
+
+describe('receiving and building a release', () => {
+  it('receive_release makes the release folder for the build user and takes the upload', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'releases/r1/old'), { recursive: true });
+    const r = sh('receive_release "$PWD/releases/r1" "$PWD/releases/.r1.upload" blog-build 5', d, { input: 'tarball', stubs: INSTALL_DIR });
+    expect(r.code).toBe(0);
+    expect(r.calls).toEqual([`install -d -m 0750 -o blog-build -g blog-build ${d}/releases/r1`]);
+    expect(readdirSync(path.join(d, 'releases/r1'))).toEqual([]);
+    expect(readFileSync(path.join(d, 'releases/.r1.upload'), 'utf8')).toBe('tarball');
+  });
+
+  it('receive_release says why the upload failed and leaves no partial upload', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'releases'));
+    const run = (status: number) =>
+      sh(`receive() { echo partial > "$1"; return ${status}; }; receive_release "$PWD/releases/r1" "$PWD/releases/.r1.upload" blog-build 30`, d, {
+        stubs: INSTALL_DIR,
+      });
+    const silent = run(2);
+    expect(silent).toMatchObject({ code: 1, stdout: '@@fail receive release\n', stderr: 'nothing arrived for 30 s: the connection to the client was lost\n' });
+    expect(existsSync(path.join(d, 'releases/.r1.upload'))).toBe(false);
+    expect(run(1)).toMatchObject({ code: 1, stdout: '@@fail receive release\n' });
+    const noDir = sh('receive_release "$PWD/releases/r1" "$PWD/releases/.r1.upload" blog-build 30', d, { stubs: { install: 'exit 1' } });
+    expect(noDir).toMatchObject({ code: 1, stdout: '@@fail create release directory\n' });
+  });
+
+  it('unpack_release unpacks the tarball, removes it, and hands the release to the build user', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'src/app'), { recursive: true });
+    writeFileSync(path.join(d, 'src/app/main.py'), 'print(1)\n');
+    spawnSync('tar', ['-czf', path.join(d, 'upload.tgz'), '-C', path.join(d, 'src'), '.']);
+    mkdirSync(path.join(d, 'releases/r1'), { recursive: true });
+    const r = sh('TMPD=$(mktemp -d); unpack_release "$PWD/upload.tgz" "$PWD/releases/r1" blog-build', d, { stubs: OWNERS });
+    expect(r.code).toBe(0);
+    expect(readFileSync(path.join(d, 'releases/r1/app/main.py'), 'utf8')).toBe('print(1)\n');
+    expect(existsSync(path.join(d, 'upload.tgz'))).toBe(false);
+    expect(r.calls).toEqual([`chown -R -h -P blog-build:blog-build ${d}/releases/r1`]);
+  });
+
+  it("unpack_release fails with tar's complaint on a broken tarball", () => {
+    const d = scratch();
+    writeFileSync(path.join(d, 'upload.tgz'), 'not a tarball');
+    mkdirSync(path.join(d, 'releases/r1'), { recursive: true });
+    const r = sh('TMPD=$(mktemp -d); unpack_release "$PWD/upload.tgz" "$PWD/releases/r1" blog-build', d, { stubs: OWNERS });
+    expect(r).toMatchObject({ code: 1, stdout: '@@fail unpack release\n' });
+    expect(r.stderr).toMatch(/gzip|tar/);
+    expect(existsSync(path.join(d, 'upload.tgz'))).toBe(false);
+  });
+
+  it("build_step keeps a step's output in the build log and shows its last lines when it fails", () => {
+    const d = scratch();
+    const r = sh(
+      'TMPD=$(mktemp -d); build_step "$PWD" 2 sh -c "echo one; echo two" && build_step "$PWD" 2 sh -c "echo three; echo four; exit 3"; echo "status $?"; build_optional false; echo "optional $?"',
+      d,
+    );
+    expect(r.stdout).toBe('status 1\noptional 0\n');
+    expect(r.stderr).toBe('three\nfour\n');
+  });
+
+  it('mark_built and is_built: activation goes on only with the release whose build finished', () => {
+    const d = scratch();
+    const r = sh(
+      'mark_built "$PWD/built" r2 && is_built "$PWD/built" r2 && echo r2; is_built "$PWD/built" r1 || echo not-r1; is_built "$PWD/none" r2 || echo none',
+      d,
+    );
+    expect(r.stdout).toBe('r2\nnot-r1\nnone\n');
+  });
+
+  it('seal_release stops the build, drops any earlier record and seals', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'releases/r1/.stack'), { recursive: true });
+    writeFileSync(path.join(d, 'releases/r1/.stack-release.json'), '{}');
+    writeFileSync(path.join(d, 'releases/r1/app.py'), '');
+    const r = sh('seal() { echo "seal $*"; }; seal_release "$PWD/releases/r1" blog static blog-build', d, { stubs: { pkill: 'exit 1' } });
+    expect(r).toMatchObject({ code: 0, stdout: `seal ${d}/releases/r1 blog static\n`, calls: ['pkill -KILL -u blog-build'] });
+    expect(readdirSync(path.join(d, 'releases/r1'))).toEqual(['app.py']);
+    expect(sh('seal() { return 1; }; seal_release "$PWD/releases/r1" blog "" blog-build', d, { stubs: { pkill: 'exit 1' } }).code).toBe(1);
+  });
+
+  it('write_file and write_manifest write the release record', () => {
+    const d = scratch();
+    const r = sh(`write_file "$PWD/list" root:blog 0640 <<'END'\n${b64('a.py\nb.py\n')}\nEND\nwrite_manifest "$PWD" blog '{"id":"r1"}'`, d, { stubs: OWNERS });
+    expect(r.code).toBe(0);
+    expect(readFileSync(path.join(d, 'list'), 'utf8')).toBe('a.py\nb.py\n');
+    expect(mode(path.join(d, 'list'))).toBe('0640');
+    expect(readFileSync(path.join(d, '.stack-release.json'), 'utf8')).toBe('{"id":"r1"}\n');
+    expect(mode(path.join(d, '.stack-release.json'))).toBe('0640');
+    expect(r.calls).toEqual([`chown root:blog ${d}/list`, `chown root:blog ${d}/.stack-release.json.new`]);
+    expect(readdirSync(d).sort()).toEqual(['.stack-release.json', 'list']);
+  });
+
+  it('copy_release links the code of a release into a new one, without its record', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'releases/r1/.stack/config'), { recursive: true });
+    writeFileSync(path.join(d, 'releases/r1/.stack-release.json'), '{}');
+    writeFileSync(path.join(d, 'releases/r1/app.py'), 'code');
+    const r = sh('copy_release "$PWD/releases/r1" "$PWD/releases/r2"', d);
+    expect(r.code).toBe(0);
+    expect(readdirSync(path.join(d, 'releases/r2'))).toEqual(['app.py']);
+    expect(statSync(path.join(d, 'releases/r2/app.py')).ino).toBe(statSync(path.join(d, 'releases/r1/app.py')).ino);
+    expect(sh('copy_release "$PWD/releases/none" "$PWD/releases/r3"', d).code).toBe(1);
+    expect(readdirSync(path.join(d, 'releases')).sort()).toEqual(['r1', 'r2']);
+  });
+
+  it('has_manifest and has_record tell a complete release, and one that can be rolled back to', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'a/.stack/config'), { recursive: true });
+    writeFileSync(path.join(d, 'a/.stack-release.json'), '{}');
+    mkdirSync(path.join(d, 'b'));
+    writeFileSync(path.join(d, 'b/.stack-release.json'), '{}');
+    const r = sh('for r in a b c; do has_manifest $r && echo "$r complete"; has_record $r && echo "$r recorded"; done', d);
+    expect(r.stdout).toBe('a complete\na recorded\nb complete\n');
+  });
+});
+
+describe('activation', () => {
+  const undo = 'TMPD=$(mktemp -d) && undo_init';
+
+  it('install_file puts a file in place with its mode in one rename, and undo puts the old one back', () => {
+    const d = scratch();
+    writeFileSync(path.join(d, 'env'), 'OLD=1\n');
+    const r = sh(`${undo}\ninstall_file "$PWD/env" 0600 root:blog <<'STACK_FILE_1'\n${b64('NEW=2\n')}\nSTACK_FILE_1\ncat env; undo; cat env`, d, {
+      stubs: OWNERS,
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('NEW=2\nOLD=1\n');
+    expect(r.calls).toEqual([`chown root:blog ${d}/env.stack-new.${r.calls[0]!.split('.').at(-1)}`]);
+    expect(readdirSync(d)).toEqual(['env']);
+  });
+
+  it('install_file creates missing folders, and aborts naming what failed, with nothing left over', () => {
+    const d = scratch();
+    const ok = sh(`${undo}\ninstall_file "$PWD/etc/app/site.conf" 0644 root:root <<'T'\n${b64('x')}\nT`, d, { stubs: OWNERS });
+    expect(ok.code).toBe(0);
+    expect(mode(path.join(d, 'etc/app/site.conf'))).toBe('0644');
+    const bad = sh(`${undo}\ninstall_file "$PWD/etc/app/site.conf" 0644 nobody:nobody <<'T'\n${b64('y')}\nT\necho not reached`, d, {
+      stubs: { chown: 'exit 1' },
+    });
+    expect(bad).toMatchObject({ code: 1, stdout: `@@fail set attributes of ${d}/etc/app/site.conf\n` });
+    expect(readFileSync(path.join(d, 'etc/app/site.conf'), 'utf8')).toBe('x');
+    expect(readdirSync(path.join(d, 'etc/app'))).toEqual(['site.conf']);
+  });
+
+  it('set_attributes, install_link and remove_file are remembered, and undone', () => {
+    const d = scratch();
+    writeFileSync(path.join(d, 'a'), 'a');
+    chmodSync(path.join(d, 'a'), 0o644);
+    writeFileSync(path.join(d, 'gone'), 'g');
+    symlinkSync('a', path.join(d, 'link'));
+    const r = sh(
+      `${undo} && set_attributes "$PWD/a" 0600 root:root && install_link "$PWD/link" gone && install_link "$PWD/new-link" a && remove_file "$PWD/gone" && stat -c %a a && readlink link new-link && ! [ -e gone ] && undo`,
+      d,
+      { stubs: OWNERS },
+    );
+    expect(r.stdout).toBe('600\ngone\na\n');
+    expect(mode(path.join(d, 'a'))).toBe('0644');
+    expect(readlinkSync(path.join(d, 'link'))).toBe('a');
+    expect(readFileSync(path.join(d, 'gone'), 'utf8')).toBe('g');
+    expect(readdirSync(d).sort()).toEqual(['a', 'gone', 'link']);
+  });
+
+  it.each([
+    ['nothing said', '', '', 0],
+    ['an unknown key', "/etc/systemd/system/blog.service:7: Unknown key name 'Foo' in section 'Service', ignoring.", '', 1],
+    [
+      'the missing interpreter before the first release',
+      'blog.service: Command /srv/blog/current/.venv/bin/gunicorn is not executable: No such file or directory',
+      '/srv/blog/current',
+      0,
+    ],
+    [
+      'the missing interpreter and an unknown key',
+      "blog.service: Command /srv/blog/current/.venv/bin/gunicorn is not executable\n/etc/systemd/system/blog.service:7: Unknown key name 'Foo'",
+      '/srv/blog/current',
+      1,
+    ],
+  ] as const)('verify_unit: %s', (_, said, current, status) => {
+    const d = scratch();
+    writeFileSync(path.join(d, 'said'), said);
+    const r = sh(`${undo}; verify_unit /etc/systemd/system/blog.service ${current}; echo "status $?"; ls "$TMPD"`, d, {
+      stubs: { 'systemd-analyze': `cat "${d}/said" >&2` },
+    });
+    expect(r.stdout).toBe(`status ${status}\nundo\n`);
+    expect(r.stderr).toBe(status ? said : '');
+    expect(r.calls).toEqual(['systemd-analyze verify /etc/systemd/system/blog.service']);
+  });
+
+  it('record_config keeps a copy of each managed file there is, and the links, with the release', () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'etc/nginx'), { recursive: true });
+    writeFileSync(path.join(d, 'etc/nginx/site.conf'), 'site');
+    mkdirSync(path.join(d, 'rel/.stack/config/stale'), { recursive: true });
+    const r = sh(
+      'record_config "$PWD/rel" "$PWD/etc/nginx/site.conf" "$PWD/etc/missing.conf" && record_link "$PWD/rel" /etc/nginx/sites-enabled/site.conf /etc/nginx/site.conf',
+      d,
+      { stubs: INSTALL_DIR },
+    );
+    expect(r.code).toBe(0);
+    expect(r.calls).toEqual([`install -d -m 0700 -o root -g root ${d}/rel/.stack`]);
+    expect(readFileSync(path.join(d, `rel/.stack/config${d}/etc/nginx/site.conf`), 'utf8')).toBe('site');
+    expect(existsSync(path.join(d, 'rel/.stack/config/stale'))).toBe(false);
+    expect(existsSync(path.join(d, `rel/.stack/config${d}/etc/missing.conf`))).toBe(false);
+    expect(readFileSync(path.join(d, 'rel/.stack/links'), 'utf8')).toBe('/etc/nginx/sites-enabled/site.conf /etc/nginx/site.conf\n');
+  });
+
+  it('run_hook is silent when the hook succeeds and shows the last 40 lines of its output when it fails', () => {
+    const ok = sh('TMPD=$(mktemp -d); run_hook sh -c "echo migrated"; echo "status $?"', scratch());
+    expect(ok).toMatchObject({ stdout: 'status 0\n', stderr: '' });
+    const failed = sh('TMPD=$(mktemp -d); run_hook sh -c "seq 50; echo boom >&2; exit 2"; echo "status $?"', scratch());
+    expect(failed.stdout).toBe('status 1\n');
+    expect(failed.stderr.split('\n').slice(0, -1)).toEqual([...Array.from({ length: 39 }, (_, i) => String(i + 12)), 'boom']);
+  });
+
+  it('prune_releases keeps the newest, the new and the busy ones, and drops those never live first', () => {
+    const d = scratch();
+    const releases = path.join(d, 'releases');
+    for (const r of ['r1', 'r2', 'r3', 'r4', 'r5', 'r6']) {
+      mkdirSync(path.join(releases, r, '.stack/config'), { recursive: true });
+      writeFileSync(path.join(releases, r, '.stack-release.json'), '{}');
+    }
+    // r7 never went live (no recorded configuration), r8 is not complete yet but live.
+    mkdirSync(path.join(releases, 'r7'));
+    writeFileSync(path.join(releases, 'r7/.stack-release.json'), '{}');
+    mkdirSync(path.join(releases, 'r8'));
+    symlinkSync('releases/r8', path.join(d, 'current'));
+    // A process of the app still works in r2.
+    const body =
+      '(cd releases/r2/.stack && exec sleep 5) & busy=$!; sleep 0.2; export BUSY=$busy; prune_releases "$PWD/releases" 3 r6 "$PWD/current" blog; pwd; kill $busy';
+    const r = sh(body, d, { stubs: { pgrep: 'echo "$BUSY"' } });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('/\n');
+    expect(r.calls).toEqual(['pgrep -u blog']);
+    // The newest three (r8, r6, r5) and r2 for its process: r7 went first and took no place among them.
+    expect(readdirSync(releases).sort()).toEqual(['r2', 'r5', 'r6', 'r8']);
+  });
+
+  it('prune_releases removes nothing when the releases folder is not there', () => {
+    const d = scratch();
+    writeFileSync(path.join(d, 'keep'), '');
+    const r = sh('prune_releases "$PWD/none" 1 r1 "$PWD/current" blog; ls', d, { stubs: { pgrep: 'exit 1' } });
+    expect(r.stdout).toBe('keep\n');
+  });
+});
+
+describe("certificates (certbot's webroot method)", () => {
+  const marker = 'STACK_DOMAINS';
+  const standIn = `server { listen 80; server_name ${marker}; }\n`;
+  /**
+   * curl as nginx answering the challenge path: for the domains in SERVED, and for any domain
+   * the stand-in block names once it is there (unless NO_STAND_IN: a conf.d nginx does not read).
+   */
+  const curl = [
+    'for a; do url=$a; done',
+    `domain=\${url#http://}; domain=\${domain%%/*}; probe=\${url##*/}`,
+    'case " $SERVED " in *" $domain "*) cat "$CHALLENGES/$probe"; exit 0 ;; esac',
+    `if [ -z "\${NO_STAND_IN:-}" ] && grep -q " $domain" "$STAND_IN" 2>/dev/null; then cat "$CHALLENGES/$probe"; fi`,
+  ].join('\n');
+  // certbot keeps what the stand-in block was while it ran.
+  const certbot = `cp "$STAND_IN" "$STUB_DIR/.stand-in" 2>/dev/null; [ -z "\${CERTBOT_FAILS:-}" ] || { echo "Saving debug log to /var/log/x"; echo "Connection refused"; exit 1; }`;
+  const nginx = `[ -z "\${NGINX_FAILS:-}" ] || { echo "nginx: [emerg] bad" >&2; exit 1; }`;
+  const stubs = { curl, certbot, nginx, ...SERVICES, ...WORKERS };
+
+  function obtain(served: string, env: Record<string, string> = {}) {
+    const d = scratch();
+    const paths = { CHALLENGES: `${d}/acme/.well-known/acme-challenge`, STAND_IN: `${d}/conf.d/acme.conf` };
+    mkdirSync(path.join(d, 'conf.d'));
+    const body = [
+      'TMPD=$(mktemp -d)',
+      'audit() { echo "audit $*"; }',
+      `acme_answer "$CHALLENGES" "$STAND_IN" ${marker} a.test b.test c.test <<'STACK_STAND_IN'`,
+      b64(standIn),
+      'STACK_STAND_IN',
+      'obtain_certificate certbot certonly -d a.test -d b.test -d c.test',
+      'echo done',
+    ].join('\n');
+    const r = sh(body, d, { stubs, env: { SERVED: served, ...paths, ...env } });
+    const kept = path.join(r.stubDir, '.stand-in');
+    return {
+      ...r,
+      dir: d,
+      /** The stand-in block while certbot ran, if there was one. */
+      standIn: existsSync(kept) ? readFileSync(kept, 'utf8') : null,
+      left: readdirSync(path.join(d, 'conf.d')),
+      probes: readdirSync(paths.CHALLENGES),
+      nginx: r.calls.filter((c) => c.startsWith('nginx') || c.startsWith('systemctl')),
+    };
+  }
+
+  it('asks nothing more of nginx when it answers for every domain, and leaves nothing behind', () => {
+    const r = obtain('a.test b.test c.test');
+    expect(r.stdout).toBe('done\n');
+    expect(r.standIn).toBeNull();
+    expect(r.nginx).toEqual([]);
+    expect(r.calls.filter((c) => c.startsWith('curl'))).toHaveLength(3);
+    expect(r.calls.at(-1)).toBe('certbot certonly -d a.test -d b.test -d c.test');
+    expect(r.left).toEqual([]);
+    expect(r.probes).toEqual([]);
+  });
+
+  it('puts a stand-in block up for the domains nginx does not answer while certbot runs, then takes it down', () => {
+    const r = obtain('a.test');
+    expect(r.stdout).toBe('done\n');
+    expect(r.standIn).toBe('server { listen 80; server_name  b.test c.test; }\n');
+    expect(r.nginx).toEqual(['nginx -t -q', 'systemctl reload-or-restart nginx', 'nginx -t -q', 'systemctl reload-or-restart nginx']);
+    expect(r.left).toEqual([]);
+    expect(r.probes).toEqual([]);
+  });
+
+  it("fails with certbot's last words, and takes the stand-in down", () => {
+    const r = obtain('a.test', { CERTBOT_FAILS: '1' });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('audit failed obtain certificate\n@@fail obtain certificate\n');
+    expect(r.stderr).toBe('Connection refused\n');
+    expect(r.left).toEqual([]);
+    expect(r.probes).toEqual([]);
+  });
+
+  it('fails when even the stand-in block does not answer, naming the domain and the file', () => {
+    const r = obtain('a.test', { NO_STAND_IN: '1' });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('audit failed ACME stand-in\n@@fail ACME stand-in\n');
+    expect(r.stderr).toBe(
+      `nginx does not answer /.well-known/acme-challenge/ for b.test, even with ${r.dir}/conf.d/acme.conf (does nginx.conf include conf.d?)\n`,
+    );
+    expect(r.calls.some((c) => c.startsWith('certbot'))).toBe(false);
+    expect(r.left).toEqual([]);
+  });
+
+  it('fails when nginx rejects the stand-in block, with its complaint', () => {
+    const r = obtain('a.test', { NGINX_FAILS: '1' });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('audit failed nginx -t (ACME stand-in)\n@@fail nginx -t (ACME stand-in)\n');
+    expect(r.stderr).toBe('nginx: [emerg] bad\n');
+    expect(r.left).toEqual([]);
   });
 });

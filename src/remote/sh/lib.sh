@@ -2,6 +2,10 @@
 # the per-plan lines). POSIX sh (Debian's dash); checked with `shellcheck -s sh` in the tests,
 # and its functions are run locally under dash by test/unit/remote-sh.test.ts.
 
+# Journal lines shown when the app fails to start: a Python traceback from the worker plus the
+# gateway's own traceback about it easily take 30, and the worker's comes first.
+JOURNAL_LINES=40
+
 # step TEXT: progress, shown by the client as the current step.
 step() { printf '@@step %s\n' "$*"; }
 
@@ -9,6 +13,41 @@ step() { printf '@@step %s\n' "$*"; }
 fail() {
   printf '@@fail %s\n' "$*"
   exit 1
+}
+
+# begin_script: the first thing every root script does. Once it runs it ignores SIGHUP and
+# SIGPIPE, so a dropped connection cannot stop it half way: it finishes, or rolls back, on its
+# own. Its temporary files live in $TMPD, a private folder in /run (memory, root's), which
+# on_exit removes on every way out.
+begin_script() {
+  set -u
+  umask 077
+  export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+  trap '' HUP PIPE
+  TMPD=$(mktemp -d -p /run stack.XXXXXXXX) || {
+    echo 'cannot make a temporary folder in /run' >&2
+    exit 1
+  }
+}
+
+# audit RESULT [STEP]: one JSON line in the audit log $AUDIT_FILE (nothing when it is empty):
+# when, who, which command and release, how it ended and at which step. AUDIT_WHO,
+# AUDIT_COMMAND and AUDIT_RELEASE arrive as JSON values; STEP is stack's own text, kept a valid
+# JSON string by dropping quotes and backslashes. The log is not secret, but not everyone's.
+audit() {
+  [ -n "${AUDIT_FILE:-}" ] || return 0
+  mkdir -p "${AUDIT_FILE%/*}" &&
+    printf '{"time":"%s","who":%s,"command":%s,"release":%s,"result":"%s","step":"%s"}\n' \
+      "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$AUDIT_WHO" "$AUDIT_COMMAND" "$AUDIT_RELEASE" "$1" \
+      "$(printf '%s' "${2:-}" | tr -d '\\"')" >>"$AUDIT_FILE"
+  chmod 0640 "$AUDIT_FILE"
+}
+
+# after_failed STEP: a step after the new release was committed failed (an after_activate
+# hook): nothing is put back, so the message says what is live.
+after_failed() {
+  audit failed "$1"
+  fail "$1 (the new release stays live)"
 }
 
 # reload_nginx: `systemctl reload nginx` returns when the signal is sent; this returns when every
@@ -46,6 +85,26 @@ check_health() {
     ch_i=$((ch_i + 1))
     sleep 0.5
   done
+  return 1
+}
+
+# health_answers: check_health with the plan's health check, set on one line of the script:
+# HEALTH_URL HEALTH_RESOLVE HEALTH_STATUS HEALTH_TIMEOUT HEALTH_RETRIES HEALTH_UNIT (and
+# HEALTH_PATH, for the message of health_ok).
+health_answers() {
+  check_health "$HEALTH_URL" "$HEALTH_RESOLVE" "$HEALTH_STATUS" "$HEALTH_TIMEOUT" "$HEALTH_RETRIES" "$HEALTH_UNIT"
+}
+
+# health_ok: the health step. Reports the answer (@@health CODE); when it is not the one
+# wanted, the last lines of the app's journal say why, and it fails.
+health_ok() {
+  if health_answers; then
+    printf '@@health %s\n' "$code"
+    return 0
+  fi
+  printf '@@health %s\n' "$code"
+  echo "GET $HEALTH_PATH through nginx answered $code, not $HEALTH_STATUS; last lines of the app's journal:" >&2
+  journalctl -u "$HEALTH_UNIT" -n "$JOURNAL_LINES" --no-pager -o cat >&2
   return 1
 }
 
@@ -110,6 +169,53 @@ put_back_live() {
   systemctl daemon-reload
   if [ "$2" = 1 ]; then systemctl restart "$1" >/dev/null 2>&1 || true; fi
   reload_nginx || true
+}
+
+# rollback_live STEP: a deploy failed after services were touched: the previous release and
+# its configuration go back and are reloaded (put_back_live $LIVE_UNIT $LIVE_RESTART); with a
+# health check, how the site answers after that is reported (@@rolledback CODE).
+rollback_live() {
+  echo 'rolling back to the previous release and its configuration' >&2
+  put_back_live "$LIVE_UNIT" "$LIVE_RESTART"
+  if [ -n "${HEALTH_URL:-}" ]; then
+    health_answers
+    printf '@@rolledback %s\n' "$code"
+  fi
+  audit failed "$1"
+  fail "$1"
+}
+
+# undo_rollback STEP: a rollback failed after services were touched: what was live before it
+# goes back, the app restarted.
+undo_rollback() {
+  echo 'putting back what was live before the rollback' >&2
+  put_back_live "$LIVE_UNIT" 1
+  audit failed "$1"
+  fail "$1"
+}
+
+# run_handler COMMAND [UNIT]: a role's handler, COMMAND being shell text as the role wrote it
+# (a library function such as reload_nginx, or a command line). When it fails it shows what it
+# said and, with UNIT, the last lines of UNIT's journal (why the app did not start).
+run_handler() {
+  eval "$1" 2>"$TMPD/handler" || {
+    cat "$TMPD/handler" >&2
+    if [ -n "${2:-}" ]; then journalctl -u "$2" -n "$JOURNAL_LINES" --no-pager -o cat >&2; fi
+    return 1
+  }
+}
+
+# enable_service SERVICE: started at boot from now on.
+enable_service() {
+  systemctl enable --quiet "$1"
+}
+
+# start_service SERVICE: when it does not start, the last lines of its journal say why.
+start_service() {
+  systemctl start "$1" || {
+    journalctl -u "$1" -n "$JOURNAL_LINES" --no-pager -o cat >&2
+    return 1
+  }
 }
 
 # switch_current CURRENT ID: points CURRENT at releases/ID atomically (a relative link keeps

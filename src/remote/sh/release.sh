@@ -154,3 +154,120 @@ restore_config() {
     fi
   done <"$1/.stack/links"
 }
+
+# receive_release DIR UPLOAD BUILD_USER IDLE: a new, empty release folder DIR (in the releases
+# folder) for the build user, and the tarball from stdin into UPLOAD (see receive). A partial
+# upload is removed; the message says whether the client went silent or the disk is full.
+receive_release() {
+  rr_releases=${1%/*}
+  if ! { rm -rf "$1" "$2" && install -d -m 0750 -o "$3" -g "$3" "$1"; }; then
+    no_space_note "$rr_releases"
+    fail 'create release directory'
+  fi
+  receive "$2" "$4"
+  rr_status=$?
+  if [ "$rr_status" -eq 2 ]; then
+    rm -f "$2"
+    echo "nothing arrived for $4 s: the connection to the client was lost" >&2
+    fail 'receive release'
+  fi
+  if [ "$rr_status" -ne 0 ]; then
+    rm -f "$2"
+    no_space_note "$rr_releases"
+    fail 'receive release'
+  fi
+}
+
+# unpack_release UPLOAD DIR BUILD_USER: root unpacks the developer's tarball into a folder nobody
+# else could have touched yet; modes are kept as they were locally, owners are not. Then the
+# build user gets it, never following a link.
+unpack_release() {
+  tar -xzpf "$1" -C "$2" --no-same-owner 2>"$TMPD/build"
+  ur_status=$?
+  rm -f "$1"
+  if [ "$ur_status" -ne 0 ]; then
+    build_failed "${2%/*}" 25
+    fail 'unpack release'
+  fi
+  chown -R -h -P "$3:$3" "$2" || fail 'hand the release to the build user'
+}
+
+# build_failed RELEASES LINES: why a build step failed: the last LINES of its log, and whether
+# the disk holding RELEASES is full.
+build_failed() {
+  tail -n "$2" "$TMPD/build" >&2
+  no_space_note "$1" "$TMPD/build"
+}
+
+# build_step RELEASES LINES COMMAND...: a step of the build (COMMAND is its sandbox), its output
+# kept in the build log, shown only when it fails.
+build_step() {
+  bs_releases=$1 bs_lines=$2
+  shift 2
+  "$@" >>"$TMPD/build" 2>&1 </dev/null || {
+    build_failed "$bs_releases" "$bs_lines"
+    return 1
+  }
+}
+
+# build_optional COMMAND...: a step of the build whose failure costs only speed (compiled
+# Python files); it never fails the build.
+build_optional() {
+  "$@" >>"$TMPD/build" 2>&1 </dev/null || true
+}
+
+# mark_built FILE ID: the release script's last word, in root's lock folder: activation goes on
+# only with a release whose build finished.
+mark_built() {
+  printf '%s\n' "$2" >"$1"
+}
+
+# is_built FILE ID
+is_built() {
+  [ "$(cat "$1" 2>/dev/null)" = "$2" ]
+}
+
+# seal_release DIR GROUP STATIC BUILD_USER: nothing of the build runs any more, nothing of an
+# earlier record stays, and DIR is sealed (see seal).
+seal_release() {
+  pkill -KILL -u "$4" 2>/dev/null
+  rm -rf "$1/.stack" "$1/.stack-release.json"
+  seal "$1" "$2" "$3" || {
+    no_space_note "${1%/*}"
+    return 1
+  }
+}
+
+# write_file PATH OWNER MODE: PATH from base64 on stdin.
+write_file() {
+  base64 -d >"$1" && chown "$2" "$1" && chmod "$3" "$1"
+}
+
+# write_manifest DIR GROUP JSON: the manifest makes a release complete, so it comes last and
+# appears whole (renamed into place).
+write_manifest() {
+  wm_file=$1/.stack-release.json
+  printf '%s\n' "$3" >"$wm_file.new" && chown "root:$2" "$wm_file.new" && chmod 0640 "$wm_file.new" &&
+    mv -f "$wm_file.new" "$wm_file"
+}
+
+# copy_release FROM DIR: same code, new configuration: a new release whose files are hard links
+# to FROM's, without its record and manifest; it appears whole or not at all.
+copy_release() {
+  if ! { rm -rf "$2" && cp -al "$1" "$2.partial" && rm -rf "$2.partial/.stack" "$2.partial/.stack-release.json" &&
+    mv -T "$2.partial" "$2"; }; then
+    rm -rf "$2.partial"
+    return 1
+  fi
+}
+
+# has_manifest DIR: a release is complete once its manifest is there.
+has_manifest() {
+  [ -f "$1/.stack-release.json" ]
+}
+
+# has_record DIR: a release can be rolled back to when it is complete and has the configuration
+# it went live with.
+has_record() {
+  [ -f "$1/.stack-release.json" ] && [ -d "$1/.stack/config" ]
+}

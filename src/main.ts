@@ -1,20 +1,22 @@
 /**
  * The entry point: parses arguments, loads the one command asked for (lazily, so `--help` stays
- * fast), and maps every error to one line and an exit code. Only this file calls process.exit.
+ * fast), prints the result it returns through the one output (src/ui/output.ts), and maps every
+ * error to one line and an exit code. Only this file sets the exit code or calls process.exit.
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { EXIT, StackError } from '../errors.js';
+import { EXIT, StackError, UsageError } from './errors.js';
+import { createOutput } from './ui/output.js';
+import type { CommandResult } from './ui/results.js';
+import type { GlobalOptions } from './commands/options.js';
 
-export interface GlobalOptions {
-  inventory: string;
-  debug: boolean;
-  color: boolean;
-  connectTimeout?: string;
-}
+export type { GlobalOptions };
+
+/** The commands whose result has a JSON form, as the usage error lists them. */
+const JSON_COMMANDS = 'deploy --dry-run, setup --dry-run, releases, certs, lock status, audit';
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
@@ -25,6 +27,14 @@ export function buildProgram(): Command {
     .option('--debug', 'show stack traces and extra detail on errors', false)
     .option('--no-color', 'plain output (NO_COLOR is honoured too)')
     .option('--connect-timeout <seconds>', 'give up on a server that does not answer SSH within this time (default 10, or ConnectTimeout from ~/.ssh/config)')
+    .addOption(
+      new Option(
+        '-q, --quiet',
+        "only results, warnings and errors: no step-by-step progress or informational notes, and a dry run shows each host's count of changes instead of its diffs",
+      ).conflicts('verbose'),
+    )
+    .option('-v, --verbose', "more detail: every step's duration (on a pipe too), each host's SSH round trips and time, the steps each host ran")
+    .option('--json', `print the result as one JSON document on stdout (${JSON_COMMANDS}); progress stays on stderr`)
     .version(version(), '-V, --version', 'print the version')
     .showHelpAfterError('(run `stack --help` for usage)')
     // Subcommands inherit this: commander throws instead of exiting, and main picks the code.
@@ -54,8 +64,8 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .option('-y, --yes', 'take the defaults for every question not given as a flag; never prompt', false)
     .option('--force', 'overwrite an existing inventory', false)
     .action(async (options, cmd: Command) => {
-      const { runInit } = await import('../commands/init.js');
-      await runInit(options, globals(cmd));
+      const { runInit } = await import('./commands/init.js');
+      await runInit(options, globals(cmd, false));
     });
 
   program
@@ -66,8 +76,8 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .option('--only <roles>', 'only these roles, comma-separated (web, app)')
     .option('--check', 'also check the files with the real tools: nginx -t and systemd-analyze verify', false)
     .action(async (env: string | undefined, options, cmd: Command) => {
-      const { runRender } = await import('../commands/render.js');
-      await runRender(env, options, globals(cmd));
+      const { runRender } = await import('./commands/render.js');
+      await runRender(env, options, globals(cmd, false));
     });
 
   program
@@ -76,8 +86,9 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .argument('[env]', 'environment from the inventory (optional when there is only one)')
     .option('--dry-run', 'connect and show what would change, change nothing', false)
     .action(async (env: string | undefined, options, cmd: Command) => {
-      const { runDeploy } = await import('../commands/deploy.js');
-      await runDeploy(env, options, globals(cmd), 'setup');
+      const { runDeploy } = await import('./commands/deploy.js');
+      const g = globals(cmd, options.dryRun === true);
+      finish(g, await runDeploy(env, options, g, 'setup'));
     });
 
   program
@@ -88,8 +99,9 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .option('--exit-code', 'with --dry-run: exit 3 when changes are pending (for drift checks in CI)', false)
     .option('--wait', 'wait for another deploy to finish instead of failing on its lock', false)
     .action(async (env: string | undefined, options, cmd: Command) => {
-      const { runDeploy } = await import('../commands/deploy.js');
-      await runDeploy(env, options, globals(cmd));
+      const { runDeploy } = await import('./commands/deploy.js');
+      const g = globals(cmd, options.dryRun === true);
+      finish(g, await runDeploy(env, options, g));
     });
 
   program
@@ -99,8 +111,8 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .option('-y, --yes', 'pin without asking (compare the printed fingerprints yourself)', false)
     .option('--replace', 'replace a key that is already pinned (after a server was rebuilt)', false)
     .action(async (env: string | undefined, options, cmd: Command) => {
-      const { runTrust } = await import('../commands/trust.js');
-      await runTrust(env, options, globals(cmd));
+      const { runTrust } = await import('./commands/trust.js');
+      await runTrust(env, options, globals(cmd, false));
     });
 
   program
@@ -108,8 +120,9 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .description('list the releases on each host, the live one marked')
     .argument('[env]', 'environment from the inventory (optional when there is only one)')
     .action(async (env: string | undefined, _options, cmd: Command) => {
-      const { runReleases } = await import('../commands/releases.js');
-      await runReleases(env, globals(cmd));
+      const { runReleases } = await import('./commands/releases.js');
+      const g = globals(cmd, true);
+      finish(g, await runReleases(env, g));
     });
 
   program
@@ -117,8 +130,9 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .description("each domain's certificate as nginx presents it: issuer, expiry, days left (exit 1 if any is not ok)")
     .argument('[env]', 'environment from the inventory (optional when there is only one)')
     .action(async (env: string | undefined, _options, cmd: Command) => {
-      const { runCerts } = await import('../commands/certs.js');
-      await runCerts(env, globals(cmd));
+      const { runCerts } = await import('./commands/certs.js');
+      const g = globals(cmd, true);
+      finish(g, await runCerts(env, g));
     });
 
   program
@@ -129,8 +143,8 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .option('--wait', 'wait for another deploy to finish instead of failing on its lock', false)
     .option('--dry-run', 'show what the rollback would restore (diffs, secrets redacted) and change nothing', false)
     .action(async (env: string | undefined, release: string | undefined, options, cmd: Command) => {
-      const { runRollback } = await import('../commands/rollback.js');
-      await runRollback(env, release, options, globals(cmd));
+      const { runRollback } = await import('./commands/rollback.js');
+      await runRollback(env, release, options, globals(cmd, false));
     });
 
   const lock = program.command('lock').description('the deploy lock that keeps two deploys from running at once');
@@ -140,8 +154,9 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
       .description(action === 'status' ? 'who holds the deploy lock, if anyone' : 'remove a lock left behind by a deploy that is no longer running')
       .argument('[env]', 'environment from the inventory (optional when there is only one)')
       .action(async (env: string | undefined, _options, cmd: Command) => {
-        const { runLock } = await import('../commands/lock.js');
-        await runLock(action, env, globals(cmd));
+        const { runLock } = await import('./commands/lock.js');
+        const g = globals(cmd, action === 'status');
+        finish(g, await runLock(action, env, g));
       });
   }
 
@@ -151,8 +166,9 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .argument('[env]', 'environment from the inventory (optional when there is only one)')
     .option('-n, --lines <n>', 'how many entries', '20')
     .action(async (env: string | undefined, options, cmd: Command) => {
-      const { runAudit } = await import('../commands/lock.js');
-      await runAudit(env, options, globals(cmd));
+      const { runAudit } = await import('./commands/lock.js');
+      const g = globals(cmd, true);
+      finish(g, await runAudit(env, options, g));
     });
 
   const sandbox = program.command('sandbox').description('throwaway local Debian 12 servers (systemd-nspawn) to rehearse deploys on; needs root and Linux');
@@ -162,34 +178,52 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .argument('[name]', 'sandbox name', 'sandbox')
     .option('--write-env <env>', 'add (or update) this environment in the inventory, pointing at the sandbox')
     .action(async (name: string, options, cmd: Command) => {
-      const { runSandboxUp } = await import('../commands/sandbox.js');
-      await runSandboxUp(name, options, globals(cmd));
+      const { runSandboxUp } = await import('./commands/sandbox.js');
+      await runSandboxUp(name, options, globals(cmd, false));
     });
   sandbox
     .command('down')
     .description('stop a sandbox server; everything written on it is gone')
     .argument('[name]', 'sandbox name', 'sandbox')
     .action(async (name: string, _options, cmd: Command) => {
-      const { runSandboxDown } = await import('../commands/sandbox.js');
-      await runSandboxDown(name, globals(cmd));
+      const { runSandboxDown } = await import('./commands/sandbox.js');
+      await runSandboxDown(name, globals(cmd, false));
     });
   sandbox
     .command('list')
     .description('list running sandbox servers')
     .action(async (_options, cmd: Command) => {
-      const { runSandboxList } = await import('../commands/sandbox.js');
-      await runSandboxList(globals(cmd));
+      const { runSandboxList } = await import('./commands/sandbox.js');
+      await runSandboxList(globals(cmd, false));
     });
 
   return program;
 }
 
-function globals(cmd: Command): GlobalOptions {
-  return cmd.optsWithGlobals() as GlobalOptions;
+/** The global options with the one output made from them; `json`: this command has a JSON form. */
+function globals(cmd: Command, json: boolean): GlobalOptions {
+  const opts = cmd.optsWithGlobals() as Omit<GlobalOptions, 'output'>;
+  if (opts.json && !json) {
+    throw new UsageError(`--json is not available for \`${commandPath(cmd)}\``, { hint: `--json works with: ${JSON_COMMANDS}` });
+  }
+  const level = opts.quiet ? 'quiet' : opts.verbose ? 'verbose' : 'normal';
+  return { ...opts, output: createOutput({ level, json: opts.json === true, debug: opts.debug }) };
+}
+
+/** `lock status`, `deploy`: the words a person typed to reach this command. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** A command's result printed, and its exit code (certificates not ok, changes pending) set: here only. */
+function finish(g: GlobalOptions, result: CommandResult): void {
+  g.output.result(result);
+  if (result.exitCode) process.exitCode = result.exitCode;
 }
 
 export async function main(argv: string[]): Promise<void> {
-  if (argv.includes('--no-color')) process.env.NO_COLOR = '1';
   const debug = argv.includes('--debug');
   process.on('SIGINT', () => process.exit(EXIT.interrupted));
   // Last resort: a failure nobody awaited still ends as one line, not a crash dump.
@@ -200,11 +234,22 @@ export async function main(argv: string[]): Promise<void> {
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
   });
+  process.exitCode = await run(argv);
+}
+
+/**
+ * One command from its arguments to its exit code, without touching the process's handlers:
+ * what `main` runs, and what tests of the CLI's behaviour call in process.
+ */
+export async function run(argv: string[]): Promise<number> {
+  if (argv.includes('--no-color')) process.env.NO_COLOR = '1';
+  process.exitCode = undefined;
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
+    return Number(process.exitCode ?? EXIT.ok);
   } catch (err) {
-    process.exitCode = await report(err, debug);
+    return report(err, argv.includes('--debug'));
   }
 }
 

@@ -3,7 +3,7 @@ import { loadInventory, type Inventory } from '../inventory/load.js';
 import type { Environment } from '../inventory/resolve.js';
 import { didYouMean } from '../inventory/suggest.js';
 import { UsageError } from '../errors.js';
-import type { GlobalOptions } from './main.js';
+import type { GlobalOptions } from './options.js';
 
 export async function selectEnvironment(inventoryFile: string, name: string | undefined): Promise<{ inventory: Inventory; env: Environment }> {
   const inventory = await loadInventory(inventoryFile);

@@ -4,7 +4,7 @@ import type { Inventory } from '../inventory/load.js';
 import type { Host } from '../inventory/schema.js';
 import { connectHost, type RemoteShell } from '../ssh/connect.js';
 import { connectTimeoutMs } from './environment.js';
-import type { GlobalOptions } from './main.js';
+import type { GlobalOptions } from './options.js';
 
 export async function forEachHost(
   inventory: Inventory,

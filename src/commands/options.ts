@@ -1,0 +1,14 @@
+/** The options every command receives: the global flags and the one output made from them. */
+import type { Output } from '../ui/output.js';
+
+export interface GlobalOptions {
+  inventory: string;
+  debug: boolean;
+  color: boolean;
+  connectTimeout?: string;
+  quiet?: boolean;
+  verbose?: boolean;
+  json?: boolean;
+  /** Made once from -q, -v and --json; every command prints through it. */
+  output: Output;
+}

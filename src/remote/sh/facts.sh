@@ -1,0 +1,196 @@
+# Facts: read-only questions to a server, each answered as tab-separated records on stdout
+# (the first field names the record). TypeScript sends this file, then one call per question
+# with the plan's data as arguments, and parses the records (src/facts/*.ts). Nothing here
+# changes the server, except take_lock, which is the one atomic write a deploy starts with.
+# POSIX sh (dash on Debian); run locally under dash by test/unit/facts.test.ts.
+
+# fact_file PATH WANTED_SHA256 [secret]: hash, mode, owner and group; the content too (base64)
+# when it differs from what we want, unless it is secret (keys never leave the server).
+fact_file() {
+  if [ -f "$1" ]; then
+    fact_sum=$(sha256sum "$1" | cut -c1-64)
+    printf 'file\t%s\t%s\t%s\n' "$1" "$fact_sum" "$(stat -c '%a	%U	%G' "$1")"
+    if [ "$fact_sum" != "$2" ] && [ "${3:-}" != secret ]; then
+      printf 'content\t%s\t' "$1"; base64 -w0 "$1"; printf '\n'
+    fi
+  else
+    printf 'file\t%s\t-\n' "$1"
+  fi
+}
+
+# fact_link PATH: where a symbolic link points, or - when there is none.
+fact_link() {
+  printf 'link\t%s\t%s\n' "$1" "$(readlink "$1" 2>/dev/null || echo -)"
+}
+
+# fact_dir PATH: mode, owner and group of a folder, or - when missing.
+fact_dir() {
+  if [ -d "$1" ]; then
+    printf 'dir\t%s\t%s\n' "$1" "$(stat -c '%a	%U	%G' "$1")"
+  else
+    printf 'dir\t%s\t-\n' "$1"
+  fi
+}
+
+# fact_public PATH: the whole content of a public file (a certificate, certbot's settings).
+fact_public() {
+  if [ -f "$1" ]; then
+    printf 'public\t%s\t' "$1"; base64 -w0 "$1"; printf '\n'
+  fi
+}
+
+# fact_present PATH: said only when something (a link included) is there.
+fact_present() {
+  if [ -e "$1" ] || [ -L "$1" ]; then printf 'present\t%s\n' "$1"; fi
+}
+
+# fact_user NAME: its groups, comma-separated, or - when there is no such user.
+fact_user() {
+  if getent passwd "$1" >/dev/null; then
+    printf 'user\t%s\t%s\n' "$1" "$(id -nG "$1" | tr ' ' ',')"
+  else
+    printf 'user\t%s\t-\n' "$1"
+  fi
+}
+
+# fact_service UNIT: enabled and active states as systemctl words.
+fact_service() {
+  printf 'service\t%s\t%s\t%s\n' "$1" "$(systemctl is-enabled "$1" 2>/dev/null)" "$(systemctl is-active "$1" 2>/dev/null)"
+}
+
+# fact_packages NAME...: dpkg's status of each (ii = installed); unknown ones print nothing.
+fact_packages() {
+  dpkg-query -W -f='pkg\t${Package}\t${db:Status-Abbrev}\n' "$@" 2>/dev/null || true
+}
+
+# fact_system: nginx version, CPUs and the distribution.
+fact_system() {
+  printf 'nginx\t%s\n' "$(nginx -v 2>&1 | sed -n 's|^nginx version: nginx/||p')"
+  printf 'cpus\t%s\n' "$(nproc 2>/dev/null)"
+  # shellcheck source=/dev/null
+  printf 'os\t%s\n' "$(. /etc/os-release 2>/dev/null && echo "$ID $VERSION_ID")"
+}
+
+# fact_firewall: ufw's first status line, when ufw is installed.
+fact_firewall() {
+  if command -v ufw >/dev/null; then printf 'ufw\t%s\n' "$(ufw status 2>/dev/null | head -n1)"; fi
+}
+
+# fact_free PATH: KiB free for root at PATH, or at its nearest existing parent.
+fact_free() {
+  fact_p=$1
+  while [ ! -d "$fact_p" ] && [ -n "$fact_p" ]; do fact_p=${fact_p%/*}; done
+  printf 'free\t%s\n' "$(df -Pk "${fact_p:-/}" 2>/dev/null | awk 'NR == 2 { print $4 }')"
+}
+
+# fact_live CURRENT RELEASES [SHIPPED_SHA256]: the live release, its manifest, every release's
+# id, and the live list of shipped files when its hash differs from the one about to ship.
+fact_live() {
+  printf 'current\t%s\n' "$(readlink "$1" 2>/dev/null || echo -)"
+  if [ -f "$1/.stack-release.json" ]; then
+    printf 'manifest\t'; base64 -w0 "$1/.stack-release.json"; printf '\n'
+  fi
+  fact_ids=''
+  for fact_r in "$2"/*; do
+    if [ -e "$fact_r" ]; then fact_ids="$fact_ids${fact_r##*/} "; fi
+  done
+  printf 'releases\t%s\n' "$fact_ids"
+  if [ -n "${3:-}" ] && [ -f "$1/.stack-files" ] && [ "$(sha256sum < "$1/.stack-files" | cut -c1-64)" != "$3" ]; then
+    printf 'shipped\t'; base64 -w0 "$1/.stack-files"; printf '\n'
+  fi
+}
+
+# fact_releases CURRENT RELEASES: each release with its manifest (base64, or -) and whether its
+# configuration was recorded (1/0), then the live one.
+fact_releases() {
+  fact_cur=$(readlink "$1" 2>/dev/null | sed 's|^releases/||')
+  for fact_d in "$2"/*/; do
+    [ -d "$fact_d" ] || continue
+    fact_m=-
+    if [ -f "$fact_d.stack-release.json" ]; then fact_m=$(base64 -w0 "$fact_d.stack-release.json"); fi
+    fact_c=0
+    if [ -d "$fact_d.stack/config" ]; then fact_c=1; fi
+    printf 'release\t%s\t%s\t%s\n' "$(basename "$fact_d")" "$fact_m" "$fact_c"
+  done
+  printf 'live\t%s\n' "$fact_cur"
+}
+
+# fact_restore RELEASE_DIR CURRENT SECRET_PATH...: what a rollback to RELEASE_DIR would change.
+# Each recorded file that differs from the live one, in content or in the attributes it would
+# get (root's, go-w), with both contents unless secret; then each link that would move.
+fact_restore() {
+  fact_rel=$1 fact_current=$2
+  shift 2
+  fact_secret=" $* "
+  cd "$fact_rel/.stack/config" 2>/dev/null || { echo 'no recorded configuration' >&2; exit 1; }
+  find . -type f | sed 's|^\.||' | sort | while read -r fact_p; do
+    fact_src="$fact_rel/.stack/config$fact_p"
+    fact_want=$(printf '%o:root:%s' "$(( 0$(stat -c %a "$fact_src") & ~022 ))" "$(stat -c %G "$fact_src")")
+    fact_now=$(stat -c %a:%U:%G "$fact_p" 2>/dev/null || echo -)
+    if cmp -s "$fact_src" "$fact_p"; then fact_same=1; else fact_same=0; fi
+    [ "$fact_same" = 1 ] && [ "$fact_want" = "$fact_now" ] && continue
+    printf 'restore\t%s\t%s\t%s\t%s\n' "$fact_p" "$fact_want" "$fact_now" "$fact_same"
+    case "$fact_secret" in *" $fact_p "*) continue ;; esac
+    if [ "$fact_same" = 0 ]; then
+      printf 'after\t%s\t' "$fact_p"; base64 -w0 "$fact_src"; printf '\n'
+      if [ -f "$fact_p" ]; then printf 'before\t%s\t' "$fact_p"; base64 -w0 "$fact_p"; printf '\n'; fi
+    fi
+  done
+  while read -r fact_l fact_t; do
+    fact_now=$(readlink "$fact_l" 2>/dev/null || echo -)
+    [ "$fact_now" = "$fact_t" ] || printf 'link\t%s\t%s\t%s\n' "$fact_l" "$fact_now" "$fact_t"
+  done < "$fact_rel/.stack/links"
+  printf 'link\t%s\t%s\t%s\n' "$fact_current" "$(readlink "$fact_current" 2>/dev/null || echo -)" "releases/${fact_rel##*/}"
+  cd /
+}
+
+# fact_certs CERTIFICATE_FILE DOMAIN...: the certificate on disk, then the one nginx presents for
+# each domain (TLS with it as SNI on 127.0.0.1:443), both as base64 PEM.
+fact_certs() {
+  if [ -f "$1" ]; then printf 'disk\t'; base64 -w0 "$1"; printf '\n'; fi
+  shift
+  for fact_d in "$@"; do
+    printf 'served\t%s\t' "$fact_d"
+    timeout 10 openssl s_client -connect 127.0.0.1:443 -servername "$fact_d" </dev/null 2>/dev/null | openssl x509 2>/dev/null | base64 -w0
+    printf '\n'
+  done
+}
+
+# fact_audit FILE N: the last N entries of the audit log (JSON lines).
+fact_audit() {
+  tail -n "$2" "$1" 2>/dev/null | while IFS= read -r fact_line; do printf 'audit\t%s\n' "$fact_line"; done
+}
+
+# lock_report DIR: who holds the deploy lock, whether one of its scripts runs right now (each
+# records its pid), and how many seconds ago it last showed life; or that it is free.
+lock_report() {
+  if [ ! -d "$1" ]; then printf 'lock\tfree\n'; return 0; fi
+  lock_running=0
+  if [ -f "$1/script.pid" ] && kill -0 "$(cat "$1/script.pid")" 2>/dev/null; then lock_running=1; fi
+  lock_seen=$(stat -c %Y "$1/active" 2>/dev/null || stat -c %Y "$1/info" 2>/dev/null || stat -c %Y "$1" 2>/dev/null || date +%s)
+  printf 'lock\theld\t%s\t%s\t%s\n' "$(base64 -w0 "$1/info" 2>/dev/null)" "$lock_running" "$(( $(date +%s) - lock_seen ))"
+}
+
+# lock_take DIR TOKEN INFO: mkdir is atomic, so exactly one deploy gets the lock. A lock is never
+# left half made: one that cannot be written whole is taken back, and a mkdir that failed for
+# another reason than "it exists" is an error, not another deploy.
+lock_take() {
+  lock_parent=${1%/*}
+  mkdir -p "$lock_parent" 2>/dev/null
+  if lock_err=$(mkdir "$1" 2>&1); then
+    if printf '%s\n' "$3" > "$1/info" && printf '%s' "$2" > "$1/token"; then
+      printf 'lock\tacquired\n'
+    else
+      rm -rf "$1"
+      printf 'lock\terror\t%s\n' "could not write the deploy lock in $lock_parent (No space left on device?), $(lock_free_mib "$lock_parent") MiB free there"
+    fi
+  elif [ -d "$1" ]; then
+    lock_report "$1"
+  else
+    printf 'lock\terror\t%s\n' "$(printf '%s' "$lock_err" | tr '\t\n' '  '), $(lock_free_mib "$lock_parent") MiB free there"
+  fi
+}
+
+lock_free_mib() {
+  echo $(( $(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }') / 1024 ))
+}

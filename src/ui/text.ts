@@ -1,0 +1,101 @@
+/**
+ * Results as a person reads them in a terminal. At the default level this is exactly what the
+ * commands printed before results became data: scripts and tests read these lines.
+ */
+import pc from 'picocolors';
+import type { HostRunResult } from './results.js';
+import { describeHolder } from '../facts/lock.js';
+import { formatCertificates } from '../certs/report.js';
+import { formatPlan } from '../plan/print.js';
+import { describeStep, formatSteps } from '../plan/steps.js';
+import type { Level } from './output.js';
+import type { AuditHost, CertsResult, CertsHost, LockHost, LockResult, ReleaseRow, ReleasesHost } from './results.js';
+
+export function formatReleases(releases: readonly ReleaseRow[]): string {
+  if (releases.length === 0) return '  no releases yet: run `stack deploy`';
+  return releases
+    .map((r) => {
+      const m = r.manifest;
+      const source = m ? (m.git_commit ? `git ${m.git_commit.slice(0, 10)}` : `source ${m.source_hash.slice(0, 10)}`) : 'incomplete';
+      const detail = m
+        ? `${m.created.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}  ${m.by}  ${source}${m.code_from ? `  (code of ${m.code_from})` : ''}`
+        : 'incomplete (never went live)';
+      return `${r.live ? pc.green('* ') : '  '}${r.id}  ${detail}${r.live ? pc.green('  live') : ''}`;
+    })
+    .join('\n');
+}
+
+export function releasesText(h: ReleasesHost): string {
+  return `${pc.bold(h.host)}\n${formatReleases(h.releases)}\n`;
+}
+
+export function certsText(h: CertsHost, ssl: CertsResult['ssl']): string {
+  return `${pc.bold(h.host)} (${ssl === 'custom' ? 'custom certificate' : ssl})\n${formatCertificates(h.certificates)}\n`;
+}
+
+export function noCertificatesText(env: string): string {
+  return `${env} has ssl: none, so there are no certificates; set ssl: letsencrypt, self-signed or { cert, key }\n`;
+}
+
+export function lockText(h: LockHost, action: LockResult['action']): string {
+  if (!h.locked) return `${h.host}: not locked\n`;
+  if (action === 'release') return `${h.host}: ${pc.yellow('released')} the lock held by ${describeHolder(h.holder)}\n`;
+  const note = h.stepRunning
+    ? ' (one of its steps is running on the server right now)'
+    : h.stale
+      ? pc.yellow(` (stale: ${h.stale}; the next deploy clears it)`)
+      : '';
+  return `${h.host}: locked by ${describeHolder(h.holder)}${note}\n`;
+}
+
+export function auditText(h: AuditHost): string {
+  const lines = [pc.bold(h.host)];
+  if (h.entries.length === 0) lines.push('  nothing recorded yet');
+  for (const e of h.entries) {
+    if ('raw' in e) {
+      lines.push(`  ${e.raw}`);
+      continue;
+    }
+    const result = e.result === 'ok' ? pc.green('ok') : pc.red(`${e.result}${e.step ? `: ${e.step}` : ''}`);
+    lines.push(`  ${e.time}  ${e.who}  ${e.command}${e.release ? `  release ${e.release}` : ''}  ${result}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * One host of a deploy or setup, as lines for stderr (where progress goes: the plan is read
+ * between the steps). A dry run shows its plan, whole or (quiet) as its count of changes; a
+ * deploy that ran shows its steps only with -v. Empty when there is nothing to show.
+ */
+export function deployHostLines(r: HostRunResult, env: string, dryRun: boolean, level: Level): string[] {
+  if (!dryRun) {
+    if (level !== 'verbose') return [];
+    return [`${r.host}: ${r.steps.map(describeStep).join(', ')} (${roundTrips(r.execs)} in ${seconds(r.ms)})`];
+  }
+  const plan = formatPlan(r.plan, `${r.label} (${env})`);
+  const lines = level === 'quiet' ? [plan.split('\n', 1)[0]!] : [plan, formatSteps(r.steps)];
+  // Shown even with -q: someone else may be changing this host right now.
+  if (r.lockHolder) lines.push(pc.yellow(`note: ${describeHolder(r.lockHolder)} holds the deploy lock right now`));
+  return lines;
+}
+
+/** The last line of a deploy: what changed where; `detail` adds each host's round trips and time. */
+export function summaryLine(results: readonly HostRunResult[], dryRun: boolean, ms: number, detail = false): string {
+  const changes = results.reduce((n, r) => n + r.changes, 0);
+  const verb = dryRun ? 'would change' : 'changed';
+  const hosts = results
+    .map(
+      (r) =>
+        `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.release ? `, release ${r.release}` : ''}${r.health ? `, health ${r.health}` : ''}${detail ? `, ${r.execs} ssh round trips in ${seconds(r.ms)}` : ''}`,
+    )
+    .join('; ');
+  return `${dryRun ? pc.yellow('dry run:') : pc.green('done:')} ${verb} ${changes} thing${changes === 1 ? '' : 's'} on ${results.length} host${results.length === 1 ? '' : 's'} in ${seconds(ms)} (${hosts})`;
+}
+
+function roundTrips(n: number): string {
+  return `${n} SSH round trip${n === 1 ? '' : 's'}`;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)}s`;
+}
