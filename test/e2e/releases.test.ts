@@ -98,6 +98,8 @@ describe('releases and rollback', () => {
     expect(dry.stderr).toMatch(/^-\s*add_header X-Version "2" always;$/m);
     expect(dry.stderr).toMatch(/^\+\s*add_header X-Version "1" always;$/m);
     expect(dry.stderr).toContain(`link /srv/${APP}/current -> releases/${v1} (now releases/${v2})`);
+    // The same steps the real rollback will run, planned from the releases the host recorded.
+    expect(dry.stderr).toContain(`steps: restore release ${v1} (code and configuration) (2 SSH round trips with the facts)`);
     expect(await root(`readlink /srv/${APP}/current`)).toBe(`releases/${v2}`);
     expect(await header('X-Version')).toBe('2');
     const r = run(['rollback', 'sbx']);

@@ -12,7 +12,7 @@ import { RemoteCommandError } from '../../src/errors.js';
 import { parseFacts } from '../../src/facts/host.js';
 import { parseInventory } from '../../src/inventory/load.js';
 import type { Environment } from '../../src/inventory/resolve.js';
-import { planDeploy, } from '../../src/plan/plan.js';
+import { planDeploy } from '../../src/plan/plan.js';
 import { planRollback } from '../../src/plan/rollback.js';
 import { provisions } from '../../src/plan/host.js';
 import { provisionLines } from '../../src/apply/scripts.js';
