@@ -22,10 +22,17 @@ export async function stackInProcess(args: string[]): Promise<CliResult> {
   process.stderr.write = capture(err);
   try {
     const code = await run(args);
-    return { code, stdout: out.join(''), stderr: err.join('') };
+    // picocolors decides on colours once, when it is loaded, from this process's environment
+    // (CI=true turns them on); a spawned CLI gets NO_COLOR=1. Compare the text, not the paint.
+    return { code, stdout: stripColor(out.join('')), stderr: stripColor(err.join('')) };
   } finally {
     process.stdout.write = write.stdout;
     process.stderr.write = write.stderr;
     process.exitCode = undefined;
   }
+}
+
+function stripColor(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching the escape character is the point
+  return text.replace(/\x1b\[[0-9;]*m/g, '');
 }
