@@ -12,8 +12,11 @@ trap 'rm -rf "$work"' EXIT
 version=$(node -p 'require("./package.json").version')
 tarball="$work/$(npm pack --silent --pack-destination "$work" | tail -n 1)"
 # The remote shell library is read only when a server is contacted: check it is there by name.
+# (The listing goes to a file first: grep -q stops reading early, and tar's broken pipe would
+# then fail the check under pipefail.)
+tar -tzf "$tarball" > "$work/contents"
 for f in src/remote/sh/*.sh; do
-  tar -tzf "$tarball" | grep -qx "package/$f" || { echo "check-package: $f is not in the package" >&2; exit 1; }
+  grep -qx "package/$f" "$work/contents" || { echo "check-package: $f is not in the package" >&2; exit 1; }
 done
 npm install --silent --no-audit --no-fund --prefer-offline -g --prefix "$work/prefix" "$tarball"
 stack="$work/prefix/bin/stack"
