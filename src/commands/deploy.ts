@@ -12,6 +12,7 @@ import { releaseIdAt } from '../release/id.js';
 import { hasRequirements, readSource, untrackedWarning } from '../release/source.js';
 import { loadSecrets } from '../secrets/load.js';
 import { loadCustomCertificate } from '../certs/custom.js';
+import { checkWsgiModule } from '../release/wsgi.js';
 import { redactValues } from '../secrets/redact.js';
 import { TemplateEngine } from '../templates/engine.js';
 import { runHost } from '../apply/deploy-host.js';
@@ -40,6 +41,7 @@ export async function runDeploy(
   output.addSecrets(secrets.values());
   const sourceDir = path.resolve(inventory.dir, env.app.source);
   const source = mode === 'deploy' ? await readSource(sourceDir, { exclude: env.app.exclude, inventoryFile: path.resolve(globals.inventory) }) : undefined;
+  checkWsgiModule(inventory, env, source?.fileList);
   const untracked = source ? untrackedWarning(source.untracked) : null;
   if (untracked) output.warn(untracked);
   let requirements: string | null = null;

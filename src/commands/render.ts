@@ -8,6 +8,7 @@ import { UsageError } from '../errors.js';
 import { displayContent } from '../secrets/secret.js';
 import { buildDesiredState, configFilesFor, type DesiredState } from '../state/desired.js';
 import { loadCustomCertificate } from '../certs/custom.js';
+import { checkWsgiModule } from '../release/wsgi.js';
 import { TemplateEngine } from '../templates/engine.js';
 import { assumedFacts } from '../views/facts.js';
 import { loadRoles } from '../roles/load.js';
@@ -30,6 +31,7 @@ export async function renderEnvironment(inventory: Inventory, env: Environment, 
   }
   // A custom certificate is checked here too: what render shows is what deploy would upload.
   const certificate = loadCustomCertificate(inventory, env);
+  checkWsgiModule(inventory, env);
   const states: DesiredState[] = [];
   for (const host of env.hosts) {
     states.push(await buildDesiredState(env, host, { engine, facts: assumedFacts(env, host), only, roles, certificate }));
