@@ -172,6 +172,9 @@ describe('custom certificate files named by the inventory', () => {
   function project(files: Record<string, string | null>, ssl: string): string {
     const dir = mkdtempSync(path.join(tmpdir(), 'stack-certs-'));
     mkdirSync(path.join(dir, 'certs'));
+    // The module app.wsgi names: render checks that it is in the source.
+    mkdirSync(path.join(dir, 'shop'));
+    writeFileSync(path.join(dir, 'shop', 'wsgi.py'), '');
     for (const [name, content] of Object.entries(files)) {
       if (content === null) mkdirSync(path.join(dir, name));
       else writeFileSync(path.join(dir, name), content);
