@@ -16,6 +16,7 @@
 import { shCommand, shQuote as q } from '../remote/quote.js';
 import { assign, call, heredoc, type RunContext, step, wrap } from '../remote/script.js';
 import type { Layout } from '../views/layout.js';
+import type { Provisioning } from '../plan/host.js';
 import type { Plan, ReleasePlan } from '../plan/plan.js';
 
 // Part of what this module offers: the executor and the tests take them from here.
@@ -75,13 +76,8 @@ export function sandboxed(s: SandboxSpec, command: string): string {
   );
 }
 
-export interface ProvisionOptions {
-  layout: Layout;
-  /** The static folder, relative to a release (kept readable for nginx when releases are sealed). */
-  staticPath: string | null;
-  /** setup: open the SSH port too when ufw is there. */
-  sshPort?: number;
-}
+/** What provisioning needs beyond the plan, as the plan decided it. */
+export type ProvisionOptions = Provisioning;
 
 /**
  * Packages, users, group memberships, directories, a self-signed certificate, and the
