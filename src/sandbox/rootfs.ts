@@ -26,7 +26,23 @@ const INCLUDE = ['systemd', 'systemd-sysv', 'dbus', 'openssh-server', 'sudo', 'p
  * provisions, offline. `gunicorn` is here besides python3-gunicorn because only it ships
  * /usr/bin/gunicorn.
  */
-export const PREFETCH = ['nginx', 'python3-venv', 'python3-gunicorn', 'gunicorn', 'uwsgi-core', 'uwsgi-plugin-python3', 'curl', 'openssl', 'ufw', 'certbot'];
+export const PREFETCH = [
+  'nginx',
+  'python3-venv',
+  'python3-gunicorn',
+  'gunicorn',
+  'uwsgi-core',
+  'uwsgi-plugin-python3',
+  'curl',
+  'openssl',
+  'ufw',
+  'certbot',
+  // What apps ask for in `app.packages` in the tests: a framework from Debian, and the compiler
+  // and headers that packages with C extensions need.
+  'python3-django',
+  'build-essential',
+  'python3-dev',
+];
 
 /** Units that only slow the boot down or wait for a network that never comes. */
 const MASK = [
