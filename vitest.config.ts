@@ -6,6 +6,14 @@ import { defineConfig } from 'vitest/config';
  */
 const LOAD = ['test/e2e/faults.test.ts', 'test/e2e/zero-downtime.test.ts', 'test/e2e/privileges.test.ts'];
 
+/**
+ * The e2e files run on Debian 12 (bookworm) servers, or on STACK_TEST_RELEASE's; these run once
+ * more on Debian 13 (trixie): a deploy of gunicorn, uWSGI with TLS, and deploys under load.
+ */
+const ON_TRIXIE = ['test/e2e/deploy.test.ts', 'test/e2e/deploy-uwsgi-ssl.test.ts'];
+const LOAD_ON_TRIXIE = ['test/e2e/zero-downtime.test.ts'];
+const TRIXIE = { STACK_TEST_RELEASE: 'trixie' };
+
 export default defineConfig({
   test: {
     // Tests run the built CLI (dist/) as a user would; `npm test` builds first.
@@ -36,6 +44,28 @@ export default defineConfig({
           include: LOAD,
           maxWorkers: 1,
           sequence: { groupOrder: 2 },
+          globalSetup: ['test/global-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'e2e-trixie',
+          include: ON_TRIXIE,
+          env: TRIXIE,
+          maxWorkers: 2,
+          sequence: { groupOrder: 3 },
+          globalSetup: ['test/global-setup.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'e2e-load-trixie',
+          include: LOAD_ON_TRIXIE,
+          env: TRIXIE,
+          maxWorkers: 1,
+          sequence: { groupOrder: 4 },
           globalSetup: ['test/global-setup.ts'],
         },
       },

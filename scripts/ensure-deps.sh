@@ -23,8 +23,16 @@ declare -A NEED=(
   [shellcheck]=shellcheck              # the remote shell library is checked by the unit tests
   [dash]=dash                          # and run under Debian's /bin/sh, as on servers
 )
+# file -> Debian package that provides it: sandboxes run Debian 13 (trixie) too, which needs a
+# debootstrap that knows the suite and the archive keys that sign it (Debian 12 has both in its
+# current point release; an older install gets them by upgrading these two).
+declare -A NEED_FILE=(
+  [/usr/share/debootstrap/scripts/trixie]=debootstrap
+  [/usr/share/keyrings/debian-archive-trixie-automatic.gpg]=debian-archive-keyring
+)
 missing=()
 for cmd in "${!NEED[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); done
+for file in "${!NEED_FILE[@]}"; do [ -e "$file" ] || missing+=("${NEED_FILE[$file]}"); done
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { EXIT, StackError, UsageError } from './errors.js';
+import { DEFAULT_RELEASE, releaseChoices } from './sandbox/releases.js';
 import { createOutput } from './ui/output.js';
 import type { CommandResult } from './ui/results.js';
 import type { GlobalOptions } from './commands/options.js';
@@ -13,7 +14,7 @@ import type { GlobalOptions } from './commands/options.js';
 export type { GlobalOptions };
 
 /** The commands whose result has a JSON form, as the usage error lists them. */
-const JSON_COMMANDS = 'deploy --dry-run, setup --dry-run, releases, certs, lock status, audit';
+const JSON_COMMANDS = 'deploy --dry-run, setup --dry-run, status, releases, certs, lock status, audit';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -61,6 +62,11 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .option('--host <address>', 'server address')
     .option('--user <name>', 'SSH user on the server')
     .option('--port <number>', 'SSH port')
+    .option(
+      '--generate-secrets',
+      'write a random value for each signing key the app reads (e.g. SECRET_KEY) into .stack/secrets.<env>, mode 600 (default with --yes)',
+    )
+    .option('--no-generate-secrets', 'generate no secret values; put them in .stack/secrets.<env> yourself')
     .option('-y, --yes', 'take the defaults for every question not given as a flag; never prompt', false)
     .option('--force', 'overwrite an existing inventory', false)
     .action(async (options, cmd: Command) => {
@@ -171,11 +177,82 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
       finish(g, await runAudit(env, options, g));
     });
 
-  const sandbox = program.command('sandbox').description('throwaway local Debian 12 servers (systemd-nspawn) to rehearse deploys on; needs root and Linux');
+  program
+    .command('run')
+    .description("run a command in the live release as the app's user, with its environment and virtualenv (stack run prod -- python manage.py migrate)")
+    .argument('<env>', 'environment from the inventory')
+    .argument('<command...>', 'the command and its arguments, after --')
+    .option('--host <address>', 'the host to run on, when the environment has several')
+    .option('-t, --tty', 'an interactive session on a terminal (the default when stdin is a terminal): shell, createsuperuser, dbshell')
+    .action(async (env: string, command: string[], options, cmd: Command) => {
+      const { runRun } = await import('./commands/run.js');
+      process.exitCode = await runRun(env, command, options, globals(cmd, false));
+    });
+  program
+    .command('logs')
+    .description("the app's logs: its units' journal and nginx's access and error logs, merged by time")
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .argument('[process...]', 'only these: app (the gateway and its socket), nginx')
+    .option('-f, --follow', 'keep showing new lines until Ctrl-C (one host: --host when there are several)', false)
+    .option('-n, --lines <n>', 'how many of the last lines', '50')
+    .option('--since <time>', 'only lines since then: 30s, 15m, 2h, 3d ago, or a UTC date and time (2026-12-01 14:30)')
+    .option('--grep <regex>', 'only lines matching this extended regular expression (grep -E)')
+    .option('--host <address>', 'the host to follow, when the environment has several')
+    .action(async (env: string | undefined, processes: string[], options, cmd: Command) => {
+      const { runLogs } = await import('./commands/logs.js');
+      await runLogs(env, processes, options, globals(cmd, false));
+    });
+  program
+    .command('status')
+    .description('per host: live release, units, health, certificates, disk, lock, last deploy, maintenance, drift (exit 1 if unhealthy)')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .action(async (env: string | undefined, _options, cmd: Command) => {
+      const { runStatus } = await import('./commands/status.js');
+      const g = globals(cmd, true);
+      finish(g, await runStatus(env, g));
+    });
+  program
+    .command('restart')
+    .description('restart the app as a deploy does (no connection refused), then check its health through nginx')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .argument('[process]', 'only this process: app (the default)')
+    .option('--wait', 'wait for a deploy to finish instead of failing on its lock', false)
+    .action(async (env: string | undefined, processName: string | undefined, options, cmd: Command) => {
+      const { runRestart } = await import('./commands/restart.js');
+      await runRestart(env, processName, options, globals(cmd, false));
+    });
+  program
+    .command('maintenance')
+    .description('answer every request with a 503 maintenance page (on), or serve the app again (off); deploys keep it on')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .argument('[state]', 'on or off')
+    .option('--message <text>', 'what the page says')
+    .action(async (env: string | undefined, state: string | undefined, options, cmd: Command) => {
+      const { runMaintenance } = await import('./commands/maintenance.js');
+      // `stack maintenance on` when the inventory has one environment.
+      const [e, s] = state === undefined ? [undefined, env] : [env, state];
+      if (s !== 'on' && s !== 'off')
+        throw new UsageError(`stack maintenance: say on or off${s ? `, not "${s}"` : ''}`, {
+          hint: 'e.g. stack maintenance prod on --message "Back at 14:00 UTC"',
+        });
+      await runMaintenance(e, s, options, globals(cmd, false));
+    });
+  program
+    .command('ssh')
+    .description('an interactive shell on a server, with the host key stack pinned and its connection settings')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .argument('[command...]', 'a command to run instead of a shell, after --')
+    .option('--host <address>', 'the host, when the environment has several')
+    .action(async (env: string | undefined, command: string[], options, cmd: Command) => {
+      const { runSsh } = await import('./commands/ssh.js');
+      process.exitCode = await runSsh(env, options, command, globals(cmd, false));
+    });
+  const sandbox = program.command('sandbox').description('throwaway local Debian servers (systemd-nspawn) to rehearse deploys on; needs root and Linux');
   sandbox
     .command('up')
     .description('boot a pristine sandbox server and print how to reach it')
     .argument('[name]', 'sandbox name', 'sandbox')
+    .option('--release <release>', `Debian release to run: ${releaseChoices()}`, DEFAULT_RELEASE)
     .option('--write-env <env>', 'add (or update) this environment in the inventory, pointing at the sandbox')
     .action(async (name: string, options, cmd: Command) => {
       const { runSandboxUp } = await import('./commands/sandbox.js');
@@ -225,7 +302,11 @@ function finish(g: GlobalOptions, result: CommandResult): void {
 
 export async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
-  process.on('SIGINT', () => process.exit(EXIT.interrupted));
+  // A command that handles Ctrl-C itself (run, logs -f, ssh: it belongs to the remote side)
+  // adds its own listener; then this one stands back.
+  process.on('SIGINT', () => {
+    if (process.listenerCount('SIGINT') === 1) process.exit(EXIT.interrupted);
+  });
   // Last resort: a failure nobody awaited still ends as one line, not a crash dump.
   process.on('unhandledRejection', (err) => {
     void report(err, debug).then((code) => process.exit(code));
@@ -246,7 +327,8 @@ export async function run(argv: string[]): Promise<number> {
   process.exitCode = undefined;
   const program = buildProgram();
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    const { expandAlias } = await import('./commands/aliases.js');
+    await program.parseAsync(await expandAlias(argv), { from: 'user' });
     return Number(process.exitCode ?? EXIT.ok);
   } catch (err) {
     return report(err, argv.includes('--debug'));

@@ -7,9 +7,12 @@ import { randomUUID } from 'node:crypto';
 import pc from 'picocolors';
 import type { Progress } from '../ui/progress.js';
 import { auditFile } from '../facts/audit.js';
+import { both, type Fact } from '../facts/fact.js';
 import { hostFact, type GatheredFacts } from '../facts/host.js';
+import type { StatusFacts } from '../facts/status.js';
 import { lockRequest } from '../facts/lock.js';
 import { releaseLockScript, runWithLock } from './lock.js';
+import type { Layout } from '../views/layout.js';
 import type { Environment } from '../inventory/resolve.js';
 import { sslMode } from '../inventory/resolve.js';
 import type { Host } from '../inventory/schema.js';
@@ -17,6 +20,7 @@ import { changeCount, sha256, type CodeVersion } from '../plan/plan.js';
 import { planHost } from '../plan/host.js';
 import { shQuote } from '../remote/quote.js';
 import { packSource, type SourceTree } from '../release/source.js';
+import { indexThenTarball, type VenvVersion } from '../release/venv.js';
 import { describeShortfall } from '../release/space.js';
 import { StackError } from '../errors.js';
 import { displayContent, type Secret } from '../secrets/secret.js';
@@ -56,6 +60,10 @@ export interface HostRunOptions {
   dryRun: boolean;
   source?: SourceTree;
   requirements?: string | null;
+  /** What the new code's virtualenv is made of (deploy). */
+  venv?: VenvVersion;
+  /** The package index's URL, sent ahead of the tarball (never on a command line). */
+  index?: Secret | null;
   releaseId: string;
   manifest: ManifestInfo;
   /** Wait for another deploy's lock instead of failing. */
@@ -64,20 +72,30 @@ export interface HostRunOptions {
   timeoutMs?: number;
   /** `ssl: { cert, key }`, already checked. */
   certificate?: CustomCertificate | null;
+  /** `stack status`: more to ask in the facts' round trip (a dry run). */
+  statusFact?: Fact<StatusFacts>;
   /** How to reach the host: SSH by default; tests pass a recording shell. */
   connect?: (host: Host, options: ConnectOptions) => Promise<RemoteShell>;
 }
 
 /** What one host's run returns, for the output to print (src/ui/): nothing is printed here but progress. */
-export function healthCheckFor(env: Environment, https: boolean, unit: string): HealthCheck {
-  return { path: env.app.health, host: env.domains[0]!, https, app: unit, ...env.app.health_check };
+export function healthCheckFor(env: Environment, https: boolean, layout: Layout): HealthCheck {
+  const s = env.app.static;
+  return {
+    path: env.app.health,
+    host: env.domains[0]!,
+    https,
+    app: layout.unit,
+    ...env.app.health_check,
+    ...(s ? { static: { dir: `${layout.current}/${s.path}`, url: s.url } } : {}),
+  };
 }
 
 export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   const started = Date.now();
   const shell = await (o.connect ?? connectHost)(o.host, { baseDir: o.baseDir, askSudoPassword: o.askSudoPassword, timeoutMs: o.timeoutMs });
   const execsBefore = shell.execCount;
-  const redact = redactValues([...o.secrets.values()]);
+  const redact = redactValues([...o.secrets.values(), ...(o.index ? [o.index] : [])]);
   const label = o.host.address;
   // First render with what can be assumed, to know which files to ask about; then again with
   // the host's real facts (nginx version, CPUs).
@@ -95,20 +113,28 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       probes: tls ? [tls.certificate, tls.certificateKey] : [],
       publicFiles: letsEncrypt ? [letsEncryptCertFile(o.env), letsEncryptRenewalConf(o.env)] : [],
       shippedHash: o.mode === 'deploy' && o.source ? sha256(shippedListText(o.source.fileList)) : undefined,
+      venvDigest: o.mode === 'deploy' && o.source ? o.venv?.digest : undefined,
     };
     const redactFile = (path: string, content: string) => (path === layout.env_file ? redactEnvFileText(content, o.env.app.secrets) : content);
-    const round = await runWithLock(shell, lock, hostFact(assumed, request, redactFile), { progress: o.progress, host: label, env: o.env.name, wait: o.wait });
+    const gather = hostFact(assumed, request, redactFile);
+    const round = await runWithLock(shell, lock, both<GatheredFacts, StatusFacts>(gather, o.statusFact ?? null), {
+      progress: o.progress,
+      host: label,
+      env: o.env.name,
+      wait: o.wait,
+    });
+    const [facts, status] = round.value;
     lockHeld = round.acquired;
-    const facts = round.value;
 
     const desired = await desiredFor(o, {
       nginxVersion: facts.nginxVersion ?? assumedFacts(o.env, o.host).nginxVersion,
       cpus: o.host.cpus ?? facts.cpus ?? undefined,
     });
     knownContents(facts, assumed);
+    if (o.mode === 'deploy' && o.source && !o.venv) throw new Error('a deploy of code needs its virtualenv version (venvVersion)');
     const code: CodeVersion | null =
-      o.mode === 'deploy' && o.source
-        ? { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null, fileList: o.source.fileList }
+      o.mode === 'deploy' && o.source && o.venv
+        ? { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null, venv: o.venv, fileList: o.source.fileList }
         : null;
     const { plan, steps, provisioning, shortfall } = planHost({
       env: o.env,
@@ -141,14 +167,14 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       ...more,
     });
     // A dry run stops here; the plan, its steps and the lock's holder are the result (src/ui/ prints them).
-    if (o.dryRun) return result({ lockHolder: round.holder });
+    if (o.dryRun) return result({ lockHolder: round.holder, ...(status ? { status } : {}) });
 
     const ctx: RunContext = {
       layout,
       lock: { dir: lock.dir, token },
       audit: { file: auditFile(layout.app), who: o.manifest.by, command: `${o.mode} ${o.env.name}` },
     };
-    const health = o.mode === 'deploy' ? healthCheckFor(o.env, tls !== null, layout.unit) : null;
+    const health = o.mode === 'deploy' ? healthCheckFor(o.env, tls !== null, layout) : null;
     const activate = (provision: string[]) =>
       activateScript(plan, ctx, {
         health,
@@ -165,7 +191,8 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
         keep: o.env.keep,
         manifest: o.manifest,
       });
-    const run: RunStep = (what, stdin, command, hint) => runScript(shell, label, o.progress, { stdin, command, what, redact, hint });
+    const run: RunStep = (what, stdin, command, hint) =>
+      runScript(shell, label, o.progress, { stdin, command, what, redact, hint, healthPath: health ? `GET ${health.path}` : undefined });
     const scripts: StepScripts = {
       provision: () => wrap(ctx, provisionLines(plan, provisioning), { releaseLock: false }),
       certificate: () => ({
@@ -175,7 +202,10 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       }),
       upload: () => {
         const pack = packSource(o.source!);
-        return { command: `sh -c ${shQuote(releaseScript(plan.release!, ctx))}`, stdin: pack.stream, packed: pack.done };
+        // The index's URL, when there is one, goes ahead of the tarball on stdin (receive_index).
+        if (plan.release!.venv.index && !o.index) throw new Error(`the plan names a package index (${plan.release!.venv.index}) but none was given`);
+        const stdin = o.index && plan.release!.venv.index ? indexThenTarball(o.index.reveal(), pack.stream) : pack.stream;
+        return { command: `sh -c ${shQuote(releaseScript(plan.release!, ctx))}`, stdin, packed: pack.done };
       },
       activate: (withProvision) => activate(withProvision ? provisionLines(plan, provisioning) : []),
       health: () => healthOnlyScript(health!, ctx),

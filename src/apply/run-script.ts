@@ -14,7 +14,7 @@ export async function runScript(
   shell: RemoteShell,
   host: string,
   progress: Progress,
-  script: { command?: string; stdin: string | Readable; what: string; redact?: (text: string) => string; hint?: string },
+  script: { command?: string; stdin: string | Readable; what: string; redact?: (text: string) => string; hint?: string; healthPath?: string },
 ): Promise<ScriptOutcome> {
   let buffered = '';
   let failed: string | undefined;
@@ -50,14 +50,32 @@ export async function runScript(
   if (r.code !== 0) {
     progress.end(false);
     const redact = script.redact ?? ((t: string) => t);
-    const outcome =
-      rolledBack === undefined
-        ? undefined
-        : rolledBack.startsWith('200')
-          ? 'rolled back to the previous release, which answers its health check'
-          : `rolled back to the previous release, whose health check answered ${rolledBack}`;
+    const outcome = rollbackOutcome(rolledBack, script.healthPath);
     throw new RemoteCommandError(shell.label, failed ?? script.what, r.code, redact(r.stderr), { outcome, hint: script.hint });
   }
   progress.end(true);
   return { ...r, health, rolledBack };
+}
+
+/**
+ * What the site is after a failed activation was put back (the `@@rolledback` marker): the
+ * previous release again, or, on a first deploy, no release at all and the app's units stopped.
+ */
+export function rollbackOutcome(marker: string | undefined, healthPath = 'the health check'): string | undefined {
+  if (marker === undefined) return undefined;
+  const [first, second] = marker.split(' ');
+  if (first === 'none') {
+    const answer = second === undefined ? '' : `; ${healthPath} now answers ${describeAnswer(second)}`;
+    return `there was no previous release to go back to: the app's units are stopped and disabled until a deploy succeeds${answer}`;
+  }
+  return first!.startsWith('200')
+    ? 'rolled back to the previous release, which answers its health check'
+    : `rolled back to the previous release, whose health check answered ${first}`;
+}
+
+/** An HTTP answer from nginx once the app's site is gone again: who is answering. */
+function describeAnswer(code: string): string {
+  if (code === '000') return '000 (nothing answers on that port)';
+  if (/^50[234]$/.test(code)) return `${code} (nginx has no app behind the site)`;
+  return `${code} (from nginx's default site or another app's on this server, not this app)`;
 }

@@ -163,33 +163,54 @@ function writeManifest(dir: string, app: string, json: string, onFailure = 'fail
 }
 
 /**
- * Receives the release (the tarball on stdin) into releases/<id> and builds it there: its own
- * virtualenv, the requirements, compiled Python files. Every build step runs as the build user
- * in a sandbox that can write this release and nothing else (`sandboxed`); the release is not
- * sealed yet, and nothing trusts it until activation has run the build hooks and sealed it.
- * The tarball is the stdin, so this script is the command line: it carries no secret. The last
- * line marks the release built, in root's lock folder, for activation to check.
+ * Receives the release (the tarball on stdin) into releases/<id> and builds it there: its
+ * virtualenv, the requirements, compiled Python files. The virtualenv is shared: releases/<id>/.venv
+ * links to venvs/KEY, KEY naming the requirements, the package index and the server's Python
+ * (use_venv); a sealed one there is reused as it is, and only otherwise built, then sealed.
+ * Every build step runs as the build user in a sandbox that can write this release (or that
+ * virtualenv) and nothing else (`sandboxed`); the release is not sealed yet, and nothing trusts
+ * it until activation has run the build hooks and sealed it. The tarball is the stdin, so this
+ * script is the command line: it carries no secret (a package index's URL comes on stdin, ahead
+ * of the tarball). The last line marks the release built, in root's lock folder, for activation
+ * to check.
  */
 export function releaseScript(release: ReleasePlan, ctx: RunContext): string {
   const { layout } = ctx;
   const dir = `${layout.releases}/${release.id}`;
   const upload = `${layout.releases}/.${release.id}.upload`;
   const build = (seconds: number, command: string) => sandboxed({ user: layout.build_user, group: layout.build_user, dir, writable: [dir], seconds }, command);
+  // The build user may write the venvs folder only where root made a folder its own (use_venv).
+  const venvBuild = (seconds: number, command: string) =>
+    sandboxed({ user: layout.build_user, group: layout.build_user, dir, writable: [layout.venvs], seconds }, command);
+  // Built at its real path, never through the release's link: a virtualenv's scripts and
+  // pyvenv.cfg keep the path they were made at, and the release goes away before it does.
+  const venvDir = '"$(realpath -e .venv)"';
+  const index = release.venv.index !== null;
   const pip = (requirements: string) =>
-    shCommand('.venv/bin/python', '-m', 'pip', 'install', '--no-input', '--no-cache-dir', '--disable-pip-version-check', '-r', requirements);
-  const buildStep = (what: string, lines: number, sandbox: string) => `${call('build_step', layout.releases, String(lines))} ${sandbox} || fail ${q(what)}`;
+    [
+      // The index's URL comes on stdin (venv_build_step ... index), so no command line shows it.
+      ...(index ? ['IFS= read -r PIP_INDEX_URL && export PIP_INDEX_URL &&'] : []),
+      `exec ${venvDir}/bin/python`,
+      shCommand('-m', 'pip', 'install', '--no-input', '--no-cache-dir', '--disable-pip-version-check', '-r', requirements),
+    ].join(' ');
+  const venvStep = (what: string, lines: number, input: 'index' | '-', sandbox: string) =>
+    `${call('venv_build_step', layout.releases, String(lines), what, input)} ${sandbox}`;
   return wrap(
     ctx,
     [
+      // First on stdin, ahead of the tarball.
+      ...(index ? [call('receive_index', String(UPLOAD_IDLE_SECONDS))] : []),
       step(`receive release ${release.id}`),
       call('receive_release', dir, upload, layout.build_user, String(UPLOAD_IDLE_SECONDS)),
       step(`unpack release ${release.id}`),
       call('unpack_release', upload, dir, layout.build_user),
-      step('create virtualenv'),
-      buildStep('create virtualenv', 25, build(VENV_SECONDS, 'python3 -m venv --system-site-packages .venv')),
+      // It says so when it reuses one; otherwise the build steps that follow name themselves.
+      `${call('use_venv', dir, layout.venvs, release.venv.digest, layout.build_user)} || fail 'virtualenv'`,
+      venvStep('create virtualenv', 25, '-', venvBuild(VENV_SECONDS, `exec python3 -m venv --system-site-packages ${venvDir}`)),
       ...(release.requirements
-        ? [step(`pip install -r ${release.requirements}`), buildStep('pip install', 40, build(PIP_SECONDS, pip(release.requirements)))]
+        ? [venvStep(`pip install -r ${release.requirements}`, 40, index ? 'index' : '-', venvBuild(PIP_SECONDS, pip(release.requirements)))]
         : []),
+      `${call('finish_venv', layout.build_user)} || fail 'seal the virtualenv'`,
       step('compile Python files'),
       `build_optional ${build(VENV_SECONDS, shCommand('.venv/bin/python', '-m', 'compileall', '-q', '-x', '/\\.venv/', '.'))}`,
       ...(ctx.lock ? [`${call('mark_built', `${ctx.lock.dir}/built`, release.id)} || fail 'mark the release built'`] : []),
@@ -209,6 +230,8 @@ export interface HealthCheck {
   timeout: number;
   /** Attempts, half a second apart, before the check fails. */
   retries: number;
+  /** The static folder in the live release and its URL prefix: one file of it is asked for too. */
+  static?: { dir: string; url: string };
 }
 
 /** The health check's values, on one line: the library's health_ok and rollback_live read them. */
@@ -223,12 +246,13 @@ function healthConfig(h: HealthCheck): string {
     HEALTH_RETRIES: String(h.retries),
     HEALTH_UNIT: h.app,
     HEALTH_PATH: h.path,
+    ...(h.static ? { STATIC_DIR: h.static.dir, STATIC_URL: `${h.https ? 'https' : 'http'}://${h.host}${h.static.url}` } : {}),
   });
 }
 
 /** The health step; `onFailure` is `fail`, or the rollback of a script that has one. */
 function healthLines(h: HealthCheck, onFailure: string): string[] {
-  return [step(`health check ${h.path}`), `health_ok || ${onFailure} 'health check'`];
+  return [step(`health check ${h.path}`), `health_ok || ${onFailure} 'health check'`, ...(h.static ? [`static_ok || ${onFailure} 'static files check'`] : [])];
 }
 
 /** A script of only the health check (a deploy with nothing to change still checks the site). */
@@ -337,7 +361,16 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
 
   // From here on services are touched: a failure puts the previous state back and reloads it.
   if (o.health) lines.push(healthConfig(o.health));
-  if (touches) lines.push(assign({ LIVE_UNIT: layout.unit, LIVE_RESTART: plan.handlers.some((h) => h.name === 'restart-app') ? '1' : '0' }));
+  if (touches) {
+    lines.push(
+      assign({
+        LIVE_UNIT: layout.unit,
+        LIVE_RESTART: plan.handlers.some((h) => h.name === 'restart-app') ? '1' : '0',
+        LIVE_CURRENT: layout.current,
+        LIVE_UNITS: `${layout.app}.socket ${layout.unit}`,
+      }),
+    );
+  }
   const onFailure = touches ? 'rollback_live' : 'fail';
   for (const s of plan.enable) lines.push(step(`enable ${s}`), `${call('enable_service', s)} || ${onFailure} ${q(`enable ${s}`)}`);
   for (const h of plan.handlers) {
@@ -349,7 +382,12 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
   if (o.health) lines.push(...healthLines(o.health, onFailure));
   if (touches) lines.push('commit');
   if (rel) {
-    lines.push(step(`keep the last ${o.keep} releases`), call('prune_releases', layout.releases, String(o.keep), plan.release!.id, layout.current, layout.app));
+    lines.push(
+      step(`keep the last ${o.keep} releases`),
+      call('prune_releases', layout.releases, String(o.keep), plan.release!.id, layout.current, layout.app),
+      // A virtualenv stays while a kept release links to it: a rollback finds it there.
+      call('prune_venvs', layout.venvs, layout.releases),
+    );
     for (const hook of o.hooks.after_activate) lines.push(...hookLines(hook, appHook(layout, layout.current, o.hooks.timeout), 'after_failed'));
   }
   lines.push(`audit ok ''`);
@@ -389,7 +427,12 @@ function sealLines(release: ReleasePlan, rel: string, ctx: RunContext, o: Activa
     const spec = { user: layout.build_user, group: layout.build_user, dir: rel, writable: [rel], envFile: layout.env_file, seconds: o.hooks.timeout };
     lines.push(...hookLines(hook, spec, 'abort'));
   }
-  lines.push(step(`seal release ${release.id}`), `${call('seal_release', rel, layout.app, o.staticPath ?? '', layout.build_user)} || abort 'seal release'`);
+  lines.push(
+    step(`seal release ${release.id}`),
+    `${call('seal_release', rel, layout.app, o.staticPath ?? '', layout.build_user)} || abort 'seal release'`,
+    // Sealed, the release's link can no longer change: it must lead to a virtualenv root sealed.
+    `${call('check_venv', rel, layout.venvs)} || abort 'the release has no sealed virtualenv'`,
+  );
   if (release.fileList) {
     const list = `${rel}/.stack-files`;
     lines.push(
@@ -416,6 +459,7 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     ...UNDO_FUNCTIONS,
     `${call('has_record', rel)} || fail ${q(`release ${target} has no recorded configuration`)}`,
     call('check_sealed', target, layout.root, layout.releases, rel, `${rel}/.stack`),
+    `${call('check_venv', rel, layout.venvs)} || fail ${q(`release ${target} has lost its virtualenv`)}`,
     step(`restore the configuration of release ${target}`),
     `${call('restore_config', rel)} || abort 'restore the configuration'`,
     step(`switch current to release ${target}`),
@@ -427,7 +471,8 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     step('reload systemd units'),
     'systemctl daemon-reload',
     step(`restart ${layout.app}`),
-    `${call('run_handler', shCommand('systemctl', 'restart', layout.unit), layout.unit)} || undo_rollback 'restart'`,
+    // Not counted against systemd's start limit, like a deploy's restart (roles/app.yml).
+    `${call('run_handler', `${shCommand('systemctl', 'reset-failed', layout.unit)} 2>/dev/null; ${shCommand('systemctl', 'restart', layout.unit)}`, layout.unit)} || undo_rollback 'restart'`,
     step('reload nginx'),
     "reload_nginx || undo_rollback 'reload nginx'",
     ...(health ? healthLines(health, 'undo_rollback') : []),
@@ -435,4 +480,19 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     "audit ok ''",
   ];
   return wrap(ctx, lines, { releaseLock: true, release: target });
+}
+
+/**
+ * `stack restart`: each unit restarts the way a deploy restarts the app (its socket holds new
+ * connections meanwhile), then the health check through nginx decides. Nothing changed, so
+ * nothing can be put back: a failure is reported with the app's journal.
+ */
+export function restartScript(ctx: RunContext, health: HealthCheck | null, units: string[]): string {
+  const lines = health ? [healthConfig(health)] : [];
+  for (const unit of units) {
+    lines.push(step(`restart ${unit}`), `${call('run_handler', shCommand('systemctl', 'restart', unit), unit)} || fail ${q(`restart ${unit}`)}`);
+  }
+  if (health) lines.push(...healthLines(health, 'fail'));
+  lines.push(`audit ok ''`);
+  return wrap(ctx, lines, { releaseLock: true });
 }

@@ -55,7 +55,8 @@ export async function runRollback(
         if (round.holder) progress.line(pc.yellow(`note: ${describeHolder(round.holder)} holds the deploy lock right now`));
         return;
       }
-      const health = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout.unit);
+      // The static check follows today's inventory, which may not be the restored release's.
+      const { static: _today, ...health } = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout);
       const ctx = {
         layout,
         lock: { dir: lock.dir, token },

@@ -5,9 +5,12 @@ import { isMap, isSeq, type Document } from 'yaml';
 import type { GlobalOptions } from './options.js';
 import { StackError, UsageError } from '../errors.js';
 import { updateInventory } from '../inventory/edit.js';
+import { DEFAULT_RELEASE, parseRelease, releaseLabel } from '../sandbox/releases.js';
 import { knownHostsFile, listSandboxes, sandboxDown, sandboxUp, validateName, type SandboxInfo } from '../sandbox/sandbox.js';
 
 export interface SandboxUpOptions {
+  /** A Debian suite name (bookworm, trixie); checked here. */
+  release?: string;
   writeEnv?: string;
 }
 
@@ -18,6 +21,7 @@ const OWN_LINE = /^(building|waiting|root filesystem|sandbox )/;
 
 export async function runSandboxUp(name: string, options: SandboxUpOptions, globals: GlobalOptions): Promise<void> {
   validateName(name);
+  const release = parseRelease(options.release ?? DEFAULT_RELEASE);
   const env = options.writeEnv;
   if (env !== undefined) {
     if (!ENV_NAME.test(env)) {
@@ -32,7 +36,7 @@ export async function runSandboxUp(name: string, options: SandboxUpOptions, glob
   const log = (line: string) => {
     if (globals.debug || OWN_LINE.test(line)) process.stderr.write(`${pc.dim(line)}\n`);
   };
-  const info = await sandboxUp({ name, log });
+  const info = await sandboxUp({ name, release, log });
   if (env !== undefined) {
     try {
       await updateInventory(globals.inventory, (doc) => pointEnvironmentAt(doc, env, info, globals.inventory));
@@ -44,7 +48,9 @@ export async function runSandboxUp(name: string, options: SandboxUpOptions, glob
   }
 
   const out = process.stdout;
-  out.write(`${pc.green('sandbox')} ${pc.bold(name)} is up at ${pc.bold(info.address)} (Debian 12, systemd, sshd; pristine on every boot)\n`);
+  out.write(
+    `${pc.green('sandbox')} ${pc.bold(name)} is up at ${pc.bold(info.address)} (${releaseLabel(info.release)}, systemd, sshd; pristine on every boot)\n`,
+  );
   out.write(`  ssh       ssh -i ${info.identityFile} -o UserKnownHostsFile=${knownHostsFile(name)} ${info.user}@${info.address}\n`);
   out.write(`  host key  ${info.hostKey}\n`);
   if (env !== undefined) out.write(`  inventory environments.${env} in ${globals.inventory} points at it: try \`stack render ${env}\`\n`);
@@ -108,8 +114,9 @@ export async function runSandboxList(_globals: GlobalOptions): Promise<void> {
     return;
   }
   const rows = [
-    ['NAME', 'ADDRESS', 'PID', 'UPTIME'],
-    ...sandboxes.map((s) => [s.name, s.address, String(s.pid), uptime(Date.now() - Date.parse(s.startedAt))]),
+    ['NAME', 'RELEASE', 'ADDRESS', 'PID', 'UPTIME'],
+    // A sandbox booted before releases were recorded ran Debian 12.
+    ...sandboxes.map((s) => [s.name, s.release ?? 'bookworm', s.address, String(s.pid), uptime(Date.now() - Date.parse(s.startedAt))]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const row of rows)

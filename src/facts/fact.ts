@@ -15,9 +15,13 @@ export interface Fact<T> {
   parse(output: string): T;
 }
 
-/** The script for facts asked in one round trip: the library, then each fact's calls. */
+/**
+ * The script for facts asked in one round trip: the library, then each fact's calls. The
+ * virtualenv's functions come along: the facts name a release's virtualenv as the release script
+ * will (fact_venv).
+ */
 export function factScript(...facts: Pick<Fact<unknown>, 'lines'>[]): string {
-  return [shellLibrary('facts.sh'), 'set -u', ...facts.flatMap((f) => f.lines), 'exit 0', ''].join('\n');
+  return [shellLibrary('facts.sh'), shellLibrary('venv.sh'), 'set -u', ...facts.flatMap((f) => f.lines), 'exit 0', ''].join('\n');
 }
 
 /** Asks one fact as root over `shell`; a failing script is an error naming the host and the question. */
@@ -39,4 +43,9 @@ export function records(output: string, kind: string): string[][] {
 
 export function fromBase64(text: string | undefined): string {
   return Buffer.from(text ?? '', 'base64').toString('utf8');
+}
+
+/** Two facts asked in one round trip (the second may be absent: its value is then null). */
+export function both<A, B>(a: Fact<A>, b: Fact<B> | null): Fact<[A, B | null]> {
+  return { what: a.what, lines: [...a.lines, ...(b?.lines ?? [])], parse: (output) => [a.parse(output), b ? b.parse(output) : null] };
 }

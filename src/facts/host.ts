@@ -43,6 +43,13 @@ export interface GatheredFacts {
   freeKib: number | null;
   /** The live release's list of shipped files, when it differs from the one asked about. */
   shipped: string[] | null;
+  /**
+   * The virtualenv a new release would run with (asked with FactsRequest.venvDigest): its name
+   * on this server's Python and whether a sealed one is there to reuse, and the one the live
+   * release links to. key is null when python3 does not run yet, live when the live release has
+   * none linked; the whole is null when not asked.
+   */
+  venv: { key: string | null; ready: boolean; live: string | null } | null;
 }
 
 export interface ReleaseManifest {
@@ -66,6 +73,8 @@ export interface FactsRequest {
   publicFiles?: readonly string[];
   /** sha256 of the file list about to ship: the live one comes back only when it differs. */
   shippedHash?: string;
+  /** The digest of the virtualenv the code about to ship needs (src/release/venv.ts). */
+  venvDigest?: string;
 }
 
 /** The facts of a host for its desired state, in one script (after the lock's line, when there is one). */
@@ -80,7 +89,8 @@ export function hostFact(desired: DesiredState, request: FactsRequest, redact?: 
   for (const u of users) lines.push(shCommand('fact_user', u));
   for (const s of desired.services) lines.push(shCommand('fact_service', s));
   if (desired.packages.length > 0) lines.push(shCommand('fact_packages', ...desired.packages));
-  const { current, releases } = desired.layout;
+  const { current, releases, venvs } = desired.layout;
+  if (request.venvDigest) lines.push(shCommand('fact_venv', venvs, request.venvDigest, current));
   lines.push(
     shCommand('fact_live', current, releases, ...(request.shippedHash ? [request.shippedHash] : [])),
     shCommand('fact_free', releases),
@@ -113,6 +123,7 @@ export function parseFacts(output: string, redact: (path: string, content: strin
     publicFiles: new Map(),
     freeKib: null,
     shipped: null,
+    venv: null,
   };
   for (const line of output.split('\n')) {
     const [kind, ...f] = line.split('\t');
@@ -175,6 +186,12 @@ export function parseFacts(output: string, redact: (path: string, content: strin
           .split('\n')
           .filter(Boolean);
         break;
+      case 'venv': {
+        const name = (s: string | undefined) => (s && /^[0-9a-f]{64}$/.test(s) ? s : null);
+        const key = name(f[0]);
+        facts.venv = { key, ready: key !== null && f[1] === 'ready', live: name(f[2]) };
+        break;
+      }
       case 'free':
         facts.freeKib = f[0] && /^\d+$/.test(f[0]) ? Number(f[0]) : null;
         break;

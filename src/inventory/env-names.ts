@@ -52,7 +52,7 @@ const EXACT: Record<string, string> = {
 const PREFIXES: [string, string][] = [
   ['LD_', 'the dynamic loader reads LD_* variables and would load other libraries into every process of the app'],
   ['SYSTEMD_', 'systemd and its tools read SYSTEMD_* variables'],
-  ['STACK_', 'stack sets STACK_* variables itself (STACK_APP, STACK_ENV, STACK_RELEASE)'],
+  ['STACK_', 'stack sets STACK_* variables itself (STACK_APP, STACK_ENV, STACK_RELEASE, STACK_DOMAINS, STACK_URL)'],
   ['UWSGI_', 'uWSGI reads every UWSGI_* variable as an option, which would override the settings stack writes'],
 ];
 

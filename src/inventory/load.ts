@@ -135,7 +135,7 @@ export function parseInventory(source: string, file: string): Inventory {
       for (const p of resolved.problems) {
         // A problem that comes from a top-level value is reported once, not once per environment.
         const envPath: FieldPath = ['environments', name, ...p.path];
-        const where = locate(doc, lines, envPath).found ? envPath : p.path;
+        const where = p.exact ? p.path : locate(doc, lines, envPath).found ? envPath : p.path;
         const pos = locate(doc, lines, where);
         problems.push({ file, line: pos.line, column: pos.column, field: formatPath(where), message: p.message });
       }

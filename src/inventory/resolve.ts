@@ -32,13 +32,25 @@ export function sslMode(ssl: Ssl): SslMode {
   return typeof ssl === 'string' ? ssl : 'custom';
 }
 
-type Resolved = { ok: true; environment: Environment } | { ok: false; problems: { path: FieldPath; message: string }[] };
+/**
+ * A problem's path is relative to the environment, and reported there when the environment sets
+ * that field, else at the top level; an `exact` path is already the whole path in the inventory
+ * (a merged list item, whose index in the merged list is in neither place).
+ */
+export interface ResolveProblem {
+  path: FieldPath;
+  message: string;
+  exact?: boolean;
+}
+
+type Resolved = { ok: true; environment: Environment } | { ok: false; problems: ResolveProblem[] };
 
 export function resolveEnvironment(doc: InventoryDocument, name: string): Resolved {
   const env = doc.environments[name]!;
+  const merged = mergeEnvAndSecrets(doc.app, env.app, name);
   const environment: Environment = {
     name,
-    app: overlay(doc.app, env.app),
+    app: { ...overlay(doc.app, { ...env.app, env: undefined, secrets: undefined }), env: merged.env, secrets: merged.secrets },
     gateway: overlay(doc.gateway, env.gateway),
     nginx: overlay(doc.nginx, env.nginx),
     hooks: resolveHooks(overlay(doc.hooks, env.hooks)),
@@ -49,7 +61,7 @@ export function resolveEnvironment(doc: InventoryDocument, name: string): Resolv
     keep: env.keep,
     hosts: env.hosts,
   };
-  const problems = crossFieldProblems(environment);
+  const problems = [...merged.problems, ...crossFieldProblems(environment, merged.origins)];
   return problems.length > 0 ? { ok: false, problems } : { ok: true, environment };
 }
 
@@ -57,6 +69,48 @@ function resolveHooks(hooks: Hooks): ResolvedHooks {
   const { timeout, ...lists } = hooks;
   // The schema has checked the value, so it converts.
   return { ...lists, timeout: timeout === undefined ? HOOK_TIMEOUT.defaultSeconds : durationSeconds(timeout, ['s', 'm', 'h'])! };
+}
+
+type EnvironmentApp = NonNullable<InventoryDocument['environments'][string]['app']>;
+
+/**
+ * `env` and `secrets` of an environment are merged into the top-level ones key by key: `NAME:
+ * null` removes an inherited variable, `-NAME` an inherited secret. `origins[i]` is where the
+ * i-th merged secret was written, for problems about it.
+ */
+function mergeEnvAndSecrets(
+  app: App,
+  own: EnvironmentApp | undefined,
+  envName: string,
+): { env: App['env']; secrets: string[]; origins: FieldPath[]; problems: ResolveProblem[] } {
+  const env: App['env'] = { ...app.env };
+  for (const [key, value] of Object.entries(own?.env ?? {})) {
+    if (value === null) delete env[key];
+    else env[key] = value;
+  }
+  const secrets = [...app.secrets];
+  const origins: FieldPath[] = app.secrets.map((_, i) => ['app', 'secrets', i]);
+  const problems: ResolveProblem[] = [];
+  (own?.secrets ?? []).forEach((entry, i) => {
+    const here: FieldPath = ['environments', envName, 'app', 'secrets', i];
+    if (typeof entry === 'string') {
+      secrets.push(entry);
+      origins.push(here);
+      return;
+    }
+    const at = secrets.indexOf(entry.remove);
+    if (at < 0) {
+      problems.push({
+        path: here,
+        exact: true,
+        message: `-${entry.remove} removes an inherited secret, but app.secrets does not list ${entry.remove}; remove this entry`,
+      });
+      return;
+    }
+    secrets.splice(at, 1);
+    origins.splice(at, 1);
+  });
+  return { env, secrets, origins, problems };
 }
 
 /** Override values win key by key; nested objects (static, media) are replaced whole. */
@@ -68,8 +122,8 @@ function overlay<T extends object>(base: T, override: Partial<T> | undefined): T
   return out;
 }
 
-function crossFieldProblems(env: Environment): { path: FieldPath; message: string }[] {
-  const problems: { path: FieldPath; message: string }[] = [];
+function crossFieldProblems(env: Environment, secretOrigins: FieldPath[]): ResolveProblem[] {
+  const problems: ResolveProblem[] = [];
   const mode = sslMode(env.ssl);
   if (mode === 'letsencrypt' && !env.email) {
     problems.push({ path: ['ssl'], message: 'letsencrypt needs an email: for the account; add email: ops@example.com to this environment' });
@@ -96,8 +150,9 @@ function crossFieldProblems(env: Environment): { path: FieldPath; message: strin
   const envNames = new Set(Object.keys(env.app.env));
   const secrets = new Set<string>();
   env.app.secrets.forEach((s, i) => {
-    if (envNames.has(s)) problems.push({ path: ['app', 'secrets', i], message: `${s} is both in env: and in secrets:; keep it in secrets: only` });
-    if (secrets.has(s)) problems.push({ path: ['app', 'secrets', i], message: `${s} is listed twice; remove the repeat` });
+    const path = secretOrigins[i]!;
+    if (envNames.has(s)) problems.push({ path, exact: true, message: `${s} is both in env: and in secrets:; keep it in secrets: only` });
+    if (secrets.has(s)) problems.push({ path, exact: true, message: `${s} is listed twice; remove the repeat` });
     secrets.add(s);
   });
   if (env.app.static && env.app.media && env.app.static.url === env.app.media.url) {

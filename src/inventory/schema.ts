@@ -204,6 +204,11 @@ const envName = (what: string, fix: string) =>
 const ENV_VALUE = v.union([v.pipe(v.string(), safe('environment value')), v.number(), v.boolean()], 'must be text, a number or true/false');
 literalRules.set(ENV_VALUE, { kind: 'env' });
 
+const SECRET_NAME = envName(
+  'secret name',
+  'use letters, digits and "_", not starting with a digit (the value itself goes in the environment or .stack/secrets.<env>)',
+);
+
 /** Linux user names have at most 32 characters, and stack creates NAME-build next to NAME. */
 const MAX_APP_NAME = 32 - '-build'.length;
 
@@ -229,12 +234,27 @@ export const AppSchema = v.strictObject({
   wsgi: v.pipe(
     matching(
       'WSGI entry point',
-      /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/,
-      'write it as module:callable, e.g. blog.wsgi:application',
+      /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\(\))?$/,
+      'write it as module:callable, e.g. blog.wsgi:application, or module:factory() for an application factory called without arguments',
     ),
-    v.description('module:callable of the WSGI application.'),
+    v.description('module:callable of the WSGI application, or module:factory() (gunicorn and uWSGI call it once).'),
   ),
   requirements: v.optional(relativePath('requirements file', 'requirements.txt')),
+  // Messages never repeat the value: an index URL may carry a token.
+  index_url: v.optional(
+    v.pipe(
+      v.string('must be text (package index URL), e.g. https://pypi.example.com/simple/'),
+      v.check(
+        (s) => !/^[a-z]+:\/\/[^/]*@/i.test(s),
+        'holds credentials, which do not belong in the inventory: give the whole URL as the secret STACK_INDEX_URL instead',
+      ),
+      v.regex(
+        /^https?:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~%+/-]*)?$/,
+        'is not a package index URL; write an http or https URL, e.g. https://pypi.example.com/simple/',
+      ),
+      v.description('The package index pip installs the requirements from (PIP_INDEX_URL); with credentials, use the secret STACK_INDEX_URL.'),
+    ),
+  ),
   exclude: v.optional(
     v.pipe(
       v.array(
@@ -291,14 +311,46 @@ export const AppSchema = v.strictObject({
     }),
     {},
   ),
-  secrets: v.optional(
-    v.array(
-      envName('secret name', 'use letters, digits and "_", not starting with a digit (the value itself goes in the environment or .stack/secrets.<env>)'),
-      'must be a list of secret names, e.g. [SECRET_KEY, DATABASE_URL]',
+  secrets: v.optional(v.array(SECRET_NAME, 'must be a list of secret names, e.g. [SECRET_KEY, DATABASE_URL]'), []),
+  packages: v.optional(
+    v.pipe(
+      v.array(
+        matching(
+          'Debian package name',
+          /^[a-z0-9][a-z0-9+.-]+$/,
+          'use a Debian package name: lowercase letters, digits, "+", "-" and ".", e.g. python3-psycopg2 or libjpeg62-turbo',
+        ),
+        'must be a list of Debian package names, e.g. [python3-psycopg2, gettext]',
+      ),
+      v.description('Debian packages the app needs, installed by setup and deploy when missing.'),
     ),
     [],
   ),
 });
+
+/**
+ * An environment's `app:` is laid over the top-level one. `env` and `secrets` merge key by key
+ * instead of replacing the whole map (an environment that adds one variable must not lose
+ * DJANGO_SETTINGS_MODULE): `NAME: null` in `env` removes an inherited variable, and `-NAME` in
+ * `secrets` removes an inherited secret.
+ */
+export const EnvironmentAppSchema = v.partial(
+  v.strictObject({
+    ...AppSchema.entries,
+    env: v.record(envName('environment variable name', 'use letters, digits and "_", not starting with a digit'), v.nullable(ENV_VALUE)),
+    secrets: v.array(
+      v.pipe(
+        v.string('each entry is a secret name to add, or -NAME to remove one listed at the top level'),
+        v.check(
+          (s) => v.is(SECRET_NAME, s.replace(/^-/, '')),
+          (i) => v.safeParse(SECRET_NAME, String(i.input).replace(/^-/, '')).issues?.[0]?.message ?? 'not a secret name',
+        ),
+        v.transform((s) => (s.startsWith('-') ? { remove: s.slice(1) } : s)),
+      ),
+      'must be a list of secret names, e.g. [SECRET_KEY, DATABASE_URL]',
+    ),
+  }),
+);
 
 /**
  * Commands you write: run by a shell (locally, or on the server as the app's user), so quotes
@@ -446,17 +498,67 @@ export const EnvironmentSchema = v.strictObject({
   ),
   keep: v.optional(positiveInt('keep', 100), 5),
   hosts: v.pipe(v.array(HostSchema, 'must be a list of hosts, e.g. [{ address: 203.0.113.10, user: deploy }]'), v.minLength(1, 'needs at least one host')),
-  app: v.optional(v.partial(AppSchema)),
+  app: v.optional(EnvironmentAppSchema),
   gateway: v.optional(v.partial(GatewaySchema)),
   nginx: v.optional(v.partial(NginxSchema)),
   hooks: v.optional(v.partial(HooksSchema)),
 });
+
+/**
+ * stack's own commands: an alias may not take one of their names (a test keeps this list equal to
+ * the commands src/main.ts defines).
+ */
+export const BUILTIN_COMMANDS = [
+  'init',
+  'render',
+  'setup',
+  'deploy',
+  'trust',
+  'releases',
+  'certs',
+  'rollback',
+  'lock',
+  'audit',
+  'run',
+  'status',
+  'logs',
+  'restart',
+  'maintenance',
+  'ssh',
+  'sandbox',
+  'help',
+] as const;
+
+/** `aliases: { console: "run -t -- python manage.py shell" }`: `stack console ENV` runs that. */
+const AliasesSchema = v.pipe(
+  v.record(
+    v.pipe(
+      matching('alias name', /^[a-z][a-z0-9-]{0,30}$/, 'use lowercase letters, digits and "-", e.g. console'),
+      v.check(
+        (s) => !(BUILTIN_COMMANDS as readonly string[]).includes(s),
+        (i) => `${String(i.input)} is a command of stack itself; an alias cannot replace it, so pick another name`,
+      ),
+    ),
+    v.pipe(
+      v.string('an alias is a stack command line as text, e.g. "run -t -- python manage.py shell"'),
+      safe('alias'),
+      v.check(
+        (s) => (BUILTIN_COMMANDS as readonly string[]).includes(s.trim().split(/\s+/)[0] ?? ''),
+        (i) =>
+          `"${String(i.input)}" must start with one of stack's commands (${BUILTIN_COMMANDS.filter((c) => c !== 'help').join(', ')}), e.g. "run -t -- python manage.py shell"`,
+      ),
+    ),
+    'must map alias names to stack command lines, e.g. console: "run -t -- python manage.py shell"',
+  ),
+  v.description('Shortcuts: `aliases: { console: "run -t -- python manage.py shell" }` makes `stack console ENV`.'),
+);
 
 export const InventorySchema = v.strictObject({
   app: AppSchema,
   gateway: v.optional(GatewaySchema, {}),
   nginx: v.optional(NginxSchema, {}),
   hooks: v.optional(HooksSchema, {}),
+  aliases: v.optional(AliasesSchema, {}),
   templates: v.optional(
     v.pipe(localFile('template folder', '.stack/templates'), v.description('Folder of template overrides, relative to the inventory.')),
     '.stack/templates',

@@ -4,6 +4,7 @@
  */
 import { nextReleaseId } from '../release/id.js';
 import { fileSetChanges } from '../release/source.js';
+import type { VenvVersion } from '../release/venv.js';
 import { planLayoutUpgrade, type LayoutUpgrade } from './upgrade.js';
 import { createHash } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
@@ -28,11 +29,25 @@ export interface CodeVersion {
   sourceHash: string;
   /** The requirements file, when pip has anything to install. */
   requirements: string | null;
+  venv: VenvVersion;
   /** What ships (files and links, relative to the source); recorded with the release. */
   fileList?: readonly string[];
 }
 
+/**
+ * Whether the release links to a sealed virtualenv already on the server (same digest, same
+ * Python) or has one built; `key` is its name there, null when Python is not installed yet.
+ */
+export interface VenvPlan {
+  key: string | null;
+  reuse: boolean;
+  /** The code is the live release's; only its virtualenv would change (another index, another Python). */
+  sameCode?: boolean;
+}
+
 export interface ReleasePlan extends CodeVersion {
+  /** Absent for a configuration-only copy, which keeps the live release's link. */
+  venvPlan?: VenvPlan;
   /** Same code as this live release (hard-linked), new configuration; absent when code ships. */
   copyFrom?: string;
   /** Files shipped now that the live release did not have, and the other way round. */
@@ -85,7 +100,7 @@ export interface PlanInput {
   scope?: 'deploy' | 'setup';
 }
 
-export type { CertificateRequest };
+export type { CertificateRequest, VenvVersion };
 
 export function sha256(content: FileContent): string {
   const text = typeof content === 'string' ? content : content.reveal();
@@ -138,8 +153,17 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
   if (code && !setup) {
     code = { ...code, id: nextReleaseId(code.id, facts.releases) };
     const live = facts.currentRelease && facts.manifest ? facts.manifest : null;
-    if (!live || live.source_hash !== code.sourceHash) {
-      release = code.fileList && facts.shipped ? { ...code, shipped: fileSetChanges(facts.shipped, code.fileList) } : code;
+    // The same code needs another virtualenv when the package index or the server's Python
+    // changed: it ships again, and links to that one.
+    const venvStale = facts.venv?.key != null && facts.venv.live !== null && facts.venv.live !== facts.venv.key;
+    if (!live || live.source_hash !== code.sourceHash || venvStale) {
+      // The release script decides for itself on the server; this says what it will find.
+      const venvPlan: VenvPlan = {
+        key: facts.venv?.key ?? null,
+        reuse: facts.venv?.ready ?? false,
+        ...(live?.source_hash === code.sourceHash ? { sameCode: true } : {}),
+      };
+      release = { ...code, venvPlan, ...(code.fileList && facts.shipped ? { shipped: fileSetChanges(facts.shipped, code.fileList) } : {}) };
       notified.add('restart-app');
     } else if (files.length > 0 || links.length > 0 || removes.length > 0) {
       release = { ...code, requirements: null, copyFrom: facts.currentRelease! };

@@ -3,7 +3,7 @@ import { createTwoFilesPatch } from 'diff';
 import pc from 'picocolors';
 import type { RestorePlan } from '../facts/restore.js';
 import { displayContent } from '../secrets/secret.js';
-import { changeCount, type Plan } from './plan.js';
+import { changeCount, type Plan, type ReleasePlan, type VenvPlan } from './plan.js';
 
 export function colorDiff(diff: string): string {
   return diff
@@ -53,10 +53,13 @@ export function formatPlan(plan: Plan, label: string): string {
   }
   for (const l of plan.links) out.push(`  link ${l.path} -> ${l.target}`);
   for (const r of plan.removes) out.push(`  remove ${r}`);
-  if (plan.release)
-    out.push(
-      `  ${pc.green('new release')} ${plan.release.id} (source ${plan.release.sourceHash.slice(0, 12)})${plan.release.requirements ? `, pip install -r ${plan.release.requirements}` : ''}`,
-    );
+  if (plan.release?.copyFrom) {
+    // Only the configuration changed: no upload, no virtualenv, the code's files are linked.
+    out.push(`  ${pc.green('new release')} ${plan.release.id} (code of ${plan.release.copyFrom}, new configuration)`);
+  } else if (plan.release) {
+    out.push(`  ${pc.green('new release')} ${plan.release.id} (source ${plan.release.sourceHash.slice(0, 12)})`);
+    if (plan.release.venvPlan) out.push(`    virtualenv: ${describeVenv(plan.release, plan.release.venvPlan)}`);
+  }
   const shipped = plan.release?.shipped;
   if (shipped && (shipped.added.length > 0 || shipped.removed.length > 0)) {
     // A new file in the upload is where a stray .env or key shows up first.
@@ -68,6 +71,24 @@ export function formatPlan(plan: Plan, label: string): string {
   for (const s of plan.start) out.push(`  start ${s}`);
   if (plan.handlers.length) out.push(`  then: ${plan.handlers.map((h) => h.description).join(', ')}`);
   return out.join('\n');
+}
+
+/** Whether the new release's virtualenv is reused or built, and why (the index's URL is never shown). */
+export function describeVenv(release: ReleasePlan, v: VenvPlan): string {
+  if (v.reuse && v.sameCode) return `the sealed one for this package index and Python, ${v.key!.slice(0, 12)} (the code is the live release's)`;
+  if (v.reuse) return `reused (requirements and Python unchanged, ${v.key!.slice(0, 12)})`;
+  const why =
+    v.key === null
+      ? 'Python is not installed on the server yet'
+      : v.sameCode
+        ? "the code is the live release's, but its virtualenv was made for another package index or Python"
+        : release.venv.followsCode
+          ? 'the requirements install from the source, so it follows the code'
+          : 'none on the server for these requirements and this Python';
+  const pip = release.requirements
+    ? `, then pip install -r ${release.requirements}${release.venv.index ? ` from the index in ${release.venv.index}` : ''}`
+    : '';
+  return `built (${why})${pip}`;
 }
 
 /** A rollback's dry run as a person reads it: a diff from live to recorded for each file, then links. */

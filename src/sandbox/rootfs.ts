@@ -1,7 +1,7 @@
 /**
- * The sandbox's root filesystem: a debootstrapped Debian 12 with systemd, sshd, sudo and a
- * `deploy` user, built once and cached under a name derived from the recipe, so changing the
- * recipe builds a new one and an old cache is never mistaken for the current one.
+ * The sandbox's root filesystem: a debootstrapped Debian (12 or 13) with systemd, sshd, sudo and
+ * a `deploy` user, built once per release and cached under a name derived from its recipe, so
+ * changing the recipe builds a new one and an old cache is never mistaken for the current one.
  *
  * Sandboxes have no route to a Debian mirror, yet `stack setup` runs `apt-get install` on them
  * for real; so the build leaves fresh package lists and the .debs of everything setup installs
@@ -13,6 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { StackError } from '../errors.js';
+import { type Release, releaseLabel } from './releases.js';
 
 export const ROOTFS_CACHE = '/var/cache/stack/sandbox';
 
@@ -85,28 +86,49 @@ const FILES: Record<string, { content: string; mode: number }> = {
   '/etc/resolv.conf': { content: '# stack sandbox: no network beyond the host veth\n', mode: 0o644 },
 };
 
-const RECIPE = {
-  revision: 1,
-  suite: 'bookworm',
-  mirror: 'http://deb.debian.org/debian',
-  variant: 'minbase',
-  include: INCLUDE,
-  prefetch: PREFETCH,
-  mask: MASK,
-  files: FILES,
-};
-
-export function recipeHash(): string {
-  return createHash('sha256').update(JSON.stringify(RECIPE)).digest('hex').slice(0, 12);
+export interface Recipe {
+  revision: number;
+  suite: Release;
+  mirror: string;
+  variant: string;
+  include: string[];
+  prefetch: string[];
+  mask: string[];
+  files: Record<string, { content: string; mode: number }>;
 }
 
-export function rootfsPath(): string {
-  return path.join(ROOTFS_CACHE, `rootfs-${recipeHash()}`);
+/**
+ * Everything that decides what an image contains, and so its cache name. The releases share one
+ * package list: every name in it exists in both.
+ */
+export function recipe(release: Release): Recipe {
+  return {
+    revision: 1,
+    suite: release,
+    mirror: 'http://deb.debian.org/debian',
+    variant: 'minbase',
+    include: INCLUDE,
+    prefetch: PREFETCH,
+    mask: MASK,
+    files: FILES,
+  };
 }
 
-/** Path of the cached root filesystem, built first when missing (about a minute). */
-export async function ensureRootfs(log: Log = () => {}): Promise<string> {
-  const final = rootfsPath();
+export function recipeHash(release: Release): string {
+  return createHash('sha256')
+    .update(JSON.stringify(recipe(release)))
+    .digest('hex')
+    .slice(0, 12);
+}
+
+export function rootfsPath(release: Release): string {
+  return path.join(ROOTFS_CACHE, `rootfs-${recipeHash(release)}`);
+}
+
+/** Path of the release's cached root filesystem, built first when missing (about a minute). */
+export async function ensureRootfs(release: Release, log: Log = () => {}): Promise<string> {
+  const spec = recipe(release);
+  const final = rootfsPath(release);
   if (isComplete(final)) return final;
   await mkdir(ROOTFS_CACHE, { recursive: true });
   return withLock(
@@ -117,9 +139,9 @@ export async function ensureRootfs(log: Log = () => {}): Promise<string> {
       const tmp = `${final}.tmp`;
       await removeTree(tmp);
       const started = Date.now();
-      log(`building the sandbox root filesystem in ${final} (about a minute, once)`);
-      await build(tmp, log);
-      await writeFile(path.join(tmp, '.stack-rootfs'), `${JSON.stringify(RECIPE, null, 2)}\n`);
+      log(`building the ${releaseLabel(release)} sandbox root filesystem in ${final} (about a minute, once)`);
+      await build(spec, tmp, log);
+      await writeFile(path.join(tmp, '.stack-rootfs'), `${JSON.stringify(spec, null, 2)}\n`);
       await rename(tmp, final);
       log(`root filesystem ready after ${((Date.now() - started) / 1000).toFixed(1)}s`);
       return final;
@@ -132,10 +154,19 @@ function isComplete(dir: string): boolean {
   return existsSync(path.join(dir, '.stack-rootfs'));
 }
 
-async function build(root: string, log: Log): Promise<void> {
+/** Where Debian's debootstrap keeps a script per suite it knows. */
+const DEBOOTSTRAP_SCRIPTS = '/usr/share/debootstrap/scripts';
+
+async function build(spec: Recipe, root: string, log: Log): Promise<void> {
+  // An older debootstrap only says "No such script" after a while; say what to do instead.
+  if (existsSync(DEBOOTSTRAP_SCRIPTS) && !existsSync(path.join(DEBOOTSTRAP_SCRIPTS, spec.suite))) {
+    throw new StackError(`this machine's debootstrap cannot build ${releaseLabel(spec.suite)}: it has no script for ${spec.suite}`, {
+      hint: 'upgrade it and the archive keys: apt-get update && apt-get install -y debootstrap debian-archive-keyring',
+    });
+  }
   await run(
     'debootstrap',
-    [`--variant=${RECIPE.variant}`, `--include=${INCLUDE.join(',')}`, RECIPE.suite, root, RECIPE.mirror],
+    [`--variant=${spec.variant}`, `--include=${spec.include.join(',')}`, spec.suite, root, spec.mirror],
     log,
     'debootstrap could not build the root filesystem',
   );
@@ -162,7 +193,7 @@ async function build(root: string, log: Log): Promise<void> {
   await writeFile(path.join(root, 'etc/ssh/ssh_host_ed25519_key'), '', { mode: 0o600 });
   await writeFile(path.join(root, 'etc/ssh/ssh_host_ed25519_key.pub'), '', { mode: 0o644 });
 
-  for (const [file, { content, mode }] of Object.entries(FILES)) {
+  for (const [file, { content, mode }] of Object.entries(spec.files)) {
     if (file === '/etc/resolv.conf') continue;
     const target = path.join(root, file);
     await mkdir(path.dirname(target), { recursive: true });
@@ -172,7 +203,7 @@ async function build(root: string, log: Log): Promise<void> {
   await chroot(['visudo', '-cq', '-f', '/etc/sudoers.d/deploy'], 'the sudoers rule for deploy is invalid');
 
   await chroot(['systemctl', 'enable', 'systemd-networkd.service'], 'could not enable systemd-networkd');
-  await chroot(['systemctl', 'mask', ...MASK], 'could not mask units');
+  await chroot(['systemctl', 'mask', ...spec.mask], 'could not mask units');
 
   // The only time the image can reach a mirror: borrow the host's resolver for it.
   await rm(path.join(root, 'etc/resolv.conf'), { force: true });
@@ -180,11 +211,11 @@ async function build(root: string, log: Log): Promise<void> {
   try {
     await chroot(['apt-get', 'update'], 'apt-get update failed while building the root filesystem');
     await chroot(
-      ['apt-get', 'install', '--download-only', '-y', '--no-install-recommends', ...PREFETCH],
+      ['apt-get', 'install', '--download-only', '-y', '--no-install-recommends', ...spec.prefetch],
       'could not download the packages sandboxes install offline',
     );
   } finally {
-    await writeFile(path.join(root, 'etc/resolv.conf'), FILES['/etc/resolv.conf']!.content);
+    await writeFile(path.join(root, 'etc/resolv.conf'), spec.files['/etc/resolv.conf']!.content);
   }
   await rm(path.join(root, 'var/log/journal'), { recursive: true, force: true });
   await mkdir(path.join(root, 'var/log/journal'));

@@ -1,6 +1,6 @@
 /**
- * Sandboxes: throwaway Debian 12 servers booted with systemd-nspawn (systemd as PID 1), reached
- * over a veth pair at 169.254.N.2 with the host side at 169.254.N.1. Every boot is pristine
+ * Sandboxes: throwaway Debian servers (12 or 13) booted with systemd-nspawn (systemd as PID 1),
+ * reached over a veth pair at 169.254.N.2 with the host side at 169.254.N.1. Every boot is pristine
  * (a tmpfs overlay over the cached root filesystem) and has a fresh ssh host key, so each
  * sandbox is a new server to the client, and tests can pin its key like a real one.
  *
@@ -14,10 +14,13 @@ import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import { $ } from 'zx';
 import { StackError, UsageError } from '../errors.js';
+import { DEFAULT_RELEASE, nspawnEnvironment, type Release } from './releases.js';
 import { ensureRootfs, ownerAlive, parseOwner, processStart, selfOwner, sleep, withLock, type Log } from './rootfs.js';
 
 export interface SandboxInfo {
   name: string;
+  /** The Debian release it runs. */
+  release: Release;
   /** Where the sandbox answers: 169.254.N.2. */
   address: string;
   /** The host's end of the veth pair: 169.254.N.1. */
@@ -276,7 +279,9 @@ async function claim(name: string): Promise<number> {
 
 export interface SandboxUpOptions {
   name: string;
-  /** Root filesystem to boot; by default the cached one, built when missing. */
+  /** The Debian release to boot; Debian's current stable one by default. */
+  release?: Release;
+  /** Root filesystem to boot; by default the release's cached one, built when missing. */
   rootfs?: string;
   log?: Log;
 }
@@ -284,10 +289,11 @@ export interface SandboxUpOptions {
 /** Boots a sandbox and returns once ssh answers with the expected host key and systemd is up. */
 export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
   const { name } = opts;
+  const release = opts.release ?? DEFAULT_RELEASE;
   const log = opts.log ?? (() => {});
   validateName(name);
   preflight();
-  const rootfs = opts.rootfs ?? (await ensureRootfs(log));
+  const rootfs = opts.rootfs ?? (await ensureRootfs(release, log));
   if (!existsSync(path.join(rootfs, 'sbin/init')) && !existsSync(path.join(rootfs, 'lib/systemd/systemd'))) {
     throw new StackError(`${rootfs} is not a bootable root filesystem`, { hint: 'leave out rootfs to use the cached one' });
   }
@@ -366,6 +372,7 @@ export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
     const child = spawn('bash', ['-c', launcher, 'stack-sandbox', ...cgroups, '--', 'systemd-nspawn', ...nspawnArgs], {
       detached: true,
       stdio: ['ignore', out, out],
+      env: { ...process.env, ...nspawnEnvironment(release) },
     });
     closeSync(out);
     let exited: string | undefined;
@@ -416,10 +423,11 @@ export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
     if (status !== 'running' && status !== 'degraded') {
       throw await failed(`systemd did not finish booting: is-system-running said "${status}" ${st.stderr.trim()}`);
     }
-    log(`sandbox ${name}: ssh ready after ${(sshReady / 1000).toFixed(2)}s, system ${status} after ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    log(`sandbox ${name} (${release}): ssh ready after ${(sshReady / 1000).toFixed(2)}s, system ${status} after ${((Date.now() - t0) / 1000).toFixed(2)}s`);
 
     const info: SandboxInfo = {
       name,
+      release,
       address,
       hostSideAddress,
       port: 22,

@@ -27,18 +27,28 @@ export function parseSecretsFile(text: string): Map<string, string> {
   return out;
 }
 
+/** The values in `.stack/secrets.<env>`, refused when other users may read the file. */
+function readSecretsFile(inventoryDir: string, env: string): Map<string, string> {
+  const file = secretsFile(inventoryDir, env);
+  if (!existsSync(file)) return new Map();
+  const mode = statSync(file).mode;
+  if (mode & 0o077) {
+    throw new UsageError(`${path.relative(process.cwd(), file)} is readable by other users (mode ${(mode & 0o777).toString(8)})`, {
+      hint: `chmod 600 ${path.relative(process.cwd(), file)}`,
+    });
+  }
+  return parseSecretsFile(readFileSync(file, 'utf8'));
+}
+
+/** A secret stack itself may use (STACK_INDEX_URL), from the same places; null when it has no value. */
+export function loadOptionalSecret(name: string, inventoryDir: string, env: string, environ: NodeJS.ProcessEnv = process.env): Secret | null {
+  const value = environ[name] ?? readSecretsFile(inventoryDir, env).get(name);
+  return value === undefined ? null : new Secret(name, value);
+}
+
 export function loadSecrets(names: string[], inventoryDir: string, env: string, environ: NodeJS.ProcessEnv = process.env): Map<string, Secret> {
   const file = secretsFile(inventoryDir, env);
-  let fromFile = new Map<string, string>();
-  if (existsSync(file)) {
-    const mode = statSync(file).mode;
-    if (mode & 0o077) {
-      throw new UsageError(`${path.relative(process.cwd(), file)} is readable by other users (mode ${(mode & 0o777).toString(8)})`, {
-        hint: `chmod 600 ${path.relative(process.cwd(), file)}`,
-      });
-    }
-    fromFile = parseSecretsFile(readFileSync(file, 'utf8'));
-  }
+  const fromFile = readSecretsFile(inventoryDir, env);
   const secrets = new Map<string, Secret>();
   const missing: string[] = [];
   for (const name of names) {

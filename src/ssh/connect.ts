@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { NodeSSH } from 'node-ssh';
 import type { AgentAuthMethod, ConnectConfig, PublicKeyAuthMethod } from 'ssh2';
 import { ConnectError, HostKeyError } from '../errors.js';
@@ -38,6 +38,15 @@ export interface RemoteShell {
   /** Runs a command line as root with `stdin` as its input. */
   sudo(command: string, stdin: string | Readable, options?: Omit<ExecOptions, 'stdin'>): Promise<ExecResult>;
   close(): Promise<void>;
+}
+
+export interface AttachOptions {
+  pty: boolean;
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  /** The local terminal, whose size the remote one takes. */
+  terminal?: { rows?: number; columns?: number; on(e: 'resize', f: () => void): unknown; off(e: 'resize', f: () => void): unknown };
 }
 
 export interface ConnectOptions {
@@ -280,6 +289,43 @@ export class SshHost implements RemoteShell {
       });
     }
     this.#sudoPassword = new Secret('sudo password', await this.askSudoPassword());
+  }
+
+  /**
+   * Runs `command` as root with the caller's streams attached, for as long as it runs: with
+   * `pty`, on a pseudo-terminal of the local terminal's size (resized with it), else with
+   * stdout and stderr kept apart. Resolves with its exit status (null: the connection was lost).
+   * Without a terminal sudo cannot ask for a password, so it must not need one.
+   */
+  async attach(command: string, o: AttachOptions): Promise<number | null> {
+    const connection = this.ssh.connection;
+    if (!connection) throw new ConnectError(`${this.label}: not connected`);
+    this.#execs++;
+    const line = this.isRoot ? command : `sudo ${o.pty ? '' : '-n '}-- ${command}`;
+    return new Promise((resolve, reject) => {
+      const size = () => ({ rows: o.terminal?.rows ?? 24, cols: o.terminal?.columns ?? 80 });
+      const pty = o.pty ? { term: process.env.TERM ?? 'xterm', ...size() } : undefined;
+      connection.exec(line, pty ? { pty } : {}, (err, channel) => {
+        if (err) {
+          reject(new ConnectError(`${this.label}: ${err.message}`));
+          return;
+        }
+        const resize = () => channel.setWindow(size().rows, size().cols, 0, 0);
+        o.terminal?.on('resize', resize);
+        o.stdin.pipe(channel);
+        channel.pipe(o.stdout, { end: false });
+        channel.stderr.pipe(o.stderr, { end: false });
+        let status: number | null = null;
+        channel.on('exit', (code: number | null, signal?: string) => {
+          status = code ?? (signal ? 128 + 1 : null);
+        });
+        channel.on('close', () => {
+          o.terminal?.off('resize', resize);
+          o.stdin.unpipe(channel);
+          resolve(status);
+        });
+      });
+    });
   }
 
   async close(): Promise<void> {

@@ -134,6 +134,10 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
       state.handlers.push({ name, description: expand(h.description), command: expand(h.command), service: h.service && expand(h.service) });
     }
   }
+  // What the app itself needs from Debian (app.packages) comes with the role that runs it.
+  if (roles.some((r) => r.name === 'app')) {
+    for (const name of env.app.packages) if (!state.packages.includes(name)) state.packages.push(name);
+  }
   if (context.ssl === 'letsencrypt' && roles.some((r) => r.name === 'web')) {
     const standIn = await options.engine.render('nginx/acme-stand-in.conf', acmeStandInView(env, layout));
     state.acmeStandIn = displayContent(standIn.content);

@@ -37,6 +37,27 @@ export function jsonOf(r: CommandResult): Record<string, unknown> {
       };
     case 'audit':
       return { command, env: r.env, hosts: r.hosts.map((h) => ({ host: h.host, entries: h.entries.map(auditJson) })) };
+    case 'status':
+      return {
+        command,
+        env: r.env,
+        ok: r.hosts.every((h) => h.ok),
+        hosts: r.hosts.map((h) => ({
+          host: h.host,
+          ok: h.ok,
+          release: h.release,
+          units: h.units.map((u) => ({ name: u.name, active: u.active, sub: u.sub, seconds: u.seconds })),
+          health: h.health,
+          certificates: h.certificates,
+          disk: h.disk,
+          lock: holderJson(h.lock),
+          lastDeploy: h.lastDeploy ? auditJson(h.lastDeploy) : null,
+          maintenance: h.maintenance,
+          drift: h.drift,
+          roundTrips: h.roundTrips,
+          ms: h.ms,
+        })),
+      };
     case 'deploy':
       return {
         command,
@@ -128,6 +149,7 @@ function releasePlanJson(r: NonNullable<Plan['release']>) {
     id: r.id,
     sourceHash: r.sourceHash,
     requirements: r.requirements,
+    virtualenv: r.venvPlan ? { reused: r.venvPlan.reuse, key: r.venvPlan.key, index: r.venv.index } : null,
     codeFrom: r.copyFrom ?? null,
     shipped: r.shipped ? { added: r.shipped.added, removed: r.shipped.removed } : null,
   };

@@ -11,7 +11,7 @@ import { redactValues } from '../secrets/redact.js';
 import type { Secret } from '../secrets/secret.js';
 import { jsonOf } from './json.js';
 import type { CommandResult, HostPart } from './results.js';
-import { auditText, certsText, deployHostLines, lockText, noCertificatesText, releasesText, summaryLine } from './text.js';
+import { auditText, certsText, deployHostLines, lockText, noCertificatesText, releasesText, statusText, summaryLine } from './text.js';
 
 /** `-q`: results, warnings and errors only; `-v`: each step's time, round trips, each host's steps. */
 export type Level = 'quiet' | 'normal' | 'verbose';
@@ -73,6 +73,9 @@ export function createOutput(o: OutputOptions = {}): Output {
         return out(auditText(part));
       case 'deploy':
         for (const line of deployHostLines(part.result, part.env, part.dryRun, level)) err(line);
+        return;
+      case 'status':
+        return out(statusText(part));
     }
   };
 
@@ -129,5 +132,7 @@ function hostParts(r: CommandResult): HostPart[] {
       return r.hosts.map((h) => ({ kind: 'audit', ...h }));
     case 'deploy':
       return r.hosts.map((result) => ({ kind: 'deploy', env: r.env, dryRun: r.dryRun, result }));
+    case 'status':
+      return r.hosts.map((h) => ({ kind: 'status', ...h }));
   }
 }

@@ -3,6 +3,7 @@
  * A result covers every host; a host's part can be printed as soon as it is known (`HostPart`),
  * so a listing over several hosts shows the first before the last has answered.
  */
+import type { StatusFacts, UnitState } from '../facts/status.js';
 import type { Plan } from '../plan/plan.js';
 import type { Step } from '../plan/steps.js';
 import type { DomainCertificate } from '../certs/report.js';
@@ -25,6 +26,8 @@ export interface HostRunResult {
   release?: string;
   /** Dry runs: who holds the deploy lock right now, if anyone. */
   lockHolder?: LockHolder | null;
+  /** `stack status`: what else the facts' round trip read. */
+  status?: StatusFacts;
 }
 
 /** One release on a host, as its manifest recorded it (null: it never went live). */
@@ -105,7 +108,35 @@ export interface DeployResult extends Exit {
   hosts: HostRunResult[];
 }
 
-export type CommandResult = ReleasesResult | CertsResult | LockResult | AuditResult | DeployResult;
+/** One host as `stack status` sees it. */
+export interface StatusHost {
+  host: string;
+  /** The live release, its age in seconds and its git commit; null before the first deploy. */
+  release: { id: string; ageSeconds: number | null; commit: string | null } | null;
+  units: UnitState[];
+  health: { path: string; code: string; ms: number; ok: boolean };
+  /** Days left per domain (TLS only). */
+  certificates: { domain: string; days: number | null; status: string }[];
+  disk: { dir: string; freeMiB: number; usedPercent: number }[];
+  lock: LockHolder | null;
+  lastDeploy: AuditRow | null;
+  maintenance: boolean;
+  /** Changes a deploy would make now (0: the server is as the inventory and the code say). */
+  drift: number;
+  /** Every unit active, health as expected, every certificate ok. */
+  ok: boolean;
+  /** SSH round trips and milliseconds this host took. */
+  roundTrips: number;
+  ms: number;
+}
+
+export interface StatusResult extends Exit {
+  kind: 'status';
+  env: string;
+  hosts: StatusHost[];
+}
+
+export type CommandResult = ReleasesResult | CertsResult | LockResult | AuditResult | DeployResult | StatusResult;
 
 /** One host's part of a result, with what its text needs from the whole. */
 export type HostPart =
@@ -113,7 +144,8 @@ export type HostPart =
   | ({ kind: 'certs'; ssl: CertsResult['ssl'] } & CertsHost)
   | ({ kind: 'lock'; action: LockResult['action'] } & LockHost)
   | ({ kind: 'audit' } & AuditHost)
-  | { kind: 'deploy'; env: string; dryRun: boolean; result: HostRunResult };
+  | { kind: 'deploy'; env: string; dryRun: boolean; result: HostRunResult }
+  | ({ kind: 'status' } & StatusHost);
 
 /** The name a person types, as the JSON document and the usage error call it. */
 export function commandName(r: CommandResult): string {

@@ -9,7 +9,7 @@ import { formatCertificates } from '../certs/report.js';
 import { formatPlan } from '../plan/print.js';
 import { describeStep, formatSteps } from '../plan/steps.js';
 import type { Level } from './output.js';
-import type { AuditHost, CertsResult, CertsHost, LockHost, LockResult, ReleaseRow, ReleasesHost } from './results.js';
+import type { AuditHost, CertsResult, CertsHost, LockHost, LockResult, ReleaseRow, ReleasesHost, StatusHost } from './results.js';
 
 export function formatReleases(releases: readonly ReleaseRow[]): string {
   if (releases.length === 0) return '  no releases yet: run `stack deploy`';
@@ -98,4 +98,43 @@ function roundTrips(n: number): string {
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)}s`;
+}
+
+/** A duration as people say it: 45s, 12m, 3h, 5d. */
+export function ago(seconds: number): string {
+  if (seconds < 90) return `${Math.round(seconds)}s`;
+  if (seconds < 90 * 60) return `${Math.round(seconds / 60)}m`;
+  if (seconds < 36 * 3600) return `${Math.round(seconds / 3600)}h`;
+  return `${Math.round(seconds / 86400)}d`;
+}
+
+export function statusText(h: StatusHost): string {
+  const bad = (text: string) => pc.red(text);
+  const lines = [`${pc.bold(h.host)}  ${h.ok ? pc.green('ok') : bad('NOT OK')}`];
+  const r = h.release;
+  lines.push(
+    `  release      ${r ? `${r.id}${r.ageSeconds !== null ? ` (${ago(r.ageSeconds)} ago)` : ''}${r.commit ? `, git ${r.commit.slice(0, 10)}` : ''}` : bad('none live: run stack deploy')}`,
+  );
+  for (const u of h.units) {
+    const state = `${u.active}${u.sub && u.sub !== u.active ? ` (${u.sub})` : ''}`;
+    lines.push(`  ${u.name.padEnd(12)} ${u.active === 'active' ? state : bad(state)} for ${ago(u.seconds)}`);
+  }
+  lines.push(`  health       GET ${h.health.path} ${h.health.ok ? h.health.code : bad(h.health.code)} in ${h.health.ms} ms`);
+  for (const c of h.certificates) {
+    const text = `${c.domain}: ${c.days === null ? c.status : `${c.days} days left`}${c.status === 'ok' || c.days === null ? '' : ` (${c.status})`}`;
+    lines.push(`  certificate  ${c.status === 'ok' ? text : bad(text)}`);
+  }
+  lines.push(`  disk         ${h.disk.map((d) => `${d.dir} ${d.freeMiB} MiB free (${d.usedPercent}% used)`).join(', ')}`);
+  lines.push(`  lock         ${h.lock ? `held by ${describeHolder(h.lock)}` : 'free'}`);
+  const last = h.lastDeploy;
+  lines.push(
+    `  last         ${last === null ? 'nothing recorded yet' : 'raw' in last ? last.raw : `${last.command} by ${last.who} at ${last.time}: ${last.result === 'ok' ? 'ok' : bad(`${last.result}${last.step ? ` (${last.step})` : ''}`)}`}`,
+  );
+  if (h.maintenance) lines.push(`  maintenance  ${pc.yellow('on')} (stack maintenance ENV off)`);
+  lines.push(
+    `  drift        ${h.drift === 0 ? 'none: the server is what the inventory and the code make' : pc.yellow(`${h.drift} change(s) a deploy would make (stack deploy ENV --dry-run shows them)`)}`,
+  );
+  lines.push(pc.dim(`  checked in ${roundTrips(h.roundTrips)}, ${seconds(h.ms)}`));
+  lines.push(pc.dim(`  checked in ${roundTrips(h.roundTrips)}, ${seconds(h.ms)}`));
+  return `${lines.join('\n')}\n`;
 }

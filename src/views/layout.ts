@@ -16,6 +16,11 @@ export interface Layout {
   /** /srv/<app>: releases/, shared/, current -> releases/<id> */
   root: string;
   releases: string;
+  /**
+   * Virtualenvs, one per requirements and Python (venvs/KEY), sealed like releases; each
+   * release's .venv links to its own. A new release with the same requirements reuses one.
+   */
+  venvs: string;
   shared: string;
   current: string;
   venv: string;
@@ -25,6 +30,8 @@ export interface Layout {
   socket: string;
   unit: string;
   acme_webroot: string;
+  /** While `stack maintenance ENV on` holds, this page exists and nginx answers 503 with it. */
+  maintenance_page: string;
   cert_dir: string;
   /** The media folder (absolute), or empty when the app has none. */
   media_dir: string;
@@ -40,6 +47,7 @@ export function layoutFor(app: App, gateway: Gateway): Layout {
     web_user: 'www-data',
     root,
     releases: `${root}/releases`,
+    venvs: `${root}/venvs`,
     shared: `${root}/shared`,
     current,
     venv: `${current}/.venv`,
@@ -49,6 +57,7 @@ export function layoutFor(app: App, gateway: Gateway): Layout {
     socket: `${runDir}/${gateway.server}.sock`,
     unit: `${app.name}.service`,
     acme_webroot: '/var/www/_letsencrypt',
+    maintenance_page: `/var/www/_maintenance/${app.name}.html`,
     cert_dir: `/etc/ssl/stack/${app.name}`,
     media_dir: app.media?.path ?? '',
   };

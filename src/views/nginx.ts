@@ -1,4 +1,5 @@
 /** The nginx site as a view model: every decision made here, the template only lays it out. */
+import path from 'node:path';
 import type { Environment } from '../inventory/resolve.js';
 import { sslMode } from '../inventory/resolve.js';
 import type { HostFacts } from './facts.js';
@@ -42,7 +43,11 @@ export interface NginxSite {
   media: { url: string; alias: string } | null;
   accessLog: string;
   errorLog: string;
+  maintenance: { dir: string; page: string; file: string; healthPath: string; retryAfter: number };
 }
+
+/** What a maintenance page tells clients and crawlers: come back in five minutes. */
+export const MAINTENANCE_RETRY_AFTER = 300;
 
 // Mozilla's "intermediate" TLS profile (ECDHE suites only: DHE needs a dhparam file of its own).
 const TLS_PROTOCOLS = 'TLSv1.2 TLSv1.3';
@@ -124,8 +129,15 @@ export function nginxSiteView(env: Environment, layout: Layout, facts: HostFacts
     gzip: nginx.gzip,
     static: app.static ? { url: app.static.url, alias: `${layout.current}/${trimSlashes(app.static.path)}/`, maxAge: app.static.max_age } : null,
     media: app.media ? { url: app.media.url, alias: `${app.media.path.replace(/\/+$/, '')}/` } : null,
-    accessLog: `/var/log/nginx/${app.name}.access.log`,
-    errorLog: `/var/log/nginx/${app.name}.error.log`,
+    accessLog: nginxLogFiles(app.name).access,
+    errorLog: nginxLogFiles(app.name).error,
+    maintenance: {
+      dir: path.posix.dirname(layout.maintenance_page),
+      page: path.posix.basename(layout.maintenance_page),
+      file: layout.maintenance_page,
+      healthPath: app.health.split('?')[0]!,
+      retryAfter: MAINTENANCE_RETRY_AFTER,
+    },
   };
 }
 
@@ -148,4 +160,9 @@ export const STAND_IN_DOMAINS = 'STACK_DOMAINS';
 
 export function acmeStandInView(env: Environment, layout: Layout): AcmeStandIn {
   return { app: env.app.name, listen: ['80', ...(env.nginx.ipv6 ? ['[::]:80'] : [])], serverNames: STAND_IN_DOMAINS, acmeWebroot: layout.acme_webroot };
+}
+
+/** nginx's log files of an app's site (`stack logs` reads them). */
+export function nginxLogFiles(app: string): { access: string; error: string } {
+  return { access: `/var/log/nginx/${app}.access.log`, error: `/var/log/nginx/${app}.error.log` };
 }

@@ -1,7 +1,8 @@
 /**
  * The other half of the matrix: uWSGI behind nginx over HTTPS with a self-signed certificate
  * generated on the server once and kept across deploys. On the shared server, as the app `tls`
- * of its own domain, which every request names.
+ * of its own domain, which every request names. Runs once per tested Debian release (see
+ * vitest.config.ts).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runProgram } from '../../src/sandbox/sandbox.js';
@@ -51,6 +52,21 @@ describe('uWSGI with a self-signed certificate', () => {
       `sudo install -d /var/www/_letsencrypt/.well-known/acme-challenge && echo token-body | sudo tee /var/www/_letsencrypt/.well-known/acme-challenge/${APP} >/dev/null`,
     );
     expect((await curl(`http://${DOMAIN}/.well-known/acme-challenge/${APP}`)).trim()).toBe('token-body');
+  });
+
+  it('passes nginx -t without a warning, and serves HTTP/2 (nginx 1.25+ wants `http2 on;`, older ones `listen ... http2`)', async () => {
+    const t = await sshExec(server, 'sudo nginx -t 2>&1');
+    expect(t.code, t.stdout).toBe(0);
+    // Only this app's: other apps on the shared server may warn about their own certificates
+    // (a test CA without an OCSP responder).
+    const warnings = t.stdout.split('\n').filter((l) => l.includes('[warn]') && (l.includes(`/${APP}.conf`) || l.includes(`/${APP}/`) || l.includes('http2')));
+    expect(warnings).toEqual([]);
+    const version = await runProgram(
+      'curl',
+      ['-s', '-k', ...toServer(), '--http2', '-o', '/dev/null', '-w', '%{http_version}', `https://${DOMAIN}/health`],
+      15_000,
+    );
+    expect(version.stdout).toBe('2');
   });
 
   it('speaks only TLS 1.2 and 1.3, with HSTS', async () => {

@@ -401,7 +401,8 @@ describe('faults during deploys', () => {
     const load = startLoad(`http://${server2.address}/health`, { concurrency: 2, maxMs: 90_000, maxRequests: 1_000_000 });
 
     // A root session opened beforehand waits for the word, then kills the deploy user's sshd
-    // processes (never its own: it is root's).
+    // processes (never its own: it is root's). OpenSSH 9.8 and later (Debian 13) name a session's
+    // processes "sshd-session: deploy ..." rather than "sshd: deploy ...".
     const khDir = mkdtempSync(path.join(tmpdir(), 'stack-flt-'));
     cleanups.push(() => rmSync(khDir, { recursive: true, force: true }));
     writeFileSync(path.join(khDir, 'known_hosts'), `${server2.address} ${server2.hostKey}\n`);
@@ -410,7 +411,7 @@ describe('faults during deploys', () => {
       [
         ...sshOptions(server2.identityFile, path.join(khDir, 'known_hosts')),
         `root@${server2.address}`,
-        `echo ready; read go; for i in $(seq 30); do if pgrep -x cat >/dev/null && ls /srv/hello/releases/.*.upload >/dev/null 2>&1; then echo uploading; break; fi; sleep 0.05; done; pkill -KILL -f '[s]shd: deploy'; echo "killed $?"`,
+        `echo ready; read go; for i in $(seq 30); do if pgrep -x cat >/dev/null && ls /srv/hello/releases/.*.upload >/dev/null 2>&1; then echo uploading; break; fi; sleep 0.05; done; pkill -KILL -f '[s]shd(-session)?: deploy'; echo "killed $?"`,
       ],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );

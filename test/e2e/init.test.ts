@@ -3,12 +3,13 @@
  * pressing Ctrl-C, and the no-terminal path CI uses.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseInventory } from '../../src/inventory/load.js';
-import { STACK, stack } from '../helpers/cli.js';
+import { parseSecretsFile } from '../../src/secrets/load.js';
+import { ROOT, STACK, stack } from '../helpers/cli.js';
 
 const sessions: string[] = [];
 
@@ -92,6 +93,29 @@ describe('stack init in a terminal', () => {
     expect(readFileSync(path.join(dir, '.gitignore'), 'utf8')).toContain('.stack/secrets*');
   });
 
+  it('proposes what it found in a Django project, and asks before generating its secret key', async () => {
+    const dir = djangoRepository();
+    const s = startInit(dir, ['--domains', 'mysite.example.com', '--ssl', 'none', '--host', '192.0.2.7']);
+    await waitForScreen(s, /found a Django project in mysite\/ \(mysite\.wsgi:application\)/);
+    await answer(s, /App name/, ['KEY:C-u', 'mysite', 'KEY:Enter']);
+    await answer(s, /Directory of the app to ship \(mysite\)/, ['KEY:Enter']);
+    await answer(s, /WSGI entry point \(module:callable\) \(mysite\.wsgi:application\)/, ['KEY:Enter']);
+    await answer(s, /Gateway server/, ['KEY:Enter']);
+    await answer(s, /Environment name/, ['KEY:Enter']);
+    await answer(s, /SSH user/, ['KEY:Enter']);
+    await answer(s, /SSH port/, ['KEY:Enter']);
+    await answer(s, /Generate a random DJANGO_SECRET_KEY into \.stack\/secrets\.prod \(mode 600, ignored by git; never shown\)\? \(Y\/n\)/, ['KEY:Enter']);
+    expect(await exitCode(dir)).toBe(0);
+    const screen = tmux('capture-pane', '-p', '-t', s);
+    expect(screen).toMatch(/generated DJANGO_SECRET_KEY into \.stack\/secrets\.prod/);
+    const value = parseSecretsFile(readFileSync(path.join(dir, '.stack/secrets.prod'), 'utf8')).get('DJANGO_SECRET_KEY')!;
+    expect(value).toHaveLength(64);
+    expect(screen).not.toContain(value);
+    const env = parseInventory(readFileSync(path.join(dir, 'inventory.yml'), 'utf8'), 'inventory.yml').environments.prod!;
+    expect(env.app).toMatchObject({ source: 'mysite', wsgi: 'mysite.wsgi:application', secrets: ['DJANGO_SECRET_KEY'] });
+    expect(env.hooks.before_activate).toEqual(['python manage.py migrate --noinput']);
+  });
+
   it('exits 130 on Ctrl-C and leaves no file behind', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'stack-init-'));
     const s = startInit(dir);
@@ -101,6 +125,13 @@ describe('stack init in a terminal', () => {
     expect(readdirSync(dir).sort()).toEqual(['exit-code']);
   });
 });
+
+/** A copy of the test Django project: a repository with the project in mysite/. */
+function djangoRepository(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'stack-init-django-'));
+  cpSync(path.join(ROOT, 'test/fixtures/django'), dir, { recursive: true });
+  return dir;
+}
 
 describe('stack init without a terminal', () => {
   it('takes defaults and flags with --yes', () => {
@@ -141,5 +172,39 @@ describe('stack init without a terminal', () => {
     writeFileSync(path.join(dir, 'mysite/wsgi.py'), 'application = None\n');
     expect(stack(['init', '--yes'], { cwd: dir }).code).toBe(0);
     expect(readFileSync(path.join(dir, 'inventory.yml'), 'utf8')).toMatch(/wsgi: mysite\.wsgi:application/);
+  });
+
+  it('writes a Django project its hooks, static, env and a generated secret key, never replaced', () => {
+    const dir = djangoRepository();
+    const r = stack(['init', '--yes', '--name', 'mysite', '--ssl', 'none'], { cwd: dir });
+    expect(r.code).toBe(0);
+    const file = path.join(dir, '.stack/secrets.prod');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const value = parseSecretsFile(readFileSync(file, 'utf8')).get('DJANGO_SECRET_KEY')!;
+    expect(value).toMatch(/^[A-Za-z0-9_-]{64}$/);
+    expect(r.stdout + r.stderr).not.toContain(value);
+    const env = parseInventory(readFileSync(path.join(dir, 'inventory.yml'), 'utf8'), 'inventory.yml').environments.prod!;
+    expect(env.app).toMatchObject({
+      source: 'mysite',
+      requirements: 'requirements.txt',
+      static: { url: '/static/', path: 'staticfiles' },
+      env: { DJANGO_SETTINGS_MODULE: 'mysite.settings', SQLITE_PATH: '/srv/mysite/shared/db.sqlite3' },
+      secrets: ['DJANGO_SECRET_KEY'],
+    });
+    expect(env.hooks.build).toEqual(['python manage.py collectstatic --noinput']);
+    // Written again, the inventory is replaced but the secret key is kept.
+    const again = stack(['init', '--yes', '--force', '--name', 'mysite', '--ssl', 'none'], { cwd: dir });
+    expect(again.code).toBe(0);
+    expect(again.stdout).not.toMatch(/generated/);
+    expect(parseSecretsFile(readFileSync(file, 'utf8')).get('DJANGO_SECRET_KEY')).toBe(value);
+    expect(readFileSync(path.join(dir, 'inventory.yml'), 'utf8')).toMatch(/its value is\s+(#\s+)?in\s+(#\s+)?\.stack\/secrets\.prod/);
+  });
+
+  it('generates nothing with --no-generate-secrets, and says what is missing', () => {
+    const dir = djangoRepository();
+    const r = stack(['init', '--yes', '--no-generate-secrets', '--source', 'mysite'], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(existsSync(path.join(dir, '.stack'))).toBe(false);
+    expect(r.stdout).toMatch(/needs a value for DJANGO_SECRET_KEY in \.stack\/secrets\.prod/);
   });
 });

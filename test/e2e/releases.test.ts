@@ -3,10 +3,11 @@
  * restores code and configuration together, automatic rollbacks (an app that does not start, a
  * failing health check), hooks, the deploy lock and the audit log.
  */
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { runProgram } from '../../src/sandbox/sandbox.js';
 import { ROOT, type CliResult } from '../helpers/cli.js';
 import { exampleProject, stackIn } from '../helpers/project.js';
@@ -258,5 +259,103 @@ describe('keeping releases', () => {
     } finally {
       writeFileSync(inv, text);
     }
+  });
+});
+
+describe('a first deploy that fails, and a project shipped from its own folder', () => {
+  // Its own app and domain on the shared server, with the inventory inside what ships
+  // (`source: .`, the usual layout).
+  const FIRST = 'first';
+  const FIRST_DOMAIN = 'first.stack.test';
+  let project: string;
+  const inFirst = (args: string[]) => stackIn(project, args);
+  const inventoryFile = () => path.join(project, 'inventory.yml');
+  const firstHealth = async () =>
+    (
+      await runProgram(
+        'curl',
+        [
+          '-s',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          '--max-time',
+          '10',
+          '--resolve',
+          `${FIRST_DOMAIN}:80:${server.address}`,
+          `http://${FIRST_DOMAIN}/health`,
+        ],
+        15_000,
+      )
+    ).stdout;
+  const units = () => root(`systemctl is-enabled ${FIRST}.socket ${FIRST}.service; systemctl is-active ${FIRST}.socket ${FIRST}.service; true`);
+
+  beforeAll(() => {
+    project = exampleProject(server, { name: FIRST, domain: FIRST_DOMAIN });
+    cpSync(path.join(project, 'example'), project, { recursive: true });
+    rmSync(path.join(project, 'example'), { recursive: true });
+    const inv = parse(readFileSync(inventoryFile(), 'utf8'));
+    inv.app.source = '.';
+    writeFileSync(inventoryFile(), stringify(inv));
+  });
+
+  it('says there was no previous release, and leaves the app stopped and disabled rather than crash-looping', async () => {
+    // Setup writes and enables the units: the case where a broken app was restarted forever.
+    expect(inFirst(['setup', 'sbx']).code).toBe(0);
+    expect(await units()).toBe('enabled\nenabled\nactive\ninactive');
+    const good = readFileSync(path.join(project, 'hello/wsgi.py'), 'utf8');
+    writeFileSync(path.join(project, 'hello/wsgi.py'), `raise RuntimeError("boom at first import")\n${good}`);
+    const r = inFirst(['deploy', 'sbx']);
+    writeFileSync(path.join(project, 'hello/wsgi.py'), good);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/boom at first import/);
+    expect(r.stderr).toMatch(
+      /there was no previous release to go back to: the app's units are stopped and disabled until a deploy succeeds; GET \/health now answers \d{3} \(/,
+    );
+    expect(r.stderr).not.toMatch(/rolled back to the previous release/);
+    expect(await root(`readlink /srv/${FIRST}/current || echo none`)).toBe('none');
+    expect(await units()).toBe('disabled\ndisabled\ninactive\ninactive');
+    // Nothing restarts it meanwhile, not even a request through nginx to its socket.
+    await firstHealth();
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(await root(`systemctl show -p NRestarts --value ${FIRST}.service; systemctl is-active ${FIRST}.service; true`)).toBe('0\ninactive');
+  });
+
+  it('refuses a release whose static files nginx cannot read, though the app is healthy', async () => {
+    const inv = readFileSync(inventoryFile(), 'utf8');
+    // A build hook that leaves its output unreadable for others, as a strict umask would.
+    writeFileSync(inventoryFile(), `${inv}hooks:\n  build: ["chmod o-r static/style.css"]\n`);
+    const r = inFirst(['deploy', 'sbx']);
+    writeFileSync(inventoryFile(), inv);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/static files check/);
+    expect(r.stderr).toMatch(/GET \/static\/style\.css through nginx answered 403, not 200: nginx may not read it/);
+    expect(r.stderr).toMatch(/there was no previous release to go back to/);
+    expect(await units()).toBe('disabled\ndisabled\ninactive\ninactive');
+  });
+
+  it('then deploys, enabling and starting the app, and checks one static file through nginx', async () => {
+    const r = inFirst(['deploy', 'sbx']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/health 200/);
+    expect(await firstHealth()).toBe('200');
+    expect(await units()).toBe('enabled\nenabled\nactive\nactive');
+  });
+
+  it('keeps an inventory edit a configuration-only release although the inventory is in the source folder', async () => {
+    const inv = parse(readFileSync(inventoryFile(), 'utf8'));
+    inv.app.env.GREETING = 'Howdy';
+    writeFileSync(inventoryFile(), stringify(inv));
+    const dry = inFirst(['deploy', 'sbx', '--dry-run']);
+    expect(dry.stderr).toMatch(/new release \S+ \(code of \S+, new configuration\)/);
+    expect(dry.stderr).not.toMatch(/ships new files/);
+    const r = inFirst(['deploy', 'sbx']);
+    expect(r.code).toBe(0);
+    const live = await root(`readlink /srv/${FIRST}/current`);
+    expect(await root(`test -e /srv/${FIRST}/${live}/inventory.yml && echo shipped || echo absent`)).toBe('absent');
+    expect(await root(`grep -c '^STACK_DOMAINS="${FIRST_DOMAIN}"$' /etc/${FIRST}/env; grep -c '^STACK_URL="http://${FIRST_DOMAIN}"$' /etc/${FIRST}/env`)).toBe(
+      '1\n1',
+    );
   });
 });

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInventory } from '../../src/inventory/load.js';
+import { DEFAULT_RELEASE, RELEASES, releaseLabel, type Release } from '../../src/sandbox/releases.js';
 import { processStart } from '../../src/sandbox/rootfs.js';
 import { STATE_ROOT, listSandboxes } from '../../src/sandbox/sandbox.js';
 import { ROOT, stack } from '../helpers/cli.js';
@@ -82,6 +83,50 @@ describe('two sandboxes booted in parallel', () => {
   });
 });
 
+describe('each Debian release, booted side by side', () => {
+  const releases = Object.keys(RELEASES) as Release[];
+  let servers: SandboxInfo[];
+
+  beforeAll(async () => {
+    servers = await Promise.all(releases.map((release) => bootSandbox(`r${release.slice(0, 3)}`, release)));
+  });
+  afterAll(async () => {
+    await Promise.all((servers ?? []).map((s) => stopSandbox(s.name)));
+  });
+
+  it('runs the release it was asked for, with systemd running and no cgroup v1 taint on systemd 257', async () => {
+    for (const [i, release] of releases.entries()) {
+      const s = servers[i]!;
+      expect(s.release).toBe(release);
+      const r = await sshExec(
+        s,
+        '. /etc/os-release; echo "$VERSION_CODENAME $VERSION_ID"; systemctl is-system-running; systemctl --version | head -n1 | cut -d" " -f2; systemctl show -p Tainted --value; stat -fc %T /sys/fs/cgroup',
+      );
+      expect(r.stderr).toBe('');
+      const [os, state, systemd, tainted, cgroupFs] = r.stdout.trim().split('\n');
+      expect(os).toBe(`${release} ${RELEASES[release].version}`);
+      expect(['running', 'degraded']).toContain(state);
+      if (release === 'trixie') {
+        expect(Number(systemd)).toBeGreaterThanOrEqual(257);
+        // The container has cgroup2 only, as a real Debian 13 server does.
+        expect(cgroupFs).toBe('cgroup2fs');
+        expect(tainted).not.toMatch(/cgroupsv1/);
+      }
+    }
+  });
+
+  it('runs the hardened transient services that builds use (systemd-run --wait --pipe)', async () => {
+    for (const s of servers) {
+      const r = await sshExec(
+        s,
+        'sudo systemd-run --quiet --wait --pipe --collect --service-type=exec -p User=nobody -p ProtectSystem=strict -p PrivateTmp=yes -p ProtectHome=yes -p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -- sh -c "id -un; touch /usr/stack-probe 2>/dev/null && echo writable || echo read-only; touch /tmp/x && echo tmp-ok"',
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.trim().split('\n')).toEqual(['nobody', 'read-only', 'tmp-ok']);
+    }
+  });
+});
+
 describe('stack sandbox (CLI)', () => {
   const name = sandboxName('cli');
   const dir = mkdtempSync(path.join(tmpdir(), 'stack-sandbox-'));
@@ -98,10 +143,12 @@ describe('stack sandbox (CLI)', () => {
     expect(up.stdout).toMatch(/169\.254\.\d+\.2/);
     expect(up.stdout).toContain('ssh-ed25519 ');
     expect(up.stdout).toContain('-i /var/lib/stack/sandbox/id_ed25519');
+    expect(up.stdout).toContain(`(${releaseLabel(DEFAULT_RELEASE)}, systemd, sshd`);
 
     const list = stack(['sandbox', 'list']);
     expect(list.code, list.stderr).toBe(0);
-    expect(list.stdout).toMatch(new RegExp(`^${name}\\s+169\\.254\\.\\d+\\.2\\s+\\d+\\s+\\d+s$`, 'm'));
+    // Booted without --release: Debian's current stable release.
+    expect(list.stdout).toMatch(new RegExp(`^${name}\\s+${DEFAULT_RELEASE}\\s+169\\.254\\.\\d+\\.2\\s+\\d+\\s+\\d+s$`, 'm'));
 
     const updated = readFileSync(inventory, 'utf8');
     for (const line of original.split('\n')) expect(updated.split('\n')).toContain(line);

@@ -33,6 +33,5 @@ export async function stackInProcess(args: string[]): Promise<CliResult> {
 }
 
 function stripColor(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching the escape character is the point
   return text.replace(/\x1b\[[0-9;]*m/g, '');
 }

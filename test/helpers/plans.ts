@@ -2,6 +2,9 @@
 import { sha256 } from '../../src/plan/plan.js';
 import type { DesiredState } from '../../src/state/desired.js';
 
+/** The virtualenv of code whose requirements name nothing: the system's packages only, no index. */
+export const SYSTEM_VENV = { digest: '0'.repeat(64), index: null, followsCode: false };
+
 /** The facts output of a server in the desired state, live on `release` built from `sourceHash` (or without code). */
 export function convergedFacts(d: DesiredState, live: { release: string; sourceHash: string } | null, changedFile?: string): string {
   const lines = ['nginx\t1.22.1', 'cpus\t2', 'os\tdebian 12', 'free\t10000000'];

@@ -7,12 +7,25 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, inject } from 'vitest';
+import { parseRelease, type Release } from '../../src/sandbox/releases.js';
 import { NAME_PATTERN, runProgram, sandboxDown, sandboxDownSync, sandboxUp, sshOptions, type RunResult, type SandboxInfo } from '../../src/sandbox/sandbox.js';
 
 // The type of what the global setup provides.
 import type {} from './shared-server.js';
 
-export type { SandboxInfo };
+export type { Release, SandboxInfo };
+
+/**
+ * The Debian release the tests' servers run unless a test names one. Debian 12 by default: the
+ * whole suite was written against it, and vitest.config.ts runs the main deploy, TLS and
+ * zero-downtime files again with STACK_TEST_RELEASE=trixie; set it for a run to put every file
+ * on another release.
+ */
+export const TEST_RELEASE: Release = testRelease();
+
+export function testRelease(value = process.env.STACK_TEST_RELEASE): Release {
+  return value ? parseRelease(value, 'STACK_TEST_RELEASE') : 'bookworm';
+}
 
 /** Names this process may have left running; stopped on every way out. */
 const owned = new Set<string>();
@@ -61,21 +74,21 @@ export function trackSandbox(name: string): void {
   owned.add(name);
 }
 
-export async function bootSandbox(tag: string): Promise<SandboxInfo> {
+export async function bootSandbox(tag: string, release: Release = TEST_RELEASE): Promise<SandboxInfo> {
   const name = sandboxName(tag);
   trackSandbox(name);
-  return sandboxUp({ name });
+  return sandboxUp({ name, release });
 }
 
 /**
- * The provisioned server that files which do not need a pristine one share (see
+ * The provisioned server of this release that files which do not need a pristine one share (see
  * shared-server.ts for the rules they keep). The run's main process owns and stops it.
  */
-export async function sharedServer(): Promise<SandboxInfo> {
+export async function sharedServer(release: Release = TEST_RELEASE): Promise<SandboxInfo> {
   const socketPath = inject('sharedServerSocket');
   if (!socketPath) throw new Error("no shared server: the e2e project's globalSetup (test/global-setup.ts) provides it");
   return new Promise((resolve, reject) => {
-    request({ socketPath, path: '/' }, (res) => {
+    request({ socketPath, path: `/${release}` }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));

@@ -1,5 +1,6 @@
 /**
- * One provisioned sandbox server shared by the end-to-end files that do not need a pristine one.
+ * One provisioned sandbox server per Debian release, shared by the end-to-end files that do not
+ * need a pristine one.
  *
  * Booting a server and provisioning it (`stack setup` installs nginx and Python's packages) costs
  * each file several seconds; on the shared server a file's own `stack setup` finds the packages
@@ -19,6 +20,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
+import { isRelease, RELEASES, type Release } from '../../src/sandbox/releases.js';
 import { NAME_PATTERN, sandboxDown, sandboxDownSync, sandboxUp, type SandboxInfo } from '../../src/sandbox/sandbox.js';
 import { ROOT, startStack } from './cli.js';
 
@@ -33,27 +35,37 @@ declare module 'vitest' {
 const POOL_APP = 'pool';
 
 /**
- * Serves the shared server on a Unix socket: the first request boots and provisions it, every
- * request gets the same answer (its SandboxInfo as JSON, or the error). Returns the socket path
- * and a function that stops the server, if it was ever booted, and the socket.
+ * Serves the shared servers on a Unix socket, one per Debian release, asked for by path
+ * (`/trixie`): a release's first request boots and provisions its server, every later one gets
+ * the same answer (its SandboxInfo as JSON, or the error). Returns the socket path and a
+ * function that stops the servers that were booted, and the socket.
  */
 export async function serveSharedServer(): Promise<{ socket: string; close: () => Promise<void> }> {
-  const name = `t${process.pid % 10000}pool`;
-  if (!NAME_PATTERN.test(name)) throw new Error(`invalid shared server name ${name}`);
+  const names = Object.fromEntries(Object.keys(RELEASES).map((r) => [r, `t${process.pid % 10000}pool${r[0]}`])) as Record<Release, string>;
+  for (const name of Object.values(names)) if (!NAME_PATTERN.test(name)) throw new Error(`invalid shared server name ${name}`);
   const dir = mkdtempSync(path.join(tmpdir(), 'stack-shared-'));
   const socket = path.join(dir, 'server.sock');
-  let ready: Promise<SandboxInfo> | null = null;
-  // 'exit' handlers cannot wait: on an interrupted run the server is stopped synchronously.
-  const stopOnExit = () => sandboxDownSync(name, 5_000);
+  const ready = new Map<Release, Promise<SandboxInfo>>();
+  // 'exit' handlers cannot wait: on an interrupted run the servers are stopped synchronously.
+  const stopOnExit = () => {
+    for (const release of ready.keys()) sandboxDownSync(names[release], 5_000);
+  };
+  process.on('exit', stopOnExit);
 
-  const http: Server = createServer((_req, res) => {
-    if (!ready) {
-      process.on('exit', stopOnExit);
-      ready = provision(name);
-      // Awaited by each request; this keeps a failure from being reported as unhandled.
-      ready.catch(() => {});
+  const http: Server = createServer((req, res) => {
+    const release = (req.url ?? '').slice(1);
+    if (!isRelease(release)) {
+      res.writeHead(404).end(`no shared server for "${release}": ask for /${Object.keys(RELEASES).join(' or /')}`);
+      return;
     }
-    ready.then(
+    let server = ready.get(release);
+    if (!server) {
+      server = provision(names[release], release);
+      ready.set(release, server);
+      // Awaited by each request; this keeps a failure from being reported as unhandled.
+      server.catch(() => {});
+    }
+    server.then(
       (info) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(info)),
       (err: unknown) => res.writeHead(500).end(err instanceof Error ? err.message : String(err)),
     );
@@ -66,19 +78,21 @@ export async function serveSharedServer(): Promise<{ socket: string; close: () =
     socket,
     close: async () => {
       await new Promise<void>((resolve) => http.close(() => resolve()));
-      if (ready) {
-        await ready.catch(() => {});
-        await sandboxDown(name).catch(() => {});
-        process.off('exit', stopOnExit);
-      }
+      await Promise.all(
+        [...ready].map(async ([release, server]) => {
+          await server.catch(() => {});
+          await sandboxDown(names[release]).catch(() => {});
+        }),
+      );
+      process.off('exit', stopOnExit);
       rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
 /** Boots the server and runs `stack setup` on it for a placeholder app, as a user would. */
-async function provision(name: string): Promise<SandboxInfo> {
-  const info = await sandboxUp({ name });
+async function provision(name: string, release: Release): Promise<SandboxInfo> {
+  const info = await sandboxUp({ name, release });
   const dir = mkdtempSync(path.join(tmpdir(), 'stack-pool-'));
   try {
     cpSync(path.join(ROOT, 'example'), path.join(dir, 'example'), { recursive: true });

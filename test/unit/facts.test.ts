@@ -17,6 +17,7 @@ import { restoreFact } from '../../src/facts/restore.js';
 import { sha256 } from '../../src/plan/plan.js';
 import type { DesiredState } from '../../src/state/desired.js';
 import type { Layout } from '../../src/views/layout.js';
+import { ROOT } from '../helpers/cli.js';
 
 /** Runs the facts' one script under dash, as a server would, and returns its raw result. */
 function run(...facts: Fact<unknown>[]): { code: number | null; stdout: string; stderr: string } {
@@ -36,7 +37,7 @@ function scratch(): string {
 }
 
 function layoutIn(root: string): Layout {
-  return { current: `${root}/current`, releases: `${root}/releases` } as Layout;
+  return { current: `${root}/current`, releases: `${root}/releases`, venvs: `${root}/venvs` } as Layout;
 }
 
 /** The parts of a desired state the host fact reads, with paths in `root`. */
@@ -236,6 +237,38 @@ describe('host facts', () => {
     symlinkSync('releases/r1', `${root}/current`);
     const desired = desiredIn(root, {});
     expect(ask(hostFact(desired, { files: new Map(), probes: [], shippedHash: sha256('app.py\n') })).shipped).toBeNull();
+  });
+
+  it("names the virtualenv new code needs on this server's Python, as the release script will, and says whether one is sealed", () => {
+    const root = scratch();
+    const desired = desiredIn(root, {});
+    const digest = 'd'.repeat(64);
+    const facts = ask(hostFact(desired, { files: new Map(), probes: [], venvDigest: digest }));
+    // The same function the release script runs (src/remote/sh/venv.sh), on the same Python.
+    const library = ['venv.sh'].map((f) => `. '${path.join(ROOT, 'src/remote/sh', f)}'`).join('\n');
+    const key = spawnSync('dash', ['-c', `${library}\nvenv_key ${digest}`], { encoding: 'utf8' }).stdout.trim();
+    expect(facts.venv).toEqual({ key, ready: false, live: null });
+    expect(key).toMatch(/^[0-9a-f]{64}$/);
+    // The live release links to another one.
+    const other = 'b'.repeat(64);
+    mkdirSync(`${root}/releases/r1`, { recursive: true });
+    symlinkSync(`../../venvs/${other}`, `${root}/releases/r1/.venv`);
+    symlinkSync('releases/r1', `${root}/current`);
+    expect(ask(hostFact(desired, { files: new Map(), probes: [], venvDigest: digest })).venv).toEqual({ key, ready: false, live: other });
+    // Sealed: root's, with root's mark (only root can make one that counts).
+    if (process.getuid?.() === 0) {
+      write(`${root}/venvs/${key}/.stack-venv`, `${key}\n`);
+      expect(ask(hostFact(desired, { files: new Map(), probes: [], venvDigest: digest })).venv).toEqual({ key, ready: true, live: other });
+    }
+    // Not asked (setup): not there.
+    expect(ask(hostFact(desired, { files: new Map(), probes: [] })).venv).toBeNull();
+  });
+
+  it('reads a virtualenv record, and none when python3 does not run', () => {
+    const key = 'a'.repeat(64);
+    expect(parseFacts(`venv\t${key}\tready\t${key}\n`).venv).toEqual({ key, ready: true, live: key });
+    expect(parseFacts(`venv\t${key}\tabsent\t-\n`).venv).toEqual({ key, ready: false, live: null });
+    expect(parseFacts('venv\t-\t-\t-\n').venv).toEqual({ key: null, ready: false, live: null });
   });
 
   it('parses the records of a server without nginx or releases', () => {

@@ -14,6 +14,7 @@ import { loadInventory, MAX_INVENTORY_BYTES, parseInventory } from '../../src/in
 import { updateInventory } from '../../src/inventory/edit.js';
 import { reservedEnvReason } from '../../src/inventory/env-names.js';
 import { durationSeconds, sizeBytes } from '../../src/inventory/schema.js';
+import { inventoryJsonSchemaText } from '../../src/inventory/export-schema.js';
 import { ROOT, stack } from '../helpers/cli.js';
 
 const ENVIRONMENTS = `environments:
@@ -501,6 +502,10 @@ describe('the JSON schema for editors', () => {
     properties: Record<string, { properties: Record<string, Record<string, unknown>> }>;
   };
 
+  it('is the schema the inventory code makes (run `npm run schema` after changing src/inventory/schema.ts)', () => {
+    expect(readFileSync(path.join(ROOT, 'schema/inventory.schema.json'), 'utf8')).toBe(inventoryJsonSchemaText());
+  });
+
   it('describes the new keys and the bounds', () => {
     const { app, hooks, gateway, nginx } = schema.properties;
     expect(app!.properties.exclude).toMatchObject({ type: 'array', default: [] });
@@ -511,5 +516,80 @@ describe('the JSON schema for editors', () => {
     expect(hooks!.properties.timeout).toBeDefined();
     expect(gateway!.properties.max_requests).toMatchObject({ maximum: 1000000000 });
     expect(nginx!.properties.hsts_max_age).toMatchObject({ maximum: 63072000 });
+  });
+});
+
+describe('env and secrets of an environment merge into the top-level ones', () => {
+  const doc = (envApp: string) => `app:
+  name: blog
+  wsgi: blog.wsgi:application
+  env:
+    DJANGO_SETTINGS_MODULE: blog.settings
+    DEBUG: "false"
+  secrets: [SECRET_KEY, SENTRY_DSN]
+environments:
+  prod:
+    domains: [blog.example.com]
+    hosts:
+      - address: 203.0.113.10
+  try:
+    domains: [try.example.com]
+    hosts:
+      - address: 203.0.113.11
+    app:
+${envApp}`;
+
+  it('adds and overrides variables key by key, keeping the others', () => {
+    const inv = parseInventory(doc('      env:\n        DEBUG: "true"\n        FEATURE: on-trial\n'), 'inventory.yml');
+    expect(inv.environments.try!.app.env).toEqual({ DJANGO_SETTINGS_MODULE: 'blog.settings', DEBUG: 'true', FEATURE: 'on-trial' });
+    expect(inv.environments.prod!.app.env).toEqual({ DJANGO_SETTINGS_MODULE: 'blog.settings', DEBUG: 'false' });
+  });
+
+  it('removes an inherited variable set to null', () => {
+    const inv = parseInventory(doc('      env:\n        DEBUG: null\n'), 'inventory.yml');
+    expect(inv.environments.try!.app.env).toEqual({ DJANGO_SETTINGS_MODULE: 'blog.settings' });
+  });
+
+  it('adds secrets to the inherited list, and -NAME removes one', () => {
+    const inv = parseInventory(doc('      secrets: [-SENTRY_DSN, MAIL_PASSWORD]\n'), 'inventory.yml');
+    expect(inv.environments.try!.app.secrets).toEqual(['SECRET_KEY', 'MAIL_PASSWORD']);
+    expect(inv.environments.prod!.app.secrets).toEqual(['SECRET_KEY', 'SENTRY_DSN']);
+  });
+
+  it('points at the environment’s own list entry when an added secret repeats an inherited one', () => {
+    const [p, ...rest] = problems(doc('      secrets: [MAIL_PASSWORD, SECRET_KEY]\n'));
+    expect(rest).toEqual([]);
+    expect(p).toMatchObject({ field: 'environments.try.app.secrets[1]', line: 18, message: expect.stringContaining('SECRET_KEY is listed twice') });
+  });
+
+  it('points at the environment’s own entry when a secret is also an env variable there', () => {
+    const [p] = problems(doc('      env:\n        MAIL_PASSWORD: x\n      secrets: [MAIL_PASSWORD]\n'));
+    expect(p).toMatchObject({ field: 'environments.try.app.secrets[0]', message: expect.stringContaining('both in env: and in secrets:') });
+  });
+
+  it('refuses to remove a secret that is not inherited, at its line', () => {
+    const [p] = problems(doc('      secrets: [-MAIL_PASSWORD]\n'));
+    expect(p).toMatchObject({ field: 'environments.try.app.secrets[0]', line: 18, message: expect.stringContaining('does not list MAIL_PASSWORD') });
+  });
+
+  it('checks a removed name like any secret name', () => {
+    const [p] = problems(doc('      secrets: [-PATH]\n'));
+    expect(p).toMatchObject({ field: 'environments.try.app.secrets[0]', message: expect.stringContaining('PATH cannot be set by the app') });
+  });
+});
+
+describe('app.packages', () => {
+  it('takes Debian package names', () => {
+    expect(prod(inventory('  packages: [python3-django, libjpeg62-turbo, g++, python3.11-dev]\n')).app.packages).toEqual([
+      'python3-django',
+      'libjpeg62-turbo',
+      'g++',
+      'python3.11-dev',
+    ]);
+  });
+
+  it.each(['Python3-Django', 'python3-django=2:3.2', '-f', 'a', 'x;rm'])('refuses %s at its line', (name) => {
+    const [p] = problems(inventory(`  packages: [${JSON.stringify(name)}]\n`));
+    expect(p).toMatchObject({ field: 'app.packages[0]', line: 4, message: expect.stringContaining('Debian package name') });
   });
 });

@@ -26,7 +26,7 @@ import type { ExecResult, RemoteShell } from '../../src/ssh/connect.js';
 import { buildDesiredState, type DesiredState } from '../../src/state/desired.js';
 import { TemplateEngine } from '../../src/templates/engine.js';
 import { ROOT } from '../helpers/cli.js';
-import { convergedFacts } from '../helpers/plans.js';
+import { convergedFacts, SYSTEM_VENV } from '../helpers/plans.js';
 
 function environment(ssl: 'none' | 'letsencrypt' = 'none'): Environment {
   return parseInventory(
@@ -114,6 +114,7 @@ async function deploy(env: Environment, shell: RecordingShell, mode: 'deploy' | 
     dryRun: false,
     source,
     requirements: null,
+    venv: SYSTEM_VENV,
     releaseId: '20261201T000000Z',
     manifest: { by: 'test', gitCommit: null, inventoryHash: 'x', created: '2026-12-01T00:00:00Z' },
     connect: async () => shell,
@@ -134,7 +135,7 @@ describe('steps planned from the plan', () => {
     const facts = parseFacts(
       o.provisions ? 'nginx\t1.22.1' : converged(d, { release: 'r0', sourceHash: 'old' }, change === 'config' ? d.files[0]!.path : undefined),
     );
-    const plan = planDeploy({ desired: d, facts, code: change ? null : { id: 'r1', sourceHash: 'new', requirements: null } });
+    const plan = planDeploy({ desired: d, facts, code: change ? null : { id: 'r1', sourceHash: 'new', requirements: null, venv: SYSTEM_VENV } });
     expect(kinds(planSteps(plan, { ...o, checksHealth: true }))).toEqual(expected);
   });
 
@@ -144,7 +145,7 @@ describe('steps planned from the plan', () => {
     const plan = planDeploy({
       desired: d,
       facts: parseFacts('nginx\t1.22.1'),
-      code: { id: 'r1', sourceHash: 'new', requirements: null },
+      code: { id: 'r1', sourceHash: 'new', requirements: null, venv: SYSTEM_VENV },
       certificate: {
         domains: ['blog.example.com'],
         email: 'ops@example.com',

@@ -341,7 +341,13 @@ describe('deploy --dry-run', () => {
     const plan = planDeploy({
       desired,
       facts,
-      code: { id: '20261201T000000Z', sourceHash: 'c'.repeat(64), requirements: 'requirements.txt', fileList: ['app.py'] },
+      code: {
+        id: '20261201T000000Z',
+        sourceHash: 'c'.repeat(64),
+        requirements: 'requirements.txt',
+        venv: { digest: 'd'.repeat(64), index: 'app.index_url', followsCode: false },
+        fileList: ['app.py'],
+      },
     });
     const steps = planSteps(plan, { uploads: true, provisions: true, checksHealth: true });
     const host: HostRunResult = {
@@ -367,6 +373,10 @@ describe('deploy --dry-run', () => {
     expect(r.stderr).toMatch(/^ {2}changed \/etc\/blog\/env/m);
     expect(r.stderr).toMatch(/^\+STACK_ENV="prod"$/m);
     expect(r.stderr).toContain('  steps: provision, upload and build release 20261201T000000Z, activate (4 SSH round trips with the facts)');
+    // Where the index comes from, never its URL.
+    expect(r.stderr).toContain(
+      '    virtualenv: built (Python is not installed on the server yet), then pip install -r requirements.txt from the index in app.index_url',
+    );
     expect(r.stderr).toContain('note: alice@laptop (deploy prod, pid 7 on laptop, since 2026-11-30T10:00:00Z) holds the deploy lock right now');
     expect(r.stderr.trimEnd().split('\n').at(-1)).toBe(`dry run: would change ${host.changes} things on 1 host in 1.2s (192.0.2.1: ${host.changes} changes)`);
   });
@@ -427,7 +437,14 @@ describe('deploy --dry-run', () => {
     ]);
     expect(h.roundTrips).toBe(4);
     expect(h.lock).toEqual({ who: 'alice@laptop', client: 'laptop', pid: 7, since: '2026-11-30T10:00:00Z', command: 'deploy prod' });
-    expect(h.release).toEqual({ id: '20261201T000000Z', sourceHash: 'c'.repeat(64), requirements: 'requirements.txt', codeFrom: null, shipped: null });
+    expect(h.release).toEqual({
+      id: '20261201T000000Z',
+      sourceHash: 'c'.repeat(64),
+      requirements: 'requirements.txt',
+      virtualenv: { reused: false, key: null, index: 'app.index_url' },
+      codeFrom: null,
+      shipped: null,
+    });
     const site = h.files.find((f: { path: string }) => f.path === '/etc/nginx/sites-available/blog.conf');
     expect(site).toMatchObject({ action: 'create', mode: '0644', owner: 'root', group: 'root', attributesBefore: null, secret: false, secretOnly: false });
     expect(site.diff).toMatch(/^--- \/dev\/null\n\+\+\+ \/etc\/nginx\/sites-available\/blog\.conf\n@@ -0,0 \+1,\d+ @@\n/);
@@ -555,7 +572,7 @@ describe('the flags', () => {
       const err = await parse(args);
       expect(err, args.join(' ')).toBeInstanceOf(UsageError);
       expect((err as UsageError).message).toMatch(/^--json is not available for `(render|deploy|lock release|rollback)`$/);
-      expect((err as UsageError).hint).toBe('--json works with: deploy --dry-run, setup --dry-run, releases, certs, lock status, audit');
+      expect((err as UsageError).hint).toBe('--json works with: deploy --dry-run, setup --dry-run, status, releases, certs, lock status, audit');
     }
   });
 

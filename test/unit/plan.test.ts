@@ -14,6 +14,7 @@ import { parseSecretsFile } from '../../src/secrets/load.js';
 import { buildDesiredState, type DesiredState } from '../../src/state/desired.js';
 import { TemplateEngine } from '../../src/templates/engine.js';
 import { redactEnvFileText } from '../../src/views/envfile.js';
+import { SYSTEM_VENV } from '../helpers/plans.js';
 
 const SECRET = 'sk-live-0123456789';
 
@@ -99,7 +100,7 @@ describe('planning', () => {
 
   it('plans everything for an empty server, handlers in order and once each', async () => {
     const d = await desired();
-    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n'), code: { id: 'r1', sourceHash: 'x', requirements: null } });
+    const plan = planDeploy({ desired: d, facts: parseFacts('nginx\t\n'), code: { id: 'r1', sourceHash: 'x', requirements: null, venv: SYSTEM_VENV } });
     expect(plan.packages).toEqual(d.packages);
     expect(plan.users.map((u) => u.name)).toEqual(['blog', 'blog-build']);
     expect(plan.files.map((f) => f.action)).toEqual(d.files.map(() => 'create'));
@@ -113,7 +114,7 @@ describe('planning', () => {
     const out =
       convergedOutput(d).replace(/(file\t\/etc\/nginx\/sites-available\/blog.conf\t)[0-9a-f]{64}/, `$1${'0'.repeat(64)}`) +
       `\nmanifest\t${Buffer.from(JSON.stringify({ id: '20260101T000000Z', source_hash: 'same' })).toString('base64')}`;
-    const plan = planDeploy({ desired: d, facts: parseFacts(out), code: { id: 'r2', sourceHash: 'same', requirements: null } });
+    const plan = planDeploy({ desired: d, facts: parseFacts(out), code: { id: 'r2', sourceHash: 'same', requirements: null, venv: SYSTEM_VENV } });
     expect(plan.files.map((f) => f.file.path)).toEqual(['/etc/nginx/sites-available/blog.conf']);
     expect(plan.handlers.map((h) => h.name)).toEqual(['reload-nginx']);
     expect(plan.release).toMatchObject({ id: 'r2', copyFrom: '20260101T000000Z' });
@@ -123,7 +124,9 @@ describe('planning', () => {
   it('makes no release when neither code nor configuration changed', async () => {
     const d = await desired();
     const out = `${convergedOutput(d)}\nmanifest\t${Buffer.from(JSON.stringify({ id: '20260101T000000Z', source_hash: 'same' })).toString('base64')}`;
-    expect(planDeploy({ desired: d, facts: parseFacts(out), code: { id: 'r3', sourceHash: 'same', requirements: null } }).release).toBeNull();
+    expect(
+      planDeploy({ desired: d, facts: parseFacts(out), code: { id: 'r3', sourceHash: 'same', requirements: null, venv: SYSTEM_VENV } }).release,
+    ).toBeNull();
   });
 
   it('notices a secret change without showing it', async () => {
@@ -275,7 +278,7 @@ describe('release ids', () => {
     const plan = planDeploy({
       desired: d,
       facts: parseFacts('nginx\t\nreleases\t20261123T204431Z 20261123T204431.500Z\n'),
-      code: { id: '20261123T204431.500Z', sourceHash: 'x', requirements: null },
+      code: { id: '20261123T204431.500Z', sourceHash: 'x', requirements: null, venv: SYSTEM_VENV },
     });
     expect(plan.release!.id).toBe('20261123T204432.000Z');
   });

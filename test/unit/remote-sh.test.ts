@@ -5,6 +5,7 @@
  * stand-ins from a folder put first on PATH, which record how they were called.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   rmSync,
   chmodSync,
@@ -26,7 +27,7 @@ import { REMOTE_LIBRARY } from '../../src/apply/scripts.js';
 import { ROOT } from '../helpers/cli.js';
 
 const SH = path.join(ROOT, 'src/remote/sh');
-const LIBRARY = ['lib.sh', 'lock.sh', 'provision.sh', 'release.sh', 'activate.sh', 'certs.sh'].map((f) => path.join(SH, f));
+const LIBRARY = ['lib.sh', 'lock.sh', 'provision.sh', 'venv.sh', 'release.sh', 'activate.sh', 'certs.sh', 'maintenance.sh'].map((f) => path.join(SH, f));
 
 const temporaries: string[] = [];
 afterAll(() => {
@@ -421,7 +422,53 @@ describe('health', () => {
     expect(r.stdout).toBe('@@health 500\nstatus 1\n');
     expect(r.stderr).toBe("GET /health through nginx answered 500, not 200; last lines of the app's journal:\nTraceback\n");
     expect(r.calls.filter((c) => c.startsWith('curl'))).toHaveLength(3);
-    expect(r.calls).toContain('journalctl -u blog.service -n 40 --no-pager -o cat');
+    expect(r.calls).toContain('journalctl -u blog.service -n 80 --no-pager -o cat');
+  });
+});
+
+describe('static_ok', () => {
+  const config = {
+    HEALTH_RESOLVE: 'blog.example.com:443:127.0.0.1',
+    HEALTH_TIMEOUT: '5',
+    STATIC_URL: 'https://blog.example.com/assets/',
+  };
+  function staticDir(files: string[]): string {
+    const d = scratch();
+    for (const f of files) {
+      mkdirSync(path.dirname(path.join(d, 'static', f)), { recursive: true });
+      writeFileSync(path.join(d, 'static', f), 'x');
+    }
+    return path.join(d, 'static');
+  }
+
+  it('asks nginx for one file of the static folder under its URL', () => {
+    const dir = staticDir(['.hidden/skip.css', 'admin/css/base.css']);
+    const r = sh('static_ok; echo "status $?"', scratch(), { env: { ...config, STATIC_DIR: dir }, stubs: { curl: 'printf 200' } });
+    expect(r.stdout).toBe('@@step static file GET /assets/admin/css/base.css\nstatus 0\n');
+    expect(r.calls).toEqual([
+      'curl -s -k -o /dev/null -w %{http_code} --max-time 5 --resolve blog.example.com:443:127.0.0.1 https://blog.example.com/assets/admin/css/base.css',
+    ]);
+  });
+
+  it.each([
+    ['403', 'nginx may not read it'],
+    ['404', 'nginx does not find it where the site maps /assets/app.js: check app.static.path'],
+    ['502', 'see the nginx error log'],
+  ])('fails on %s, saying why', (code, why) => {
+    const dir = staticDir(['app.js']);
+    const r = sh('static_ok; echo "status $?"', scratch(), { env: { ...config, STATIC_DIR: dir }, stubs: { curl: `printf ${code}` } });
+    expect(r.stdout).toMatch(/status 1\n$/);
+    expect(r.stderr).toContain(`GET /assets/app.js through nginx answered ${code}, not 200: ${why}`);
+  });
+
+  it('notes an empty static folder and passes; checks nothing without one', () => {
+    const dir = staticDir([]);
+    mkdirSync(dir);
+    const r = sh('static_ok; echo "status $?"', scratch(), { env: { ...config, STATIC_DIR: dir }, stubs: { curl: 'printf 403' } });
+    expect(r.stdout).toMatch(/^@@note the static folder .* is empty.*\nstatus 0\n$/);
+    expect(r.calls).toEqual([]);
+    const none = sh('static_ok; echo "status $?"', scratch(), { env: config, stubs: { curl: 'printf 403' } });
+    expect(none.stdout).toBe('status 0\n');
   });
 });
 
@@ -459,6 +506,34 @@ describe('rollback_live and undo_rollback', () => {
     expect(r.calls.filter((c) => c.startsWith('systemctl '))).toEqual(['systemctl daemon-reload', 'systemctl reload-or-restart nginx']);
   });
 
+  it('after a failed first deploy, stops and disables the app instead of restarting it forever', () => {
+    const d = scratch();
+    const first = 'TMPD=$(mktemp -d) && undo_init && remember current && ln -s rel current';
+    const env = {
+      LIVE_UNIT: 'blog.service',
+      LIVE_RESTART: '1',
+      LIVE_CURRENT: path.join(d, 'current'),
+      LIVE_UNITS: 'blog.socket blog.service',
+      HEALTH_URL: 'http://x/health',
+      HEALTH_RESOLVE: 'x:80:127.0.0.1',
+      HEALTH_STATUS: '200',
+    };
+    const r = sh(`${first}; HEALTH_TIMEOUT=5 HEALTH_RETRIES=1 HEALTH_UNIT=blog.service; rollback_live 'health check'`, d, {
+      env,
+      stubs: { ...stubs, systemctl: 'if [ "$1" = show ]; then echo 0; elif [ "$1" = is-failed ]; then exit 1; fi', curl: 'printf 404' },
+    });
+    expect(r.stdout).toBe('@@rolledback none 404\n@@fail health check\n');
+    expect(r.calls.filter((c) => c.startsWith('curl'))).toHaveLength(1);
+    expect(existsSync(path.join(d, 'current'))).toBe(false);
+    expect(r.calls).toContain('systemctl disable --now --quiet blog.socket blog.service');
+    expect(r.calls).toContain('systemctl reset-failed blog.socket blog.service');
+    // With a previous release in place nothing is disabled.
+    symlinkSync('rel', path.join(d, 'current'));
+    const again = sh(`TMPD=$(mktemp -d) && undo_init; rollback_live 'health check'`, d, { env: { ...env, HEALTH_URL: '' }, stubs });
+    expect(again.stdout).toBe('@@fail health check\n');
+    expect(again.calls.some((c) => c.startsWith('systemctl disable'))).toBe(false);
+  });
+
   it('undo_rollback puts back what was live before the rollback, restarting the app', () => {
     const d = scratch();
     const r = sh(`${changed(d)}; undo_rollback 'health check'`, d, { env: { LIVE_UNIT: 'blog.service' }, stubs });
@@ -483,7 +558,7 @@ describe('handlers and services', () => {
     const withUnit = sh('TMPD=$(mktemp -d); run_handler \'systemctl restart blog.service\' blog.service; echo "status $?"', scratch(), { stubs });
     expect(withUnit.stdout).toBe('status 1\n');
     expect(withUnit.stderr).toBe('Job for blog.service failed.\nImportError: boom\n');
-    expect(withUnit.calls).toContain('journalctl -u blog.service -n 40 --no-pager -o cat');
+    expect(withUnit.calls).toContain('journalctl -u blog.service -n 80 --no-pager -o cat');
     const without = sh('TMPD=$(mktemp -d); run_handler \'systemctl restart blog.socket\'; echo "status $?"', scratch(), { stubs });
     expect(without.stderr).toBe('Job for blog.socket failed.\n');
   });
@@ -494,7 +569,7 @@ describe('handlers and services', () => {
     });
     expect(r.stdout).toBe('status 1\n');
     expect(r.stderr).toBe('it crashed\n');
-    expect(r.calls).toEqual(['systemctl enable --quiet blog.socket', 'systemctl start blog.service', 'journalctl -u blog.service -n 40 --no-pager -o cat']);
+    expect(r.calls).toEqual(['systemctl enable --quiet blog.socket', 'systemctl start blog.service', 'journalctl -u blog.service -n 80 --no-pager -o cat']);
   });
 });
 
@@ -927,5 +1002,193 @@ describe("certificates (certbot's webroot method)", () => {
     expect(r.stdout).toBe('audit failed nginx -t (ACME stand-in)\n@@fail nginx -t (ACME stand-in)\n');
     expect(r.stderr).toBe('nginx: [emerg] bad\n');
     expect(r.left).toEqual([]);
+  });
+});
+
+describe('shared virtualenvs', () => {
+  /** python3 as a stand-in whose fingerprint is the text of $STUB_DIR/python (or that fails). */
+  const PYTHON = { python3: 'if [ -f "$STUB_DIR/python" ]; then cat "$STUB_DIR/python"; else exit 1; fi' };
+  /** stat -c %U as if root owned everything but the paths listed in $STUB_DIR/owners ("PATH OWNER" lines). */
+  const STAT = {
+    stat: 'for a; do f=$a; done; [ -e "$f" ] || exit 1; o=$(grep -F "$f " "$STUB_DIR/owners" 2>/dev/null | cut -d" " -f2); [ -n "$o" ] || o=root; echo "$o"',
+  };
+  const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+  const DIGEST = 'd'.repeat(64);
+
+  /** A scratch folder with a fake python3 printing `fingerprint`. */
+  function venvSh(body: string, d: string, fingerprint: string | null, o: { input?: string; owners?: string; stubs?: Record<string, string> } = {}) {
+    const setup = [
+      // JSON's \n, as printf %b reads it.
+      fingerprint === null ? '' : `printf '%b\\n' ${JSON.stringify(fingerprint)} > "$STUB_DIR/python"`,
+      o.owners ? `printf '%b\\n' ${JSON.stringify(o.owners)} > "$STUB_DIR/owners"` : '',
+    ].join('\n');
+    return sh(`${setup}\n${body}`, d, { input: o.input, stubs: { ...PYTHON, ...STAT, ...o.stubs } });
+  }
+
+  it("python_fingerprint runs the server's python3: its version, platform and system packages", () => {
+    const r = sh('python_fingerprint', scratch());
+    expect(r.code).toBe(0);
+    const version = spawnSync('python3', ['-c', 'import sys; print(sys.version)'], { encoding: 'utf8' }).stdout.trim();
+    expect(r.stdout.split('\n')[0]).toBe(version);
+    expect(r.stdout.split('\n')[1]).toMatch(/^linux-\S+ cpython-3\d+$/);
+  });
+
+  it('venv_key names the digest on this Python: another Python or digest, another name; none without python3', () => {
+    const d = scratch();
+    const key = venvSh(`venv_key ${DIGEST}`, d, '3.11.2 (main)\nlinux-x86_64 cpython-311');
+    expect(key).toMatchObject({ code: 0, stdout: `${sha(`stack-venv 1\n${DIGEST}\n3.11.2 (main)\nlinux-x86_64 cpython-311\n`)}\n` });
+    expect(venvSh(`venv_key ${DIGEST}`, d, '3.11.4 (main)\nlinux-x86_64 cpython-311').stdout).not.toBe(key.stdout);
+    expect(venvSh(`venv_key ${'e'.repeat(64)}`, d, '3.11.2 (main)\nlinux-x86_64 cpython-311').stdout).not.toBe(key.stdout);
+    expect(venvSh(`venv_key ${DIGEST} || echo "failed $?"`, d, null).stdout).toBe('failed 1\n');
+  });
+
+  it("venv_ready: only a folder root owns, with root's own mark", () => {
+    const d = scratch();
+    for (const v of ['sealed', 'unsealed', 'no-mark', 'build-mark']) mkdirSync(path.join(d, v));
+    for (const v of ['sealed', 'unsealed', 'build-mark']) writeFileSync(path.join(d, v, '.stack-venv'), 'k\n');
+    symlinkSync('sealed', path.join(d, 'link'));
+    const owners = `${d}/unsealed blog-build\n${d}/build-mark/.stack-venv blog-build`;
+    const r = venvSh('for v in sealed unsealed no-mark build-mark link none; do venv_ready "$PWD/$v" && echo "$v"; done; true', d, null, { owners });
+    expect(r.stdout).toBe('sealed\n');
+  });
+
+  it('receive_index takes the first line of stdin into a private file and leaves the tarball', () => {
+    const d = scratch();
+    const r = sh('umask 077; TMPD=$(mktemp -d); receive_index 5 && cat > "$PWD/upload" && cat "$INDEX_FILE" && stat -c %a "$INDEX_FILE"', d, {
+      input: 'https://pypi.test/simple/\nTARBALL\nmore',
+    });
+    expect(r).toMatchObject({ code: 0, stdout: 'https://pypi.test/simple/\n600\n' });
+    expect(readFileSync(path.join(d, 'upload'), 'utf8')).toBe('TARBALL\nmore');
+    expect(sh('TMPD=$(mktemp -d); receive_index 5', d, { input: '' })).toMatchObject({ code: 1, stdout: '@@fail receive the package index\n' });
+    // A client that went silent before the line arrived.
+    const silent = sh('TMPD=$(mktemp -d); sleep 2 | receive_index 1', d);
+    expect(silent).toMatchObject({ code: 1, stdout: '@@fail receive the package index\n' });
+  });
+
+  it('use_venv links the release to a sealed virtualenv and builds nothing', () => {
+    const d = scratch();
+    const fingerprint = '3.11.2\nlinux-x86_64 cpython-311';
+    const key = sha(`stack-venv 1\n${DIGEST}\n${fingerprint}\n`);
+    mkdirSync(path.join(d, `venvs/${key}/bin`), { recursive: true });
+    writeFileSync(path.join(d, `venvs/${key}/.stack-venv`), `${key}\n`);
+    mkdirSync(path.join(d, 'releases/r2/.venv'), { recursive: true });
+    const r = venvSh(`use_venv "$PWD/releases/r2" "$PWD/venvs" ${DIGEST} blog-build && echo "build=$VENV_BUILD venv=$VENV"`, d, fingerprint, {
+      stubs: INSTALL_DIR,
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(`@@step virtualenv ${key.slice(0, 12)} reused (requirements and Python unchanged)\nbuild=0 venv=${d}/venvs/${key}\n`);
+    // Relative: from releases/ID to venvs/KEY, wherever /srv/NAME is mounted.
+    expect(readlinkSync(path.join(d, 'releases/r2/.venv'))).toBe(`../../venvs/${key}`);
+    expect(existsSync(path.join(d, `venvs/${key}/bin`))).toBe(true);
+    expect(r.calls.filter((c) => c.startsWith('install'))).toEqual([]);
+  });
+
+  it('use_venv makes an empty folder for the build user where none is sealed, removing what a cut build left', () => {
+    const d = scratch();
+    const fingerprint = '3.11.2\nlinux-x86_64 cpython-311';
+    const key = sha(`stack-venv 1\n${DIGEST}\n${fingerprint}\n`);
+    mkdirSync(path.join(d, `venvs/${key}/lib`), { recursive: true });
+    writeFileSync(path.join(d, `venvs/${key}/.stack-venv`), 'planted\n');
+    mkdirSync(path.join(d, 'releases/r2'), { recursive: true });
+    const r = venvSh(`use_venv "$PWD/releases/r2" "$PWD/venvs" ${DIGEST} blog-build && echo "build=$VENV_BUILD"`, d, fingerprint, {
+      owners: `${d}/venvs/${key} blog-build`,
+      stubs: INSTALL_DIR,
+    });
+    expect(r).toMatchObject({ code: 0, stdout: 'build=1\n' });
+    expect(r.calls.filter((c) => c.startsWith('install'))).toEqual([`install -d -m 0755 -o blog-build -g blog-build ${d}/venvs/${key}`]);
+    expect(readdirSync(path.join(d, `venvs/${key}`))).toEqual([]);
+    expect(readlinkSync(path.join(d, 'releases/r2/.venv'))).toBe(`../../venvs/${key}`);
+    const noPython = venvSh(`use_venv "$PWD/releases/r2" "$PWD/venvs" ${DIGEST} blog-build || echo "status $?"`, d, null);
+    expect(noPython).toMatchObject({ stdout: 'status 1\n', stderr: 'python3 does not run on the server\n' });
+  });
+
+  it('venv_build_step runs only when a virtualenv is being built, with the index on stdin when asked', () => {
+    const d = scratch();
+    const body = (build: number) =>
+      [
+        `TMPD=$(mktemp -d); VENV_BUILD=${build}; INDEX_FILE=$TMPD/index; echo https://pypi.test/simple/ > "$INDEX_FILE"`,
+        `venv_build_step "$PWD" 5 'pip install' index sh -c 'read -r url && echo "got $url" > "$0/pip.out"' "$PWD"`,
+        `venv_build_step "$PWD" 5 'create virtualenv' - sh -c 'cat > "$0/venv.out"' "$PWD"`,
+        'echo done',
+      ].join('\n');
+    const skipped = sh(body(0), d);
+    expect(skipped).toMatchObject({ code: 0, stdout: 'done\n' });
+    expect(existsSync(path.join(d, 'pip.out'))).toBe(false);
+    const built = sh(body(1), d);
+    expect(built).toMatchObject({ code: 0, stdout: '@@step pip install\n@@step create virtualenv\ndone\n' });
+    expect(readFileSync(path.join(d, 'pip.out'), 'utf8')).toBe('got https://pypi.test/simple/\n');
+    // Only the step that asks for the index gets it.
+    expect(readFileSync(path.join(d, 'venv.out'), 'utf8')).toBe('');
+    const failed = sh(
+      `TMPD=$(mktemp -d); VENV_BUILD=1; venv_build_step "$PWD" 1 'pip install' - sh -c 'echo one; echo "No matching distribution"; exit 1'; echo never`,
+      d,
+    );
+    expect(failed).toMatchObject({ code: 1, stdout: '@@step pip install\n@@fail pip install\n', stderr: 'No matching distribution\n' });
+  });
+
+  it("seal_venv stops the build, makes it root's and readable by all, writable by none, then marks it", () => {
+    const d = scratch();
+    const v = path.join(d, 'venvs/k1');
+    mkdirSync(path.join(v, 'bin'), { recursive: true });
+    writeFileSync(path.join(v, 'bin/python3.11'), '', { mode: 0o4775 });
+    writeFileSync(path.join(v, 'pyvenv.cfg'), 'home = /usr/bin\n', { mode: 0o664 });
+    writeFileSync(path.join(v, '.stack-venv'), 'planted by the build\n');
+    symlinkSync('/usr/bin/python3', path.join(v, 'bin/python'));
+    chmodSync(path.join(v, 'bin'), 0o775);
+    const r = sh('umask 077; seal_venv "$PWD/venvs/k1" blog-build', d, { stubs: { ...OWNERS, pkill: 'exit 1' } });
+    expect(r).toMatchObject({ code: 0, stdout: '' });
+    expect(r.calls).toEqual(['pkill -KILL -u blog-build', `chown -R -h -P root:root ${v}`]);
+    expect(mode(path.join(v, 'bin/python3.11'))).toBe('0755');
+    expect(mode(path.join(v, 'pyvenv.cfg'))).toBe('0644');
+    expect(mode(path.join(v, 'bin'))).toBe('0755');
+    expect(readFileSync(path.join(v, '.stack-venv'), 'utf8')).toBe('k1\n');
+    expect(mode(path.join(v, '.stack-venv'))).toBe('0644');
+    expect(sh('seal_venv "$PWD/venvs/k1" blog-build', d, { stubs: { chown: 'exit 1', pkill: 'exit 1' } }).code).toBe(1);
+  });
+
+  it('finish_venv seals only a virtualenv this script built', () => {
+    const d = scratch();
+    const seal = 'seal_venv() { echo "seal $*"; }';
+    expect(sh(`${seal}; VENV_BUILD=0 VENV=/v; finish_venv blog-build`, d).stdout).toBe('');
+    expect(sh(`${seal}; VENV_BUILD=1 VENV=/v; finish_venv blog-build`, d).stdout).toBe('@@step seal the virtualenv\nseal /v blog-build\n');
+  });
+
+  it("check_venv: the release's link leads into the virtualenvs, to a sealed one; or it has its own", () => {
+    const d = scratch();
+    mkdirSync(path.join(d, 'venvs/ready'), { recursive: true });
+    writeFileSync(path.join(d, 'venvs/ready/.stack-venv'), 'ready\n');
+    mkdirSync(path.join(d, 'venvs/partial'));
+    mkdirSync(path.join(d, 'elsewhere/ready'), { recursive: true });
+    writeFileSync(path.join(d, 'elsewhere/ready/.stack-venv'), 'ready\n');
+    const release = (name: string, target: string | null) => {
+      mkdirSync(path.join(d, 'releases', name), { recursive: true });
+      if (target === 'own') mkdirSync(path.join(d, 'releases', name, '.venv'));
+      else if (target) symlinkSync(target, path.join(d, 'releases', name, '.venv'));
+    };
+    release('linked', '../../venvs/ready');
+    release('own', 'own');
+    release('partial', '../../venvs/partial');
+    release('outside', '../../elsewhere/ready');
+    release('dangling', '../../venvs/gone');
+    release('none', null);
+    const r = sh('for r in linked own partial outside dangling none; do check_venv "$PWD/releases/$r" "$PWD/venvs" && echo "$r"; done; true', d, {
+      stubs: { stat: `for a; do f=$a; done; case $f in *partial/.stack-venv) echo blog-build;; *) echo root;; esac` },
+    });
+    expect(r.stdout).toBe('linked\nown\n');
+  });
+
+  it('prune_venvs keeps the virtualenvs a release links to and removes the rest', () => {
+    const d = scratch();
+    for (const v of ['a', 'b', 'c', 'partial']) mkdirSync(path.join(d, 'venvs', v), { recursive: true });
+    for (const r of ['r1', 'r2', 'r3']) mkdirSync(path.join(d, 'releases', r), { recursive: true });
+    symlinkSync('../../venvs/a', path.join(d, 'releases/r1/.venv'));
+    symlinkSync('../../venvs/b', path.join(d, 'releases/r2/.venv'));
+    // A release from before virtualenvs were shared.
+    mkdirSync(path.join(d, 'releases/r3/.venv'));
+    const r = sh('prune_venvs "$PWD/venvs" "$PWD/releases"', d);
+    expect(r).toMatchObject({ code: 0, stdout: '', stderr: '' });
+    expect(readdirSync(path.join(d, 'venvs')).sort()).toEqual(['a', 'b']);
+    // Nothing there yet: nothing to do.
+    expect(sh('prune_venvs "$PWD/none" "$PWD/releases"', d).code).toBe(0);
   });
 });

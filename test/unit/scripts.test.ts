@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { healthCheckFor } from '../../src/apply/deploy-host.js';
 import { releaseLockScript } from '../../src/apply/lock.js';
+import { rollbackOutcome } from '../../src/apply/run-script.js';
 import {
   type ActivateOptions,
   activateScript,
@@ -65,7 +66,13 @@ async function desiredOf(env: Environment): Promise<DesiredState> {
 
 const converged = (d: DesiredState, sourceHash: string, changedFile?: string) => convergedFacts(d, { release: LIVE, sourceHash }, changedFile);
 
-const code = { id: NEW, sourceHash: 'new', requirements: 'requirements.txt', fileList: ['blog/wsgi.py', 'requirements.txt'] };
+const code = {
+  id: NEW,
+  sourceHash: 'new',
+  requirements: 'requirements.txt',
+  venv: { digest: 'd'.repeat(64), index: 'app.index_url', followsCode: false },
+  fileList: ['blog/wsgi.py', 'requirements.txt'],
+};
 
 /** Every script of the fixture plans, built from nothing but the fixtures. */
 async function buildAll(): Promise<Record<string, string>> {
@@ -77,7 +84,7 @@ async function buildAll(): Promise<Record<string, string>> {
     lock: { dir: '/var/lib/stack/blog.lock', token: '6f1c2a4e-token' },
     audit: { file: '/var/log/stack/blog.log', who: 'dev@laptop', command: 'deploy prod' },
   };
-  const health = healthCheckFor(env, true, layout.unit);
+  const health = healthCheckFor(env, true, layout);
   const tls = tlsFor(env, layout)!;
   const options = (plan: Plan, extra: Partial<ActivateOptions> = {}): ActivateOptions => ({
     health,
@@ -148,7 +155,7 @@ function ownLines(script: string): string {
   const library = script.includes(REMOTE_LIBRARY) ? REMOTE_LIBRARY : LOCK_LIBRARY;
   expect(script.split(library)).toHaveLength(2);
   return script
-    .replace(library, `# (${library === REMOTE_LIBRARY ? 'src/remote/sh: lib, lock, provision, release, activate, certs' : 'src/remote/sh/lock.sh'})`)
+    .replace(library, `# (${library === REMOTE_LIBRARY ? 'src/remote/sh: lib, lock, provision, venv, release, activate, certs' : 'src/remote/sh/lock.sh'})`)
     .replace(/(<<'(STACK_\w+)'.*\n)([A-Za-z0-9+/=\n]*?)\n\2\n/g, (_, start: string, tag: string, data: string) => {
       const bytes = Buffer.from(data.replace(/\n/g, ''), 'base64').length;
       return `${start}# (${bytes} bytes in base64, sha256 ${sha256(Buffer.from(data.replace(/\n/g, ''), 'base64').toString('utf8')).slice(0, 12)})\n${tag}\n`;
@@ -259,5 +266,22 @@ describe('remote shell lives in src/remote/sh', () => {
       .filter((f) => !f.startsWith(`sandbox${path.sep}`))
       .flatMap((f) => fixedShell(f, readFileSync(path.join(src, f), 'utf8')).map((where) => `src/${f}:${where}`));
     expect(found).toEqual([]);
+  });
+});
+
+describe('what a failed activation left live', () => {
+  it('names the previous release and its health answer', () => {
+    expect(rollbackOutcome('200')).toBe('rolled back to the previous release, which answers its health check');
+    expect(rollbackOutcome('502 (the app crashed; systemd had to restart it)')).toBe('rolled back to the previous release, whose health check answered 502');
+    expect(rollbackOutcome(undefined)).toBeUndefined();
+  });
+
+  it('says when there was no previous release, and who answers instead', () => {
+    expect(rollbackOutcome('none 404', 'GET /health')).toBe(
+      "there was no previous release to go back to: the app's units are stopped and disabled until a deploy succeeds; GET /health now answers 404 (from nginx's default site or another app's on this server, not this app)",
+    );
+    expect(rollbackOutcome('none 502', 'GET /health')).toMatch(/now answers 502 \(nginx has no app behind the site\)$/);
+    expect(rollbackOutcome('none 000', 'GET /health')).toMatch(/now answers 000 \(nothing answers on that port\)$/);
+    expect(rollbackOutcome('none')).toBe("there was no previous release to go back to: the app's units are stopped and disabled until a deploy succeeds");
   });
 });

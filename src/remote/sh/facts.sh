@@ -100,6 +100,21 @@ fact_live() {
   fi
 }
 
+# fact_venv VENVS DIGEST CURRENT: the virtualenv a new release with DIGEST would run with on this
+# server's Python (venv.sh), whether a sealed one is there to reuse, and the one the live release
+# links to; - for what is not known (no python3 yet: its packages come with provisioning; a live
+# release with a virtualenv of its own).
+fact_venv() {
+  fact_key=- fact_state=-
+  if fact_key=$(venv_key "$2"); then
+    fact_state=absent
+    if venv_ready "$1/$fact_key"; then fact_state=ready; fi
+  fi
+  fact_live=-
+  if [ -L "$3/.venv" ]; then fact_live=$(readlink "$3/.venv"); fi
+  printf 'venv\t%s\t%s\t%s\n' "${fact_key:--}" "$fact_state" "${fact_live##*/}"
+}
+
 # fact_releases CURRENT RELEASES: each release with its manifest (base64, or -) and whether its
 # configuration was recorded (1/0), then the live one.
 fact_releases() {
@@ -193,4 +208,29 @@ lock_take() {
 
 lock_free_mib() {
   echo $(( $(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }') / 1024 ))
+}
+
+# fact_unit UNIT...: each unit's state and for how many seconds it has been in it
+# ("unit NAME ACTIVE SUB SECONDS"), for `stack status`.
+fact_unit() {
+  fu_now=$(awk '{ printf "%d", $1 * 1000000 }' /proc/uptime)
+  for fu_unit in "$@"; do
+    fu_state=$(systemctl show -p ActiveState --value "$fu_unit" 2>/dev/null)
+    fu_sub=$(systemctl show -p SubState --value "$fu_unit" 2>/dev/null)
+    fu_since=$(systemctl show -p StateChangeTimestampMonotonic --value "$fu_unit" 2>/dev/null)
+    printf 'unit\t%s\t%s\t%s\t%s\n' "$fu_unit" "${fu_state:-unknown}" "${fu_sub:-unknown}" "$(( (fu_now - ${fu_since:-0}) / 1000000 ))"
+  done
+}
+
+# fact_probe URL RESOLVE TIMEOUT: one request through nginx ("probe CODE SECONDS"), as the
+# health check makes it, but once and without judging.
+fact_probe() {
+  printf 'probe\t%s\n' "$(curl -s -k -o /dev/null -w '%{http_code}\t%{time_total}' --max-time "$3" --resolve "$2" "$1")"
+}
+
+# fact_disk DIR...: free and total KiB of each DIR's filesystem ("disk DIR FREE TOTAL").
+fact_disk() {
+  for fd_dir in "$@"; do
+    df -Pk "$fd_dir" 2>/dev/null | awk -v d="$fd_dir" 'NR == 2 { printf "disk\t%s\t%s\t%s\n", d, $4, $2 }'
+  done
 }

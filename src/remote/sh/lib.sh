@@ -3,8 +3,9 @@
 # and its functions are run locally under dash by test/unit/remote-sh.test.ts.
 
 # Journal lines shown when the app fails to start: a Python traceback from the worker plus the
-# gateway's own traceback about it easily take 30, and the worker's comes first.
-JOURNAL_LINES=40
+# gateway's own traceback about it easily take 30 (over 50 on Python 3.13, whose tracebacks mark
+# each failing expression on a line of its own), and the worker's comes first.
+JOURNAL_LINES=80
 
 # step TEXT: progress, shown by the client as the current step.
 step() { printf '@@step %s\n' "$*"; }
@@ -108,6 +109,31 @@ health_ok() {
   return 1
 }
 
+# static_ok: one file of the static folder ($STATIC_DIR, in the live release) asked for through
+# nginx under $STATIC_URL (with $HEALTH_RESOLVE, $HEALTH_TIMEOUT). The health check goes
+# through the app; nginx serves static files itself, and a folder it cannot read answers 403
+# to every visitor while the app is healthy. Nothing set, nothing to check.
+static_ok() {
+  [ -n "${STATIC_DIR:-}" ] || return 0
+  so_file=$(cd "$STATIC_DIR" 2>/dev/null && find . -type f ! -path '*/.*' 2>/dev/null | grep -m 1 -E '^\./[A-Za-z0-9_./-]+$')
+  if [ -z "$so_file" ]; then
+    echo "@@note the static folder $STATIC_DIR is empty, so no static file could be checked (does the build write there, e.g. collectstatic with STATIC_ROOT set to it?)"
+    return 0
+  fi
+  so_path=${STATIC_URL#*://*/}
+  so_path=/${so_path}${so_file#./}
+  step "static file GET $so_path"
+  so_code=$(curl -s -k -o /dev/null -w '%{http_code}' --max-time "$HEALTH_TIMEOUT" --resolve "$HEALTH_RESOLVE" "$STATIC_URL${so_file#./}")
+  [ "$so_code" = 200 ] && return 0
+  case $so_code in
+    403) so_why="nginx may not read it: the folders and files under $STATIC_DIR must be readable by others (a build hook wrote them with a strict umask or chmod?)" ;;
+    404) so_why="nginx does not find it where the site maps $so_path: check app.static.path against where the files are written (STATIC_ROOT)" ;;
+    *) so_why='see the nginx error log' ;;
+  esac
+  echo "GET $so_path through nginx answered $so_code, not 200: $so_why" >&2
+  return 1
+}
+
 # The undo log: every change a script makes is remembered first, so that all of them can be put
 # back. Lines are "PATH BACKUP" (restore the backup) or "PATH -" (remove what was created).
 # undo_init needs $TMPD (the script's private temporary folder).
@@ -174,12 +200,29 @@ put_back_live() {
 # rollback_live STEP: a deploy failed after services were touched: the previous release and
 # its configuration go back and are reloaded (put_back_live $LIVE_UNIT $LIVE_RESTART); with a
 # health check, how the site answers after that is reported (@@rolledback CODE).
+# When there was no previous release ($LIVE_CURRENT is gone again), the app's units
+# ($LIVE_UNITS) are stopped and disabled, so the app is not restarted every few seconds (nor
+# by a request through its socket) until a deploy succeeds: @@rolledback none CODE.
 rollback_live() {
   echo 'rolling back to the previous release and its configuration' >&2
   put_back_live "$LIVE_UNIT" "$LIVE_RESTART"
-  if [ -n "${HEALTH_URL:-}" ]; then
+  rl_none=
+  if [ -n "${LIVE_CURRENT:-}" ] && [ ! -L "$LIVE_CURRENT" ]; then
+    rl_none='none '
+    # shellcheck disable=SC2086 # a list of unit names, split on purpose
+    systemctl disable --now --quiet $LIVE_UNITS >/dev/null 2>&1
+    # shellcheck disable=SC2086
+    systemctl reset-failed $LIVE_UNITS >/dev/null 2>&1
+  fi
+  if [ -n "$rl_none" ] && [ -n "${HEALTH_URL:-}" ]; then
+    # Nothing of the app answers any more: one request says what does instead.
+    check_health "$HEALTH_URL" "$HEALTH_RESOLVE" "$HEALTH_STATUS" "$HEALTH_TIMEOUT" 1 "$HEALTH_UNIT"
+    printf '@@rolledback none %s\n' "$code"
+  elif [ -n "${HEALTH_URL:-}" ]; then
     health_answers
     printf '@@rolledback %s\n' "$code"
+  elif [ -n "$rl_none" ]; then
+    printf '@@rolledback none\n'
   fi
   audit failed "$1"
   fail "$1"

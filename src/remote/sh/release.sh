@@ -200,11 +200,11 @@ build_failed() {
 }
 
 # build_step RELEASES LINES COMMAND...: a step of the build (COMMAND is its sandbox), its output
-# kept in the build log, shown only when it fails.
+# kept in the build log, shown only when it fails. Its stdin is the caller's to give.
 build_step() {
   bs_releases=$1 bs_lines=$2
   shift 2
-  "$@" >>"$TMPD/build" 2>&1 </dev/null || {
+  "$@" >>"$TMPD/build" 2>&1 || {
     build_failed "$bs_releases" "$bs_lines"
     return 1
   }
@@ -214,6 +214,101 @@ build_step() {
 # Python files); it never fails the build.
 build_optional() {
   "$@" >>"$TMPD/build" 2>&1 </dev/null || true
+}
+
+# receive_index IDLE: the package index's URL, the first line of stdin, ahead of the tarball. It
+# may hold a token, so it never is on a command line (any user of the server can read those): it
+# goes into a file in the script's private folder, $INDEX_FILE, which only the pip step reads.
+# read takes one byte at a time from a pipe, so the tarball stays whole for receive; like
+# receive, it gives up on a client silent for IDLE seconds.
+receive_index() {
+  INDEX_FILE=$TMPD/index
+  # shellcheck disable=SC2016 # the inner shell expands it
+  if ! timeout "$1" sh -c 'IFS= read -r ri_line && printf "%s\n" "$ri_line"' >"$INDEX_FILE" || [ ! -s "$INDEX_FILE" ]; then
+    echo 'the package index URL did not arrive ahead of the release' >&2
+    fail 'receive the package index'
+  fi
+}
+
+# use_venv REL VENVS DIGEST BUILD_USER: the virtualenv of release REL is VENVS/KEY, KEY naming
+# DIGEST (the requirements, the index...) on this server's Python (venv_key); REL/.venv becomes
+# a relative link to it. A virtualenv keeps the absolute path it was made at (its scripts'
+# first lines, pyvenv.cfg), so it is never moved or copied: every release that needs the same
+# one links to it. A sealed one is reused as it is; otherwise whatever an unfinished build left
+# there goes, an empty folder is made for the build user, and VENV_BUILD=1 runs the build steps.
+use_venv() {
+  uv_key=$(venv_key "$3") || {
+    echo 'python3 does not run on the server' >&2
+    return 1
+  }
+  VENV=$2/$uv_key VENV_BUILD=0
+  rm -rf "$1/.venv" && ln -s "../../${2##*/}/$uv_key" "$1/.venv" || return 1
+  if venv_ready "$VENV"; then
+    step "virtualenv $(printf '%.12s' "$uv_key") reused (requirements and Python unchanged)"
+    return 0
+  fi
+  VENV_BUILD=1
+  rm -rf "$VENV" && install -d -m 0755 -o "$4" -g "$4" "$VENV"
+}
+
+# venv_build_step RELEASES LINES WHAT INPUT COMMAND...: a step of building the virtualenv (see
+# build_step), run only when use_venv found none to reuse; it fails the script, naming WHAT.
+# INPUT "index" gives COMMAND the package index's URL on stdin (receive_index); "-" nothing.
+venv_build_step() {
+  [ "$VENV_BUILD" = 1 ] || return 0
+  vbs_releases=$1 vbs_lines=$2 vbs_what=$3 vbs_input=/dev/null
+  if [ "$4" = index ]; then vbs_input=$INDEX_FILE; fi
+  shift 4
+  step "$vbs_what"
+  build_step "$vbs_releases" "$vbs_lines" "$@" <"$vbs_input" || fail "$vbs_what"
+}
+
+# seal_venv DIR BUILD_USER: a virtualenv just built becomes root's, as a sealed release does
+# (nothing of the build runs any more; owner first, so nothing can be raced), then gets the mark
+# that makes it ready (venv_ready). Everyone may read it, nobody but root change it: the app
+# runs it, later builds (their hooks, as the build user) import from it; the folder of the
+# virtualenvs lets nobody else list them.
+seal_venv() {
+  pkill -KILL -u "$2" 2>/dev/null
+  chown -R -h -P root:root "$1" || return 1
+  # A mark the build left would become root's with the rest: only root's own counts.
+  rm -f "$1/.stack-venv" &&
+    find "$1" ! -type l -exec chmod ug-s,go=u,go-w {} + &&
+    printf '%s\n' "${1##*/}" >"$1/.stack-venv" && chmod 0644 "$1/.stack-venv"
+}
+
+# finish_venv BUILD_USER: seals the virtualenv use_venv had built ($VENV), if it had one built.
+finish_venv() {
+  [ "$VENV_BUILD" = 1 ] || return 0
+  step 'seal the virtualenv'
+  seal_venv "$VENV" "$1" || {
+    no_space_note "$VENV"
+    return 1
+  }
+}
+
+# check_venv REL VENVS: the virtualenv REL runs with is one root sealed: its .venv links into
+# VENVS to a ready one, or is a folder of its own (a release made before virtualenvs were
+# shared, sealed with it).
+check_venv() {
+  if [ -L "$1/.venv" ]; then
+    cv_real=$(realpath -e "$1/.venv" 2>/dev/null) && [ "${cv_real%/*}" = "$(realpath -e "$2")" ] && venv_ready "$cv_real"
+  else
+    [ -d "$1/.venv" ]
+  fi
+}
+
+# prune_venvs VENVS RELEASES: removes every virtualenv no release links to any more (those of
+# pruned releases, and what failed builds left). Run after the releases were pruned.
+prune_venvs() {
+  pv_used=" $(for pv_link in "$2"/*/.venv; do
+    if [ -L "$pv_link" ]; then readlink "$pv_link"; fi
+  done | sed 's|.*/||' | tr '\n' ' ')"
+  for pv_venv in "$1"/*; do
+    [ -e "$pv_venv" ] || continue
+    case $pv_used in *" ${pv_venv##*/} "*) continue ;; esac
+    rm -rf "$pv_venv"
+  done
 }
 
 # mark_built FILE ID: the release script's last word, in root's lock folder: activation goes on
