@@ -57,7 +57,7 @@ export function statusFact(r: StatusRequest): Fact<StatusFacts> {
     parse: (output) => ({
       units: records(output, 'unit').map(([name, active, sub, seconds]) => ({ name: name!, active: active!, sub: sub!, seconds: Number(seconds) })),
       probe: ((p) => ({ code: p[0] || '000', seconds: Number(p[1] ?? 0) }))(records(output, 'probe')[0] ?? []),
-      disk: records(output, 'disk').map(([dir, free, total]) => ({ dir: dir!, freeKiB: Number(free), totalKiB: Number(total) })),
+      disk: records(output, 'space').map(([dir, free, total]) => ({ dir: dir!, freeKiB: Number(free), totalKiB: Number(total) })),
       maintenance: records(output, 'present').some(([p]) => p === r.layout.maintenance_page),
       releases: releases.parse(output),
       lastAudit: audit.parse(output).at(-1) ?? null,

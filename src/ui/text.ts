@@ -135,6 +135,5 @@ export function statusText(h: StatusHost): string {
     `  drift        ${h.drift === 0 ? 'none: the server is what the inventory and the code make' : pc.yellow(`${h.drift} change(s) a deploy would make (stack deploy ENV --dry-run shows them)`)}`,
   );
   lines.push(pc.dim(`  checked in ${roundTrips(h.roundTrips)}, ${seconds(h.ms)}`));
-  lines.push(pc.dim(`  checked in ${roundTrips(h.roundTrips)}, ${seconds(h.ms)}`));
   return `${lines.join('\n')}\n`;
 }

@@ -15,7 +15,7 @@ import { parseInventory } from '../../src/inventory/load.js';
 import { logsScript, mergeLogs, parseLogLine, parseSince, selectSources } from '../../src/commands/logs.js';
 import { runCommandLine } from '../../src/commands/run.js';
 import { statusOf } from '../../src/commands/status.js';
-import type { StatusFacts } from '../../src/facts/status.js';
+import { type StatusFacts, statusFact } from '../../src/facts/status.js';
 import type { HostRunResult } from '../../src/ui/results.js';
 import { pickHost, pinnedKnownHostsLine, sshArguments } from '../../src/commands/ssh.js';
 import { layoutFor } from '../../src/views/layout.js';
@@ -287,5 +287,32 @@ describe('stack status', () => {
     expect(statusOf(prod, run(facts({ probe: { code: '502', seconds: 0.01 } })), now).health.ok).toBe(false);
     expect(statusOf(prod, run(facts({ releases: [] })), now)).toMatchObject({ ok: false, release: null });
     expect(statusOf(prod, run(facts(), 3), now)).toMatchObject({ ok: true, drift: 3 });
+  });
+});
+
+describe('the status fact', () => {
+  it('keeps its records apart from the certificate fact asked in the same round trip', () => {
+    const layout = layoutFor(prod.app, prod.gateway);
+    const fact = statusFact({
+      layout,
+      units: ['blog.service'],
+      probe: { url: 'https://blog.example.com/health', resolve: 'blog.example.com:443:127.0.0.1', timeout: 3 },
+      disks: ['/srv/blog'],
+      auditFile: '/var/log/stack/blog.log',
+      certs: { file: '/etc/ssl/x.pem', domains: ['blog.example.com'] },
+    });
+    const output = [
+      'unit\tblog.service\tactive\trunning\t12',
+      'probe\t200\t0.004',
+      'space\t/srv/blog\t100\t400',
+      'disk\tLS0tLQ==',
+      `present\t${layout.maintenance_page}`,
+      '',
+    ].join('\n');
+    const s = fact.parse(output);
+    expect(s.disk).toEqual([{ dir: '/srv/blog', freeKiB: 100, totalKiB: 400 }]);
+    expect(s.maintenance).toBe(true);
+    expect(s.probe).toEqual({ code: '200', seconds: 0.004 });
+    expect(s.units).toEqual([{ name: 'blog.service', active: 'active', sub: 'running', seconds: 12 }]);
   });
 });

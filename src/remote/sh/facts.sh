@@ -228,9 +228,9 @@ fact_probe() {
   printf 'probe\t%s\n' "$(curl -s -k -o /dev/null -w '%{http_code}\t%{time_total}' --max-time "$3" --resolve "$2" "$1")"
 }
 
-# fact_disk DIR...: free and total KiB of each DIR's filesystem ("disk DIR FREE TOTAL").
+# fact_disk DIR...: free and total KiB of each DIR's filesystem ("space DIR FREE TOTAL").
 fact_disk() {
   for fd_dir in "$@"; do
-    df -Pk "$fd_dir" 2>/dev/null | awk -v d="$fd_dir" 'NR == 2 { printf "disk\t%s\t%s\t%s\n", d, $4, $2 }'
+    df -Pk "$fd_dir" 2>/dev/null | awk -v d="$fd_dir" 'NR == 2 { printf "space\t%s\t%s\t%s\n", d, $4, $2 }'
   done
 }
