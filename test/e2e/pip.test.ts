@@ -8,11 +8,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import { runProgram } from '../../src/sandbox/sandbox.js';
 import type { CliResult } from '../helpers/cli.js';
 import { startPackageIndex, type PackageIndex } from '../helpers/package-index.js';
-import { exampleProject, stackIn } from '../helpers/project.js';
+import { exampleProject, stackIn, editInventory as editProjectInventory } from '../helpers/project.js';
 import { sharedServer, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
 
 // On the shared server, as the app `pip` of its own domain.
@@ -73,12 +72,7 @@ function requirements(pin: string): void {
   writeFileSync(path.join(dir, 'example/requirements.txt'), `--trusted-host ${index.host}\n${pin}\n`);
 }
 // biome-ignore lint/suspicious/noExplicitAny: the parsed inventory is edited freely, like a user would
-function editInventory(change: (doc: Record<string, any>) => void): void {
-  const file = path.join(dir, 'inventory.yml');
-  const doc = parse(readFileSync(file, 'utf8'));
-  change(doc);
-  writeFileSync(file, stringify(doc));
-}
+const editInventory = (change: (doc: Record<string, any>) => void) => editProjectInventory(dir, change);
 
 beforeAll(async () => {
   server = await sharedServer();

@@ -7,10 +7,9 @@
 import { chmodSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import { runProgram } from '../../src/sandbox/sandbox.js';
 import { stack, startStack } from '../helpers/cli.js';
-import { exampleProject, PROJECT_SECRET, stackIn } from '../helpers/project.js';
+import { exampleProject, PROJECT_SECRET, stackIn, editInventory as editProjectInventory } from '../helpers/project.js';
 import { bootSandbox, rootExec, sshExec, type SandboxInfo } from '../helpers/sandbox.js';
 
 let server: SandboxInfo;
@@ -32,12 +31,7 @@ const live = async () => (await root('readlink /srv/hello/current')).replace('re
 const wsgi = () => path.join(dir, 'example/hello/wsgi.py');
 
 // biome-ignore lint/suspicious/noExplicitAny: the parsed inventory is edited freely, like a user would
-function editInventory(change: (doc: Record<string, any>) => void): void {
-  const file = path.join(dir, 'inventory.yml');
-  const doc = parse(readFileSync(file, 'utf8'));
-  change(doc);
-  writeFileSync(file, stringify(doc));
-}
+const editInventory = (change: (doc: Record<string, any>) => void) => editProjectInventory(dir, change);
 
 beforeAll(async () => {
   server = await bootSandbox('priv');

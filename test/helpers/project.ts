@@ -1,8 +1,8 @@
 /** A throwaway copy of the example project whose inventory points at a sandbox server. */
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { expect } from 'vitest';
 import { ROOT, stack, type CliResult } from './cli.js';
 import type { SandboxInfo } from './sandbox.js';
@@ -66,4 +66,13 @@ export function exampleProject(server: SandboxInfo, o: ProjectOptions = {}): str
   writeFileSync(path.join(dir, '.stack/secrets.sbx'), `SECRET_KEY=${PROJECT_SECRET}\n`);
   chmodSync(path.join(dir, '.stack/secrets.sbx'), 0o600);
   return dir;
+}
+
+/** Edits a project's inventory.yml as a user would: parsed, changed, written back. */
+// biome-ignore lint/suspicious/noExplicitAny: the parsed inventory is edited freely, like a user would
+export function editInventory(dir: string, change: (doc: Record<string, any>) => void): void {
+  const file = path.join(dir, 'inventory.yml');
+  const doc = parse(readFileSync(file, 'utf8'));
+  change(doc);
+  writeFileSync(file, stringify(doc));
 }
