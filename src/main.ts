@@ -148,9 +148,59 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .argument('[release]', 'release id, as `stack releases` shows it')
     .option('--wait', 'wait for another deploy to finish instead of failing on its lock', false)
     .option('--dry-run', 'show what the rollback would restore (diffs, secrets redacted) and change nothing', false)
+    .option('--restore-db', 'a release since ran hooks (a migration): restore the database backup taken right before them too')
+    .option('--keep-db', 'a release since ran hooks (a migration): roll back code and configuration only, the database as it is')
     .action(async (env: string | undefined, release: string | undefined, options, cmd: Command) => {
       const { runRollback } = await import('./commands/rollback.js');
       await runRollback(env, release, options, globals(cmd, false));
+    });
+
+  const db = program.command('db').description("the app's PostgreSQL database (database: in the inventory): backups, restores, psql");
+  db.command('backup')
+    .description('back the database up now, check the dump by restoring it into a scratch database, and print its id')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .option('--wait', 'wait for a deploy to finish instead of failing on its lock', false)
+    .action(async (env: string | undefined, options, cmd: Command) => {
+      const { runDbBackup } = await import('./commands/db.js');
+      await runDbBackup(env, options, globals(cmd, false));
+    });
+  db.command('backups')
+    .description('list the backups (size, age, how made, how checked) and the last failure; exit 1 when the last backup failed')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .action(async (env: string | undefined, _options, cmd: Command) => {
+      const { runDbBackups } = await import('./commands/db.js');
+      const g = globals(cmd, true);
+      finish(g, await runDbBackups(env, g));
+    });
+  db.command('restore')
+    .description('restore a backup: the app stops, the backup goes into a fresh database that replaces the live one, the app starts and is health-checked')
+    .argument('<env>', 'environment from the inventory')
+    .argument('<id>', 'backup id, as `stack db backups` shows it')
+    .option('-y, --yes', 'restore without asking', false)
+    .option('--wait', 'wait for a deploy to finish instead of failing on its lock', false)
+    .action(async (env: string, id: string, options, cmd: Command) => {
+      const { runDbRestore } = await import('./commands/db.js');
+      await runDbRestore(env, id, options, globals(cmd, false));
+    });
+  db.command('pull')
+    .description('download a backup (the newest by default) into FILE, readable by you alone')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .argument('[file]', 'where to write it (default: APP-ENV-ID.dump here)')
+    .option('--backup <id>', 'which backup (default: the newest)')
+    .option('--host <address>', 'which host, when the environment has several')
+    .option('--force', 'replace FILE if it exists', false)
+    .action(async (env: string | undefined, file: string | undefined, options, cmd: Command) => {
+      const { runDbPull } = await import('./commands/db.js');
+      await runDbPull(env, file, options, globals(cmd, false));
+    });
+  db.command('psql')
+    .description("psql as the app's own role (interactive on a terminal; pass -c SQL after -- for one statement)")
+    .argument('<env>', 'environment from the inventory')
+    .argument('[args...]', 'arguments for psql, after --')
+    .option('--host <address>', 'which host, when the environment has several')
+    .action(async (env: string, args: string[], options, cmd: Command) => {
+      const { runDbPsql } = await import('./commands/db.js');
+      process.exitCode = await runDbPsql(env, args, options, globals(cmd, false));
     });
 
   const lock = program.command('lock').description('the deploy lock that keeps two deploys from running at once');

@@ -17,6 +17,7 @@ import type { Environment } from '../inventory/resolve.js';
 import { sslMode } from '../inventory/resolve.js';
 import type { Host } from '../inventory/schema.js';
 import { changeCount, sha256, type CodeVersion } from '../plan/plan.js';
+import { backsUpBeforeDeploy, backupId, hooksRun } from '../plan/database.js';
 import { planHost } from '../plan/host.js';
 import { shQuote } from '../remote/quote.js';
 import { packSource, type SourceTree } from '../release/source.js';
@@ -114,6 +115,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       publicFiles: letsEncrypt ? [letsEncryptCertFile(o.env), letsEncryptRenewalConf(o.env)] : [],
       shippedHash: o.mode === 'deploy' && o.source ? sha256(shippedListText(o.source.fileList)) : undefined,
       venvDigest: o.mode === 'deploy' && o.source ? o.venv?.digest : undefined,
+      database: o.env.database ? { role: layout.app, name: o.env.database.name } : undefined,
     };
     const redactFile = (path: string, content: string) => (path === layout.env_file ? redactEnvFileText(content, o.env.app.secrets) : content);
     const gather = hostFact(assumed, request, redactFile);
@@ -175,18 +177,25 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       audit: { file: auditFile(layout.app), who: o.manifest.by, command: `${o.mode} ${o.env.name}` },
     };
     const health = o.mode === 'deploy' ? healthCheckFor(o.env, tls !== null, layout) : null;
+    const hooks = {
+      build: o.env.hooks.build,
+      before_activate: o.env.hooks.before_activate,
+      after_activate: o.env.hooks.after_activate,
+      timeout: o.env.hooks.timeout,
+    };
+    const db = o.env.database;
+    const backup =
+      plan.release && db && backsUpBeforeDeploy(db, hooksRun(hooks), facts.currentRelease !== null)
+        ? { dir: layout.backup_dir, db: db.name, keep: db.backups.keep, id: backupId(o.manifest.created, 'deploy') }
+        : null;
     const activate = (provision: string[]) =>
       activateScript(plan, ctx, {
         health,
         provision,
         noCodeYet: !facts.currentRelease && !plan.release,
         managedFiles: desired.files.map((f) => f.path),
-        hooks: {
-          build: o.env.hooks.build,
-          before_activate: o.env.hooks.before_activate,
-          after_activate: o.env.hooks.after_activate,
-          timeout: o.env.hooks.timeout,
-        },
+        hooks,
+        backup,
         staticPath: provisioning.staticPath,
         keep: o.env.keep,
         manifest: o.manifest,
@@ -213,7 +222,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
     };
     const outcome = await applySteps(steps, scripts, run);
     lockHeld = false;
-    return result({ health: outcome?.health, release: plan.release?.id });
+    return result({ health: outcome?.health, release: plan.release?.id, ...(backup ? { backup: backup.id } : {}) });
   } finally {
     // A script that ran to its end released the lock itself; this covers stopping before that.
     // On a broken connection the server-side script, if any, finishes and releases it.

@@ -17,6 +17,7 @@ import { shCommand, shQuote as q } from '../remote/quote.js';
 import { assign, call, heredoc, type RunContext, step, wrap } from '../remote/script.js';
 import type { Layout } from '../views/layout.js';
 import type { Provisioning } from '../plan/host.js';
+import { type DatabasePlan, hooksRun } from '../plan/database.js';
 import type { Plan, ReleasePlan } from '../plan/plan.js';
 
 // Part of what this module offers: the executor and the tests take them from here.
@@ -102,12 +103,28 @@ export function provisionLines(plan: Plan, o: ProvisionOptions): string[] {
     lines.push(step(`directory ${d.path}`), `${call('make_dir', d.path, d.mode, d.owner, d.group)} || fail ${q(`directory ${d.path}`)}`);
   }
   lines.push(...upgradeLines(plan, o));
+  if (plan.database) lines.push(...databaseLines(plan.database));
   if (plan.selfSigned) {
     const { cert, key, domains } = plan.selfSigned;
     const san = domains.map((d) => (/^\d+\.\d+\.\d+\.\d+$/.test(d) ? `IP:${d}` : `DNS:${d}`)).join(',');
     lines.push(step('generate a self-signed certificate'), `${call('self_signed_cert', cert, key, `/CN=${domains[0]}`, san)} || fail 'generate certificate'`);
   }
   if (sshPort !== undefined) lines.push(`${call('open_firewall', String(sshPort))} || fail 'ufw allow'`);
+  return lines;
+}
+
+/** The app's role, database and pg_hba lines, after the packages (PostgreSQL) are in. */
+function databaseLines(d: DatabasePlan): string[] {
+  const lines = [step(`PostgreSQL: role and database ${d.name} of ${d.role}`)];
+  if (d.roleAction) lines.push(`${call('db_role', d.role)} || fail ${q(`PostgreSQL role ${d.role}`)}`);
+  if (d.createDatabase) lines.push(`${call('db_create', d.name, d.role, d.locale)} || fail ${q(`create database ${d.name}`)}`);
+  if (d.revokePublic) lines.push(`${call('db_revoke_public', d.name)} || fail ${q(`restrict who may connect to ${d.name}`)}`);
+  if (d.hba) {
+    lines.push(
+      step("pg_hba.conf: the app's lines"),
+      ...heredoc(`${call('db_hba_b64', d.role, d.name)} <<'STACK_HBA' || fail 'pg_hba.conf'`, 'STACK_HBA', d.hba.block),
+    );
+  }
   return lines;
 }
 
@@ -146,7 +163,15 @@ export interface ManifestInfo {
   created: string;
 }
 
-function manifestJson(release: ReleasePlan, info: ManifestInfo): string {
+/** The database backup a deploy takes before its hooks, recorded in the release's manifest. */
+export interface DeployBackup {
+  dir: string;
+  db: string;
+  keep: number;
+  id: string;
+}
+
+function manifestJson(release: ReleasePlan, info: ManifestInfo, run: { hooks: string[]; backup: DeployBackup | null }): string {
   return JSON.stringify({
     id: release.id,
     source_hash: release.sourceHash,
@@ -155,6 +180,9 @@ function manifestJson(release: ReleasePlan, info: ManifestInfo): string {
     created: info.created,
     by: info.by,
     ...(release.copyFrom ? { code_from: release.copyFrom } : {}),
+    // What a rollback past this release must know: hooks may have changed the database since.
+    hooks: run.hooks,
+    ...(run.backup ? { db_backup: run.backup.id } : {}),
   });
 }
 
@@ -235,7 +263,7 @@ export interface HealthCheck {
 }
 
 /** The health check's values, on one line: the library's health_ok and rollback_live read them. */
-function healthConfig(h: HealthCheck): string {
+export function healthConfig(h: HealthCheck): string {
   const url = h.https ? `https://${h.host}${h.path}` : `http://${h.host}${h.path}`;
   const port = h.https ? 443 : 80;
   return assign({
@@ -251,7 +279,7 @@ function healthConfig(h: HealthCheck): string {
 }
 
 /** The health step; `onFailure` is `fail`, or the rollback of a script that has one. */
-function healthLines(h: HealthCheck, onFailure: string): string[] {
+export function healthLines(h: HealthCheck, onFailure: string): string[] {
   return [step(`health check ${h.path}`), `health_ok || ${onFailure} 'health check'`, ...(h.static ? [`static_ok || ${onFailure} 'static files check'`] : [])];
 }
 
@@ -288,6 +316,8 @@ export interface ActivateOptions {
   manifest?: ManifestInfo;
   /** The static folder, relative to the release: nginx may read it once the release is sealed. */
   staticPath: string | null;
+  /** The database backup to take before anything of the release runs (src/plan/database.ts). */
+  backup?: DeployBackup | null;
 }
 
 /** The list of shipped files as recorded in a release (`.stack-files`), compared by hash. */
@@ -316,11 +346,19 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
 
   if (touches) lines.push(...UNDO_FUNCTIONS);
   if (rel) lines.push(assign({ NEWREL: rel }));
+  if (o.backup && rel) {
+    const b = o.backup;
+    lines.push(
+      step(`back up database ${b.db} before the release's hooks (${b.id})`),
+      `${call('db_backup', b.dir, b.db, 'deploy', String(b.keep), 'list', b.id)} || abort 'back up the database (the release and its configuration were not changed)'`,
+    );
+  }
+  const run = { hooks: hooksRun(o.hooks), backup: o.backup ?? null };
   if (plan.release?.copyFrom && rel && o.manifest) {
     lines.push(
       step(`release ${plan.release.id} (code of ${plan.release.copyFrom}, new configuration)`),
       `${call('copy_release', `${layout.releases}/${plan.release.copyFrom}`, rel)} || fail 'copy release'`,
-      writeManifest(rel, layout.app, manifestJson(plan.release, o.manifest)),
+      writeManifest(rel, layout.app, manifestJson(plan.release, o.manifest, run)),
     );
   }
   let n = 0;
@@ -443,16 +481,17 @@ function sealLines(release: ReleasePlan, rel: string, ctx: RunContext, o: Activa
       ),
     );
   }
-  lines.push(writeManifest(rel, layout.app, manifestJson(release, o.manifest!), 'abort'));
+  lines.push(writeManifest(rel, layout.app, manifestJson(release, o.manifest!, { hooks: hooksRun(o.hooks), backup: o.backup ?? null }), 'abort'));
   return lines;
 }
 
 /**
  * Rollback to a recorded release: its code and the configuration it went live with, put back
  * with the same care as a deploy (validated first, undone if anything fails), then reloaded and
- * health-checked.
+ * health-checked. `beforeRestart` lines run with the app's new configuration in place, before it
+ * restarts (a database restore); undo_rollback undoes them too.
  */
-export function rollbackScript(target: string, ctx: RunContext, health: HealthCheck | null): string {
+export function rollbackScript(target: string, ctx: RunContext, health: HealthCheck | null, beforeRestart: string[] = []): string {
   const { layout } = ctx;
   const rel = `${layout.releases}/${target}`;
   const lines = [
@@ -470,6 +509,8 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     assign({ LIVE_UNIT: layout.unit }),
     step('reload systemd units'),
     'systemctl daemon-reload',
+    // The database's restore (rollback --restore-db, src/apply/database.ts), with the app stopped.
+    ...beforeRestart,
     step(`restart ${layout.app}`),
     // Not counted against systemd's start limit, like a deploy's restart (roles/app.yml).
     `${call('run_handler', `${shCommand('systemctl', 'reset-failed', layout.unit)} 2>/dev/null; ${shCommand('systemctl', 'restart', layout.unit)}`, layout.unit)} || undo_rollback 'restart'`,

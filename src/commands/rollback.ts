@@ -10,7 +10,8 @@ import pc from 'picocolors';
 import type { GlobalOptions } from './options.js';
 import { selectEnvironment } from './environment.js';
 import { forEachHost } from './hosts.js';
-import { ask } from '../facts/fact.js';
+import { ask, both } from '../facts/fact.js';
+import { backupsFact } from '../facts/backups.js';
 import { describeHolder, lockRequest } from '../facts/lock.js';
 import { releasesFact } from '../facts/releases.js';
 import { restoreFact } from '../facts/restore.js';
@@ -26,13 +27,23 @@ import { releaseLockScript, runWithLock } from '../apply/lock.js';
 import { runScript } from '../apply/run-script.js';
 import { rollbackScript } from '../apply/scripts.js';
 import { auditFile } from '../facts/audit.js';
+import { appUnits, restoreLines } from '../apply/database.js';
+import { StackError, UsageError } from '../errors.js';
+import type { Environment } from '../inventory/resolve.js';
+import { backupId } from '../plan/database.js';
+import type { RollbackPlan } from '../plan/rollback.js';
 
-export async function runRollback(
-  envName: string | undefined,
-  target: string | undefined,
-  options: { wait?: boolean; dryRun?: boolean },
-  globals: GlobalOptions,
-): Promise<void> {
+export interface RollbackOptions {
+  wait?: boolean;
+  dryRun?: boolean;
+  /** Restore the backup taken before the first release after the target that ran hooks. */
+  restoreDb?: boolean;
+  /** Code and configuration only: the database stays as it is. */
+  keepDb?: boolean;
+}
+
+export async function runRollback(envName: string | undefined, target: string | undefined, options: RollbackOptions, globals: GlobalOptions): Promise<void> {
+  if (options.restoreDb && options.keepDb) throw new UsageError('--restore-db and --keep-db exclude each other; pick one');
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const layout = layoutFor(env.app, env.gateway);
   const progress = globals.output.progress;
@@ -42,15 +53,21 @@ export async function runRollback(
     const token = randomUUID();
     // A dry run takes no lock: it only reads.
     const lock = lockRequest(layout.app, { dryRun, by, command: `rollback ${env.name}`, token, since: new Date() });
-    const round = await runWithLock(shell, lock, releasesFact(layout), { progress, host: host.address, env: env.name, wait: options.wait });
+    // With a database, its backups come in the same round trip: the one a --restore-db would use must still be there.
+    const fact = both(releasesFact(layout), env.database ? backupsFact(layout) : null);
+    const round = await runWithLock(shell, lock, fact, { progress, host: host.address, env: env.name, wait: options.wait });
+    const [releases, backups] = round.value;
     let lockHeld = round.acquired;
     try {
-      const plan = planRollback(round.value, target, { host: host.address, env: env.name });
+      const plan = planRollback(releases, target, { host: host.address, env: env.name });
+      const kept = backups ? new Set(backups.backups.map((b) => b.id)) : null;
+      const restoreDb = await databaseChoice(plan, env, options, host.address, (text) => progress.line(text), kept);
       if (dryRun) {
         const secretFiles = [`${layout.cert_dir}/privkey.pem`];
         const redact = (p: string, text: string) => (p === layout.env_file ? redactEnvFileText(text, env.app.secrets) : text);
         const restore = await ask(shell, restoreFact(layout, plan.target, secretFiles, redact));
         progress.line(formatRestore(restore, `${host.address} (${env.name}, live ${plan.live ?? 'none'})`));
+        if (restoreDb) progress.line(`  then restore database ${env.database!.name} from backup ${restoreDb} (a backup of it as it is now is taken first)`);
         progress.line(formatSteps(plan.steps));
         if (round.holder) progress.line(pc.yellow(`note: ${describeHolder(round.holder)} holds the deploy lock right now`));
         return;
@@ -62,15 +79,105 @@ export async function runRollback(
         lock: { dir: lock.dir, token },
         audit: { file: auditFile(layout.app), who: by, command: `rollback ${env.name} ${plan.live ?? '?'} -> ${plan.target}` },
       };
-      const scripts: StepScripts = { restore: (release) => rollbackScript(release, ctx, health) };
+      const db = env.database;
+      const dbLines =
+        restoreDb && db
+          ? restoreLines(
+              {
+                dir: layout.backup_dir,
+                db: db.name,
+                keep: db.backups.keep,
+                role: layout.app,
+                locale: db.locale,
+                id: restoreDb,
+                safetyId: backupId(new Date(), 'restore'),
+                units: appUnits(layout),
+              },
+              'undo_rollback',
+            )
+          : [];
+      const scripts: StepScripts = { restore: (release) => rollbackScript(release, ctx, health, dbLines) };
       const outcome = await applySteps(plan.steps, scripts, (what, stdin) => runScript(shell, host.address, progress, { stdin, what }));
       lockHeld = false;
       progress.line(
-        `${pc.green('rolled back:')} ${host.address} now runs release ${plan.target} (was ${plan.live ?? 'none'}), code and configuration; health ${outcome?.health ?? '?'}`,
+        `${pc.green('rolled back:')} ${host.address} now runs release ${plan.target} (was ${plan.live ?? 'none'}), code and configuration${restoreDb ? `, database from backup ${restoreDb}` : ''}; health ${outcome?.health ?? '?'}`,
       );
     } finally {
       // The rollback script releases the lock itself once it runs; this covers stopping before.
       if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
     }
   });
+}
+
+/**
+ * A rollback past a release that ran server hooks (a migration) leaves the database as those
+ * hooks made it, under older code. With a database of its own, stack says so and makes the
+ * user choose: the backup taken before those hooks restored with the code (returned: its id), or
+ * the code alone (null). A terminal is asked; without one, the choice must be on the command line.
+ */
+export async function databaseChoice(
+  plan: RollbackPlan,
+  env: Environment,
+  options: RollbackOptions,
+  host: string,
+  say: (text: string) => void,
+  /** The ids of the backups on the server (null: not read). */
+  kept: ReadonlySet<string> | null = null,
+): Promise<string | null> {
+  if (options.restoreDb && !env.database) {
+    throw new UsageError(`--restore-db restores a database stack manages, and environment ${env.name} has no database: in the inventory`, {
+      hint: 'roll back without it; restore the database with the tools of wherever it lives',
+    });
+  }
+  const found = plan.migrated;
+  // A backup pruned since (backups.keep) cannot be restored: said like one never taken.
+  const gone = found?.backup && kept && !kept.has(found.backup) ? found.backup : null;
+  const m = found && gone ? { ...found, backup: null } : found;
+  if (!m) {
+    if (options.restoreDb) say(`${host}: no release since ${plan.target} ran server hooks: the database is left as it is`);
+    return null;
+  }
+  const what = `release ${m.release} ran server hooks after ${plan.target} (${m.hooks.join('; ')}): the database may have changed under the code of ${plan.target}`;
+  if (!env.database) {
+    say(
+      pc.yellow(
+        `${host}: note: ${what}. The database is not stack's (no database: in the inventory), so it is left as it is; the README's "Rolling back a migration" says how to undo one first.`,
+      ),
+    );
+    return null;
+  }
+  const backup = m.backup
+    ? `backup ${m.backup} was taken right before them`
+    : gone
+      ? `backup ${gone} was taken right before them but is gone since (backups.keep)`
+      : 'no backup was taken before them (before_deploy_backup was off)';
+  if (options.keepDb) {
+    say(`${host}: ${what}; the database is kept as it is (--keep-db)`);
+    return null;
+  }
+  if (options.restoreDb) {
+    if (!m.backup)
+      throw new UsageError(`${host}: ${what}, and ${backup}`, {
+        hint: 'roll back with --keep-db, or restore an older backup with `stack db restore` (`stack db backups` lists them)',
+      });
+    return m.backup;
+  }
+  const hint = `choose --restore-db (restore ${m.backup ?? 'that backup'} with the code: writes since that deploy leave the live database, kept in a backup taken first) or --keep-db (code and configuration only; to undo a migration first, see "Rolling back a migration" in the README)`;
+  if (options.dryRun) {
+    say(pc.yellow(`${host}: ${what}; ${backup}. ${hint}`));
+    return null;
+  }
+  if (!process.stdin.isTTY || !process.stdout.isTTY) throw new UsageError(`${host}: ${what}; ${backup}`, { hint });
+  say(pc.yellow(`${host}: ${what}; ${backup}.`));
+  const { select } = await import('@inquirer/prompts');
+  const answer = await select({
+    message: 'What should happen to the database?',
+    choices: [
+      ...(m.backup ? [{ name: `restore backup ${m.backup} (writes since that deploy leave the live database)`, value: 'restore' }] : []),
+      { name: 'keep it as it is (code and configuration only)', value: 'keep' },
+      { name: 'cancel', value: 'cancel' },
+    ],
+  });
+  if (answer === 'cancel') throw new StackError('rollback cancelled; nothing was changed');
+  return answer === 'restore' ? m.backup : null;
 }

@@ -7,6 +7,7 @@
 import { healthCheckFor, runHost } from '../apply/deploy-host.js';
 import { judgeCertificates } from '../certs/report.js';
 import { auditFile } from '../facts/audit.js';
+import { judgeBackups } from '../facts/backups.js';
 import { type StatusFacts, statusFact } from '../facts/status.js';
 import { sslMode, type Environment } from '../inventory/resolve.js';
 import type { HostRunResult, StatusHost, StatusResult } from '../ui/results.js';
@@ -23,11 +24,12 @@ export async function runStatus(envName: string | undefined, globals: GlobalOpti
   const scheme = tls ? 'https' : 'http';
   const fact = statusFact({
     layout,
-    units: [`${layout.app}.socket`, layout.unit, 'nginx.service'],
+    units: [`${layout.app}.socket`, layout.unit, 'nginx.service', ...(env.database ? ['postgresql.service', `${layout.backup_unit}.timer`] : [])],
     probe: { url: `${scheme}://${health.host}${health.path}`, resolve: `${health.host}:${tls ? 443 : 80}:127.0.0.1`, timeout: health.timeout },
     disks: [layout.root, '/var'],
     auditFile: auditFile(layout.app),
     certs: tls ? { file: tls.certificate, domains: env.domains } : null,
+    backups: env.database !== null,
   });
   const result: StatusResult = { kind: 'status', env: env.name, hosts: [], exitCode: 0 };
   for (const host of env.hosts) {
@@ -54,6 +56,7 @@ export function statusOf(env: Environment, run: HostRunResult, now: Date): Statu
     : [];
   const healthOk = s.probe.code === String(env.app.health_check.status);
   const unitsOk = s.units.every((u) => u.active === 'active');
+  const database = s.backups ? judgeBackups(s.backups, now) : null;
   return {
     host: run.host,
     release: live
@@ -75,7 +78,8 @@ export function statusOf(env: Environment, run: HostRunResult, now: Date): Statu
     lastDeploy: s.lastAudit,
     maintenance: s.maintenance,
     drift: run.changes,
-    ok: live !== null && unitsOk && healthOk && certificates.every((c) => c.status === 'ok'),
+    database,
+    ok: live !== null && unitsOk && healthOk && certificates.every((c) => c.status === 'ok') && (database?.ok ?? true),
     roundTrips: run.execs,
     ms: run.ms,
   };

@@ -7,6 +7,7 @@
 import { shCommand } from '../remote/quote.js';
 import type { DesiredState } from '../state/desired.js';
 import { parseNginxVersion } from '../views/facts.js';
+import { type DatabaseFacts, databaseFactLine, parseDatabase } from './database.js';
 import type { Fact } from './fact.js';
 import { parseLock, type LockState } from './lock.js';
 
@@ -50,6 +51,8 @@ export interface GatheredFacts {
    * none linked; the whole is null when not asked.
    */
   venv: { key: string | null; ready: boolean; live: string | null } | null;
+  /** PostgreSQL, the app's role, database and pg_hba lines (asked with FactsRequest.database). */
+  database: DatabaseFacts | null;
 }
 
 export interface ReleaseManifest {
@@ -57,6 +60,10 @@ export interface ReleaseManifest {
   source_hash: string;
   created: string;
   by: string;
+  /** The server hooks it ran on its way live (absent in releases made before stack recorded them). */
+  hooks?: string[];
+  /** The database backup taken right before those hooks. */
+  db_backup?: string;
 }
 
 export interface FactsRequest {
@@ -75,6 +82,8 @@ export interface FactsRequest {
   shippedHash?: string;
   /** The digest of the virtualenv the code about to ship needs (src/release/venv.ts). */
   venvDigest?: string;
+  /** The app's role and database, when the inventory has `database:`. */
+  database?: { role: string; name: string };
 }
 
 /** The facts of a host for its desired state, in one script (after the lock's line, when there is one). */
@@ -91,6 +100,7 @@ export function hostFact(desired: DesiredState, request: FactsRequest, redact?: 
   if (desired.packages.length > 0) lines.push(shCommand('fact_packages', ...desired.packages));
   const { current, releases, venvs } = desired.layout;
   if (request.venvDigest) lines.push(shCommand('fact_venv', venvs, request.venvDigest, current));
+  if (request.database) lines.push(databaseFactLine(request.database.role, request.database.name));
   lines.push(
     shCommand('fact_live', current, releases, ...(request.shippedHash ? [request.shippedHash] : [])),
     shCommand('fact_free', releases),
@@ -124,6 +134,7 @@ export function parseFacts(output: string, redact: (path: string, content: strin
     freeKib: null,
     shipped: null,
     venv: null,
+    database: parseDatabase(output),
   };
   for (const line of output.split('\n')) {
     const [kind, ...f] = line.split('\t');

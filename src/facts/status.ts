@@ -8,6 +8,7 @@ import type { Layout } from '../views/layout.js';
 import { type AuditRow, auditFact } from './audit.js';
 import { certsFact } from './certs.js';
 import type { ServedCertificates } from '../certs/report.js';
+import { type BackupFacts, backupsFact } from './backups.js';
 import { records, type Fact } from './fact.js';
 import { type ReleaseEntry, releasesFact } from './releases.js';
 
@@ -27,6 +28,8 @@ export interface StatusFacts {
   releases: ReleaseEntry[];
   lastAudit: AuditRow | null;
   certs: ServedCertificates | null;
+  /** With `database:`: the backups and their timer. */
+  backups: BackupFacts | null;
 }
 
 export interface StatusRequest {
@@ -37,12 +40,15 @@ export interface StatusRequest {
   auditFile: string;
   /** With TLS: the certificate file and the domains to ask nginx about. */
   certs: { file: string; domains: string[] } | null;
+  /** With `database:`: read the backups too. */
+  backups?: boolean;
 }
 
 export function statusFact(r: StatusRequest): Fact<StatusFacts> {
   const releases = releasesFact(r.layout);
   const audit = auditFact(r.auditFile, 1);
   const certs = r.certs ? certsFact(r.certs.file, r.certs.domains) : null;
+  const backups = r.backups ? backupsFact(r.layout) : null;
   return {
     what: 'read the status',
     lines: [
@@ -53,6 +59,7 @@ export function statusFact(r: StatusRequest): Fact<StatusFacts> {
       ...releases.lines,
       ...audit.lines,
       ...(certs?.lines ?? []),
+      ...(backups?.lines ?? []),
     ],
     parse: (output) => ({
       units: records(output, 'unit').map(([name, active, sub, seconds]) => ({ name: name!, active: active!, sub: sub!, seconds: Number(seconds) })),
@@ -62,6 +69,7 @@ export function statusFact(r: StatusRequest): Fact<StatusFacts> {
       releases: releases.parse(output),
       lastAudit: audit.parse(output).at(-1) ?? null,
       certs: certs ? certs.parse(output) : null,
+      backups: backups ? backups.parse(output) : null,
     }),
   };
 }

@@ -2,7 +2,20 @@
  * One environment's complete settings: the top-level sections with the environment's own
  * overrides laid over them, plus the rules that span several fields.
  */
-import { durationSeconds, HOOK_TIMEOUT, type App, type Gateway, type Hooks, type Host, type InventoryDocument, type Nginx, type Ssl } from './schema.js';
+import * as v from 'valibot';
+import {
+  DatabaseSchema,
+  durationSeconds,
+  HOOK_TIMEOUT,
+  type App,
+  type Database,
+  type Gateway,
+  type Hooks,
+  type Host,
+  type InventoryDocument,
+  type Nginx,
+  type Ssl,
+} from './schema.js';
 import type { FieldPath } from './locate.js';
 
 /** The hooks of one environment; `timeout` is in seconds, whatever unit the inventory used. */
@@ -24,7 +37,12 @@ export interface Environment {
   acme_server?: string;
   keep: number;
   hosts: Host[];
+  /** PostgreSQL provisioned for the app, or null when the inventory has no `database:`. */
+  database: ResolvedDatabase | null;
 }
+
+/** `database:` with every default filled: the database's name is the app's unless set. */
+export type ResolvedDatabase = Database & { name: string };
 
 export type SslMode = 'none' | 'letsencrypt' | 'self-signed' | 'custom';
 
@@ -60,10 +78,28 @@ export function resolveEnvironment(doc: InventoryDocument, name: string): Resolv
     acme_server: env.acme_server,
     keep: env.keep,
     hosts: env.hosts,
+    database: null,
   };
+  environment.database = resolveDatabase(doc, env.database, environment.app.name);
   const problems = [...merged.problems, ...crossFieldProblems(environment, merged.origins)];
   return problems.length > 0 ? { ok: false, problems } : { ok: true, environment };
 }
+
+/**
+ * The top-level `database:` with the environment's overrides laid over it (`backups` key by key);
+ * an environment may also add a database the top level does not have. Both halves were
+ * validated already, so parsing the merge only fills the defaults.
+ */
+function resolveDatabase(doc: InventoryDocument, own: EnvironmentDatabase | undefined, app: string): ResolvedDatabase | null {
+  if (!doc.database && !own) return null;
+  const base: Partial<Database> = doc.database ?? {};
+  const merged = { ...overlay(base, { ...own, backups: undefined }), backups: overlay(base.backups ?? {}, own?.backups) };
+  const database = v.parse(DatabaseSchema, merged);
+  // The environment's own app name (a staging app beside production) names its database too.
+  return { ...database, name: database.name ?? app };
+}
+
+type EnvironmentDatabase = NonNullable<InventoryDocument['environments'][string]['database']>;
 
 function resolveHooks(hooks: Hooks): ResolvedHooks {
   const { timeout, ...lists } = hooks;
@@ -122,6 +158,14 @@ function overlay<T extends object>(base: T, override: Partial<T> | undefined): T
   return out;
 }
 
+/** pg_hba.conf's keywords, and the databases every cluster has. */
+const PG_RESERVED_DATABASES = new Set(['all', 'sameuser', 'samerole', 'samegroup', 'replication', 'postgres', 'template0', 'template1']);
+/** pg_hba.conf's keywords, and role names PostgreSQL keeps for itself. */
+const PG_RESERVED_ROLES = new Set(['all', 'sameuser', 'samerole', 'samegroup', 'replication', 'public', 'none', 'postgres', 'current-user', 'session-user']);
+
+/** What `database:` puts in the app's environment (src/views/envfile.ts databaseEnv). */
+const DATABASE_VARIABLES = ['DATABASE_URL', 'PGHOST', 'PGDATABASE', 'PGUSER'];
+
 function crossFieldProblems(env: Environment, secretOrigins: FieldPath[]): ResolveProblem[] {
   const problems: ResolveProblem[] = [];
   const mode = sslMode(env.ssl);
@@ -155,6 +199,31 @@ function crossFieldProblems(env: Environment, secretOrigins: FieldPath[]): Resol
     if (secrets.has(s)) problems.push({ path, exact: true, message: `${s} is listed twice; remove the repeat` });
     secrets.add(s);
   });
+  // Words with a meaning of their own in pg_hba.conf or to PostgreSQL cannot name the app's
+  // role or database: `all` in the app's pg_hba lines would reject every other app.
+  if (env.database) {
+    if (PG_RESERVED_DATABASES.has(env.database.name)) {
+      problems.push({
+        path: ['database', 'name'],
+        message: `${env.database.name} means something else to PostgreSQL (a pg_hba.conf keyword or a database of its own); set database.name to another name`,
+      });
+    }
+    if (PG_RESERVED_ROLES.has(env.app.name)) {
+      problems.push({
+        path: ['app', 'name'],
+        message: `with database:, the app's name is its PostgreSQL role, and ${env.app.name} means something else to PostgreSQL; pick another app name`,
+      });
+    }
+  }
+  // With `database:`, stack writes these itself; a second value would be ambiguous.
+  if (env.database) {
+    const fix = 'stack sets it from database:; remove it here (or remove database: when the database lives elsewhere)';
+    for (const name of DATABASE_VARIABLES) {
+      if (envNames.has(name)) problems.push({ path: ['app', 'env', name], message: `${name}: ${fix}` });
+      const at = env.app.secrets.indexOf(name);
+      if (at >= 0) problems.push({ path: secretOrigins[at]!, exact: true, message: `${name}: ${fix}` });
+    }
+  }
   if (env.app.static && env.app.media && env.app.static.url === env.app.media.url) {
     problems.push({ path: ['app', 'media', 'url'], message: 'static and media need different URL prefixes, e.g. /static/ and /media/' });
   }

@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import * as v from 'valibot';
+import { calendarProblem } from './calendar.js';
 import { reservedEnvReason } from './env-names.js';
 
 /** Characters that would end a directive, open a block, start a quote or expand a variable. */
@@ -410,6 +411,50 @@ export const HooksSchema = v.strictObject({
   ),
 });
 
+/** A systemd calendar expression (OnCalendar=), checked here as systemd would read it. */
+export function calendar(what: string) {
+  return v.pipe(
+    v.string(`must be a systemd calendar expression (${what}), e.g. daily or "*-*-* 03:00:00"`),
+    v.check(
+      (s) => calendarProblem(s) === null,
+      (i) => `${calendarProblem(String(i.input))} (${what})`,
+    ),
+  );
+}
+
+/** When the database is backed up, and how many backups stay. */
+const BackupsSchema = v.strictObject({
+  on: v.optional(v.pipe(calendar('backups.on'), v.description('When the backup timer runs: a systemd calendar expression (default daily).')), 'daily'),
+  keep: v.optional(v.pipe(positiveInt('keep', 1000), v.description('How many backups of each kind (timer, manual, deploy, restore) are kept.')), 7),
+});
+
+/**
+ * PostgreSQL on the app's own server: its role is the app's user (peer authentication over the
+ * unix socket, so no password exists), its database owned by that role. Names end up in SQL,
+ * pg_hba.conf and unit files, and stack adds suffixes (__restoring) within PostgreSQL's 63 bytes.
+ */
+export const DatabaseSchema = v.strictObject({
+  engine: v.optional(v.picklist(['postgresql'], 'must be postgresql (the only engine for now)'), 'postgresql'),
+  name: v.optional(
+    v.pipe(
+      matching('database name', /^[a-z][a-z0-9_-]{0,40}$/, 'use lowercase letters, digits, "_" and "-", starting with a letter, at most 41 characters'),
+      v.description("The database's name (default: the app's name). The role is always the app's user."),
+    ),
+  ),
+  locale: v.optional(
+    v.pipe(
+      matching('locale', /^[A-Za-z0-9_.@-]{1,64}$/, 'write a locale the server has, e.g. C.UTF-8 or en_US.UTF-8'),
+      v.description('Collation and character classes of a new database (default C.UTF-8, which every Debian has). Checked on the server.'),
+    ),
+    'C.UTF-8',
+  ),
+  backups: v.optional(BackupsSchema, {}),
+  before_deploy_backup: v.optional(
+    v.pipe(v.boolean('must be true or false'), v.description('A backup right before every deploy that runs hooks (default true).')),
+    true,
+  ),
+});
+
 export const GatewaySchema = v.strictObject({
   server: v.optional(v.picklist(['gunicorn', 'uwsgi'], 'must be gunicorn or uwsgi'), 'gunicorn'),
   workers: v.optional(v.union([v.literal('auto'), positiveInt('workers', 256)], 'must be auto (2 x CPUs + 1) or a whole number'), 'auto'),
@@ -502,6 +547,8 @@ export const EnvironmentSchema = v.strictObject({
   gateway: v.optional(v.partial(GatewaySchema)),
   nginx: v.optional(v.partial(NginxSchema)),
   hooks: v.optional(v.partial(HooksSchema)),
+  // Partial down to `backups`, so that an environment's `backups: { keep: 30 }` keeps the top's `on`.
+  database: v.optional(v.partial(v.strictObject({ ...DatabaseSchema.entries, backups: v.optional(v.partial(BackupsSchema)) }))),
 });
 
 /**
@@ -525,6 +572,7 @@ export const BUILTIN_COMMANDS = [
   'restart',
   'maintenance',
   'ssh',
+  'db',
   'sandbox',
   'help',
 ] as const;
@@ -558,6 +606,7 @@ export const InventorySchema = v.strictObject({
   gateway: v.optional(GatewaySchema, {}),
   nginx: v.optional(NginxSchema, {}),
   hooks: v.optional(HooksSchema, {}),
+  database: v.optional(v.pipe(DatabaseSchema, v.description('PostgreSQL for the app, provisioned by setup and backed up by a timer.'))),
   aliases: v.optional(AliasesSchema, {}),
   templates: v.optional(
     v.pipe(localFile('template folder', '.stack/templates'), v.description('Folder of template overrides, relative to the inventory.')),
@@ -580,6 +629,7 @@ export type Nginx = v.InferOutput<typeof NginxSchema>;
 export type Host = v.InferOutput<typeof HostSchema>;
 export type Ssl = v.InferOutput<typeof SslSchema>;
 export type Hooks = v.InferOutput<typeof HooksSchema>;
+export type Database = v.InferOutput<typeof DatabaseSchema>;
 
 /** The keys each object in the schema accepts, for "did you mean" on unknown keys. */
 export function knownKeys(path: readonly (string | number)[]): string[] {

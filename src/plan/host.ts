@@ -11,6 +11,7 @@ import type { Host } from '../inventory/schema.js';
 import { type SpaceNeed, spaceShortfall } from '../release/space.js';
 import type { DesiredState } from '../state/desired.js';
 import { tlsFor } from '../views/nginx.js';
+import { planDatabase } from './database.js';
 import { type CodeVersion, type Plan, planDeploy } from './plan.js';
 import { planSteps, type Step } from './steps.js';
 
@@ -58,7 +59,8 @@ export function planHost(i: HostPlanInput): HostPlan {
       ? { cert: tls.certificate, key: tls.certificateKey, domains: env.domains }
       : null;
   const certificate = certificateNeed(env, layout, facts.publicFiles.get(letsEncryptCertFile(env)), i.now, facts.publicFiles.get(letsEncryptRenewalConf(env)));
-  const plan = planDeploy({ desired, facts, code: i.code, selfSigned, certificate, scope: i.mode });
+  const database = env.database ? planDatabase({ db: env.database, role: layout.app, facts: facts.database, host: i.host.address, env: env.name }) : null;
+  const plan = planDeploy({ desired, facts, code: i.code, selfSigned, certificate, scope: i.mode, database });
   const provisioning: Provisioning = {
     layout,
     staticPath: env.app.static?.path ?? null,
@@ -81,6 +83,7 @@ export function provisions(plan: Plan, p: Provisioning): boolean {
     plan.dirs.length > 0 ||
     (u !== null && (u.sealReleases || u.media !== null || u.socketGroup !== null)) ||
     plan.selfSigned !== null ||
+    plan.database !== null ||
     p.sshPort !== undefined
   );
 }

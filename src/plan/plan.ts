@@ -5,6 +5,7 @@
 import { nextReleaseId } from '../release/id.js';
 import { fileSetChanges } from '../release/source.js';
 import type { VenvVersion } from '../release/venv.js';
+import { databaseChanges, type DatabasePlan } from './database.js';
 import { planLayoutUpgrade, type LayoutUpgrade } from './upgrade.js';
 import { createHash } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
@@ -84,6 +85,8 @@ export interface Plan {
   handlers: Handler[];
   /** A server still in the layout of before releases were sealed: converted first. */
   upgrade: LayoutUpgrade | null;
+  /** The app's PostgreSQL role, database and pg_hba lines, when any of them must change. */
+  database: DatabasePlan | null;
 }
 
 export interface PlanInput {
@@ -98,6 +101,8 @@ export interface PlanInput {
    * enabled but not started) and leaves the site, the code and every restart to `deploy`.
    */
   scope?: 'deploy' | 'setup';
+  /** Planned from the database's facts (src/plan/database.ts). */
+  database?: DatabasePlan | null;
 }
 
 export type { CertificateRequest, VenvVersion };
@@ -107,7 +112,7 @@ export function sha256(content: FileContent): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-export function planDeploy({ desired, facts, code = null, selfSigned = null, certificate = null, scope = 'deploy' }: PlanInput): Plan {
+export function planDeploy({ desired, facts, code = null, selfSigned = null, certificate = null, scope = 'deploy', database = null }: PlanInput): Plan {
   const setup = scope === 'setup';
   const notified = new Set<string>();
   const notify = (names: string[]) => {
@@ -133,7 +138,8 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
 
   const files: FileChange[] = [];
   for (const f of desired.files) {
-    if (setup && f.validate !== 'systemd') continue;
+    // Setup writes the units, and all of the database's files: its backups run from the first night.
+    if (setup && f.validate !== 'systemd' && f.role !== 'database') continue;
     const now = facts.files.get(f.path);
     const change = fileChange(f, now);
     if (change) {
@@ -183,7 +189,10 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
   if (upgrade?.socketGroup) notified.delete('restart-socket');
   const handlers = desired.handlers.filter((h) => notified.has(h.name));
   const restarted = new Set(handlers.map((h) => h.service));
-  const start = desired.services.filter((s) => facts.services.get(s)?.active !== 'active' && !restarted.has(s) && (!setup || s === 'nginx'));
+  // Setup starts nginx and timers (the database's backups run from the first night), never the app.
+  const start = desired.services.filter(
+    (s) => facts.services.get(s)?.active !== 'active' && !restarted.has(s) && (!setup || s === 'nginx' || s.endsWith('.timer')),
+  );
 
   return {
     host: desired.host.address,
@@ -203,6 +212,7 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
     start,
     handlers,
     upgrade,
+    database,
   };
 }
 
@@ -243,6 +253,7 @@ export function changeCount(plan: Plan): number {
     // A configuration-only release is counted through the files that made it.
     (plan.release && !plan.release.copyFrom ? 1 : 0) +
     plan.enable.length +
-    plan.start.length
+    plan.start.length +
+    databaseChanges(plan.database)
   );
 }

@@ -3,6 +3,7 @@ import { createTwoFilesPatch } from 'diff';
 import pc from 'picocolors';
 import type { RestorePlan } from '../facts/restore.js';
 import { displayContent } from '../secrets/secret.js';
+import { describeDatabase } from './database.js';
 import { changeCount, type Plan, type ReleasePlan, type VenvPlan } from './plan.js';
 
 export function colorDiff(diff: string): string {
@@ -32,6 +33,7 @@ export function formatPlan(plan: Plan, label: string): string {
     out.push("  seal the releases already there: their code becomes root's and read-only to the app (a recorded configuration root did not make is removed)");
   if (plan.upgrade?.media) out.push(`  hand the uploads in ${plan.upgrade.media} to nginx's group`);
   if (plan.upgrade?.socketGroup) out.push(`  give the live socket ${plan.upgrade.socketGroup.path} to group ${plan.upgrade.socketGroup.group} (no restart)`);
+  if (plan.database) out.push(...describeDatabase(plan.database).map((l) => (l.startsWith('  ') ? l : colorDiff(l))));
   if (plan.selfSigned) out.push(`  generate a self-signed certificate for ${plan.selfSigned.domains.join(', ')}`);
   if (plan.certificate) {
     const c = plan.certificate;

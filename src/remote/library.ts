@@ -16,3 +16,11 @@ export function shellLibrary(name: string): string {
   }
   return text;
 }
+
+/**
+ * The backup program the database's timer runs as root (/usr/local/lib/stack/db-backup): the
+ * database library with its entry point, so the timer and `stack db backup` run the same code.
+ */
+export function backupProgram(): string {
+  return `#!/bin/sh\n# Managed by stack: the backup program of every app's database timer.\n${shellLibrary('db.sh')}\ndb_main "$@"\n`;
+}

@@ -13,7 +13,7 @@ import { shCommand, shQuote as q } from './quote.js';
  * releases, activation and certificates. Real files, shellchecked and run under dash by the
  * unit tests. Every script carries all of it: a few dozen KiB, and one text to reason about.
  */
-export const REMOTE_LIBRARY = ['lib.sh', 'lock.sh', 'provision.sh', 'venv.sh', 'release.sh', 'activate.sh', 'certs.sh', 'maintenance.sh']
+export const REMOTE_LIBRARY = ['lib.sh', 'lock.sh', 'provision.sh', 'venv.sh', 'release.sh', 'activate.sh', 'certs.sh', 'maintenance.sh', 'db.sh']
   .map(shellLibrary)
   .join('\n');
 

@@ -17,8 +17,8 @@ const Condition = v.record(v.string(), v.union([v.string(), v.boolean()]));
 const FileEntry = v.strictObject({
   path: v.string(),
   template: v.optional(v.string()),
-  view: v.optional(v.picklist(['nginx', 'unit', 'gunicorn', 'uwsgi'])),
-  generator: v.optional(v.picklist(['env', 'certificate', 'certificate-chain', 'certificate-key'])),
+  view: v.optional(v.picklist(['nginx', 'unit', 'gunicorn', 'uwsgi', 'database'])),
+  generator: v.optional(v.picklist(['env', 'certificate', 'certificate-chain', 'certificate-key', 'db-backup'])),
   when: v.optional(Condition),
   mode: v.pipe(v.string(), v.regex(/^0[0-7]{3}$/)),
   owner: v.string(),
@@ -37,7 +37,7 @@ const RoleSchema = v.strictObject({
   files: v.optional(v.array(FileEntry), []),
   links: v.optional(v.array(v.strictObject({ path: v.string(), target: v.string(), notify: v.optional(v.array(v.string()), []) })), []),
   removes: v.optional(v.array(v.strictObject({ path: v.string(), notify: v.optional(v.array(v.string()), []) })), []),
-  services: v.optional(v.array(v.string()), []),
+  services: v.optional(v.array(v.union([v.string(), v.strictObject({ name: v.string(), when: Condition })])), []),
   handlers: v.optional(
     // `service`: the service a handler (re)starts, so a planned start is not done twice.
     v.record(v.string(), v.strictObject({ description: v.string(), command: v.string(), service: v.optional(v.string()) })),

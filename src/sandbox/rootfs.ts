@@ -43,6 +43,16 @@ export const PREFETCH = [
   'python3-django',
   'build-essential',
   'python3-dev',
+  // The database (setup installs postgresql when the inventory has `database:`) and what apps
+  // use to reach it: psycopg 2 and 3, dj-database-url, SQLAlchemy.
+  'postgresql',
+  'python3-psycopg2',
+  'python3-psycopg',
+  'python3-dj-database-url',
+  'python3-sqlalchemy',
+  // Workers' broker and cache, and its Python client.
+  'redis-server',
+  'python3-redis',
 ];
 
 /** Units that only slow the boot down or wait for a network that never comes. */

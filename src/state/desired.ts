@@ -10,6 +10,8 @@ import { displayContent, type Secret, SecretText, type FileContent } from '../se
 import type { CustomCertificate } from '../certs/inspect.js';
 import { loadRoles, matches, type Role, type RoleFile } from '../roles/load.js';
 import type { TemplateEngine } from '../templates/engine.js';
+import { backupProgram } from '../remote/library.js';
+import { backupView } from '../views/database.js';
 import { envFileContent } from '../views/envfile.js';
 import type { HostFacts } from '../views/facts.js';
 import { appUnitView, gunicornView, uwsgiView } from '../views/gateway.js';
@@ -96,6 +98,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     static: env.app.static !== undefined,
     media: env.app.media !== undefined,
     ssl_chain: typeof env.ssl === 'object' && env.ssl.chain !== undefined,
+    database: env.database !== null,
   };
   const roles = (options.roles ?? loadRoles()).filter((r) => !options.only || options.only.includes(r.name));
   const state: DesiredState = {
@@ -129,7 +132,10 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     }
     state.links.push(...role.links.map((l) => ({ path: expand(l.path), target: expand(l.target), role: role.name, notify: l.notify })));
     state.removes.push(...role.removes.map((r) => ({ path: expand(r.path), role: role.name, notify: r.notify })));
-    state.services.push(...role.services.map(expand));
+    for (const service of role.services) {
+      const name = typeof service === 'string' ? service : matches(service.when, context) ? service.name : undefined;
+      if (name) state.services.push(expand(name));
+    }
     for (const [name, h] of Object.entries(role.handlers)) {
       state.handlers.push({ name, description: expand(h.description), command: expand(h.command), service: h.service && expand(h.service) });
     }
@@ -166,6 +172,9 @@ async function desiredFile(
   if (f.generator === 'env') {
     return { ...base, content: envFileContent(env, options.secrets), source: 'generated: environment file' };
   }
+  if (f.generator === 'db-backup') {
+    return { ...base, content: backupProgram(), source: 'generated: backup program (src/remote/sh/db.sh)' };
+  }
   if (f.generator?.startsWith('certificate')) {
     const cert = options.certificate;
     if (!cert) throw new Error(`${f.path}: the custom certificate was not loaded`);
@@ -187,6 +196,8 @@ function viewFor(view: RoleFile['view'], env: Environment, layout: Layout, facts
       return gunicornView(env, layout, facts);
     case 'uwsgi':
       return uwsgiView(env, layout, facts);
+    case 'database':
+      return backupView(env, layout);
     case undefined:
       // Small templates (the certbot hook) need only the app's name.
       return { app: env.app.name };

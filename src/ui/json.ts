@@ -37,6 +37,29 @@ export function jsonOf(r: CommandResult): Record<string, unknown> {
       };
     case 'audit':
       return { command, env: r.env, hosts: r.hosts.map((h) => ({ host: h.host, entries: h.entries.map(auditJson) })) };
+    case 'backups':
+      return {
+        command,
+        env: r.env,
+        ok: r.hosts.every((h) => h.verdict.ok),
+        hosts: r.hosts.map((h) => ({
+          host: h.host,
+          dir: h.dir,
+          ok: h.verdict.ok,
+          problem: h.verdict.problem,
+          lastFailure: h.verdict.failure,
+          next: h.verdict.next,
+          timer: h.timer,
+          backups: h.backups.map((b) => ({
+            id: b.id,
+            kind: b.kind,
+            bytes: b.bytes,
+            created: new Date(b.created * 1000).toISOString(),
+            tables: b.tables,
+            seconds: b.seconds,
+          })),
+        })),
+      };
     case 'status':
       return {
         command,
@@ -54,6 +77,7 @@ export function jsonOf(r: CommandResult): Record<string, unknown> {
           lastDeploy: h.lastDeploy ? auditJson(h.lastDeploy) : null,
           maintenance: h.maintenance,
           drift: h.drift,
+          database: h.database,
           roundTrips: h.roundTrips,
           ms: h.ms,
         })),

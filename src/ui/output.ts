@@ -11,7 +11,7 @@ import { redactValues } from '../secrets/redact.js';
 import type { Secret } from '../secrets/secret.js';
 import { jsonOf } from './json.js';
 import type { CommandResult, HostPart } from './results.js';
-import { auditText, certsText, deployHostLines, lockText, noCertificatesText, releasesText, statusText, summaryLine } from './text.js';
+import { auditText, backupsText, certsText, deployHostLines, lockText, noCertificatesText, releasesText, statusText, summaryLine } from './text.js';
 
 /** `-q`: results, warnings and errors only; `-v`: each step's time, round trips, each host's steps. */
 export type Level = 'quiet' | 'normal' | 'verbose';
@@ -76,6 +76,8 @@ export function createOutput(o: OutputOptions = {}): Output {
         return;
       case 'status':
         return out(statusText(part));
+      case 'backups':
+        return out(backupsText(part));
     }
   };
 
@@ -134,5 +136,7 @@ function hostParts(r: CommandResult): HostPart[] {
       return r.hosts.map((result) => ({ kind: 'deploy', env: r.env, dryRun: r.dryRun, result }));
     case 'status':
       return r.hosts.map((h) => ({ kind: 'status', ...h }));
+    case 'backups':
+      return r.hosts.map((h) => ({ kind: 'backups', ...h }));
   }
 }

@@ -3,6 +3,7 @@
  * A result covers every host; a host's part can be printed as soon as it is known (`HostPart`),
  * so a listing over several hosts shows the first before the last has answered.
  */
+import type { BackupEntry, BackupFacts, BackupVerdict } from '../facts/backups.js';
 import type { StatusFacts, UnitState } from '../facts/status.js';
 import type { Plan } from '../plan/plan.js';
 import type { Step } from '../plan/steps.js';
@@ -24,6 +25,8 @@ export interface HostRunResult {
   ms: number;
   health?: string;
   release?: string;
+  /** The database backup taken before the release's hooks (its id). */
+  backup?: string;
   /** Dry runs: who holds the deploy lock right now, if anyone. */
   lockHolder?: LockHolder | null;
   /** `stack status`: what else the facts' round trip read. */
@@ -36,7 +39,17 @@ export interface ReleaseRow {
   live: boolean;
   /** Its configuration is recorded, so it can be rolled back to. */
   hasConfig: boolean;
-  manifest: { source_hash: string; created: string; by: string; git_commit?: string | null; code_from?: string } | null;
+  manifest: {
+    source_hash: string;
+    created: string;
+    by: string;
+    git_commit?: string | null;
+    code_from?: string;
+    /** The server hooks it ran (a migration may have changed the database). */
+    hooks?: string[];
+    /** The backup taken right before them. */
+    db_backup?: string;
+  } | null;
 }
 
 export interface ReleasesHost {
@@ -123,7 +136,9 @@ export interface StatusHost {
   maintenance: boolean;
   /** Changes a deploy would make now (0: the server is as the inventory and the code say). */
   drift: number;
-  /** Every unit active, health as expected, every certificate ok. */
+  /** With `database:`: the newest backup, the last failure, the timer's next run. */
+  database: BackupVerdict | null;
+  /** Every unit active, health as expected, every certificate ok, backups trusted. */
   ok: boolean;
   /** SSH round trips and milliseconds this host took. */
   roundTrips: number;
@@ -136,7 +151,23 @@ export interface StatusResult extends Exit {
   hosts: StatusHost[];
 }
 
-export type CommandResult = ReleasesResult | CertsResult | LockResult | AuditResult | DeployResult | StatusResult;
+/** `stack db backups`: each host's backups, newest first. */
+export interface BackupsHost {
+  host: string;
+  dir: string;
+  backups: BackupEntry[];
+  verdict: BackupVerdict;
+  /** The timer's last run and its result. */
+  timer: BackupFacts['timer'];
+}
+
+export interface BackupsResult extends Exit {
+  kind: 'backups';
+  env: string;
+  hosts: BackupsHost[];
+}
+
+export type CommandResult = ReleasesResult | CertsResult | LockResult | AuditResult | DeployResult | StatusResult | BackupsResult;
 
 /** One host's part of a result, with what its text needs from the whole. */
 export type HostPart =
@@ -145,7 +176,8 @@ export type HostPart =
   | ({ kind: 'lock'; action: LockResult['action'] } & LockHost)
   | ({ kind: 'audit' } & AuditHost)
   | { kind: 'deploy'; env: string; dryRun: boolean; result: HostRunResult }
-  | ({ kind: 'status' } & StatusHost);
+  | ({ kind: 'status' } & StatusHost)
+  | ({ kind: 'backups' } & BackupsHost);
 
 /** The name a person types, as the JSON document and the usage error call it. */
 export function commandName(r: CommandResult): string {
@@ -154,6 +186,8 @@ export function commandName(r: CommandResult): string {
       return `lock ${r.action}`;
     case 'deploy':
       return r.mode;
+    case 'backups':
+      return 'db backups';
     default:
       return r.kind;
   }

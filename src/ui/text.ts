@@ -9,7 +9,8 @@ import { formatCertificates } from '../certs/report.js';
 import { formatPlan } from '../plan/print.js';
 import { describeStep, formatSteps } from '../plan/steps.js';
 import type { Level } from './output.js';
-import type { AuditHost, CertsResult, CertsHost, LockHost, LockResult, ReleaseRow, ReleasesHost, StatusHost } from './results.js';
+import type { AuditHost, BackupsHost, CertsResult, CertsHost, LockHost, LockResult, ReleaseRow, ReleasesHost, StatusHost } from './results.js';
+import type { BackupVerdict } from '../facts/backups.js';
 
 export function formatReleases(releases: readonly ReleaseRow[]): string {
   if (releases.length === 0) return '  no releases yet: run `stack deploy`';
@@ -86,7 +87,7 @@ export function summaryLine(results: readonly HostRunResult[], dryRun: boolean, 
   const hosts = results
     .map(
       (r) =>
-        `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.release ? `, release ${r.release}` : ''}${r.health ? `, health ${r.health}` : ''}${detail ? `, ${r.execs} ssh round trips in ${seconds(r.ms)}` : ''}`,
+        `${r.host}: ${r.changes} change${r.changes === 1 ? '' : 's'}${r.release ? `, release ${r.release}` : ''}${r.backup ? `, database backup ${r.backup}` : ''}${r.health ? `, health ${r.health}` : ''}${detail ? `, ${r.execs} ssh round trips in ${seconds(r.ms)}` : ''}`,
     )
     .join('; ');
   return `${dryRun ? pc.yellow('dry run:') : pc.green('done:')} ${verb} ${changes} thing${changes === 1 ? '' : 's'} on ${results.length} host${results.length === 1 ? '' : 's'} in ${seconds(ms)} (${hosts})`;
@@ -130,10 +131,57 @@ export function statusText(h: StatusHost): string {
   lines.push(
     `  last         ${last === null ? 'nothing recorded yet' : 'raw' in last ? last.raw : `${last.command} by ${last.who} at ${last.time}: ${last.result === 'ok' ? 'ok' : bad(`${last.result}${last.step ? ` (${last.step})` : ''}`)}`}`,
   );
+  if (h.database) lines.push(`  backups      ${backupLine(h.database)}`);
   if (h.maintenance) lines.push(`  maintenance  ${pc.yellow('on')} (stack maintenance ENV off)`);
   lines.push(
     `  drift        ${h.drift === 0 ? 'none: the server is what the inventory and the code make' : pc.yellow(`${h.drift} change(s) a deploy would make (stack deploy ENV --dry-run shows them)`)}`,
   );
   lines.push(pc.dim(`  checked in ${roundTrips(h.roundTrips)}, ${seconds(h.ms)}`));
   return `${lines.join('\n')}\n`;
+}
+
+/** The backups in one line: the newest, and a failure since loudly. */
+function backupLine(v: BackupVerdict): string {
+  const newest = v.newest ? `newest ${v.newest.id} (${ago(v.newest.ageSeconds)} ago)` : 'none yet';
+  const next = v.next ? `, next ${v.next}` : '';
+  if (v.failure?.current) return pc.red(`FAILED at ${v.failure.at}: ${v.failure.reason.split('\n').at(-1) ?? ''} (${newest}; stack db backups ENV)`);
+  if (v.problem) return pc.red(`${v.problem} (${newest})`);
+  return `${newest}${next}`;
+}
+
+/** `stack db backups`: a table, newest first, and the last failure above it when it is current. */
+export function backupsText(h: BackupsHost): string {
+  const v = h.verdict;
+  const lines = [`${pc.bold(h.host)}  ${h.dir}  ${v.ok ? pc.green('ok') : pc.red('NOT OK')}`];
+  if (v.failure) {
+    const head = v.failure.current
+      ? pc.red(`  LAST BACKUP FAILED at ${v.failure.at} (the timer's; none of its backups succeeded since)`)
+      : `  last failure ${v.failure.at} (the timer's backup succeeded since)`;
+    lines.push(head, ...v.failure.reason.split('\n').map((l) => `    ${v.failure!.current ? pc.red(l) : pc.dim(l)}`));
+  }
+  if (v.problem && !v.failure?.current) lines.push(pc.red(`  ${v.problem}`));
+  lines.push(`  timer: next ${v.next ?? 'not scheduled'}${h.timer?.last ? `, last ${h.timer.last} (${h.timer.result || '?'})` : ''}`);
+  if (h.backups.length === 0) lines.push('  no backups yet: `stack db backup ENV` takes one now');
+  else {
+    const now = Date.now() / 1000;
+    lines.push(pc.dim(`  ${'id'.padEnd(26)} ${'size'.padStart(10)}  ${'age'.padStart(5)}  ${'made by'.padEnd(8)} checked`));
+    for (const b of h.backups) {
+      const checked = b.tables === null ? 'table of contents read' : `restored, ${b.tables} tables`;
+      lines.push(`  ${b.id.padEnd(26)} ${formatBytes(b.bytes).padStart(10)}  ${ago(Math.max(0, now - b.created)).padStart(5)}  ${b.kind.padEnd(8)} ${checked}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Bytes as people read them: 812 B, 14.2 KiB, 96.0 MiB. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
 }

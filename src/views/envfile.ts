@@ -16,6 +16,25 @@ export function canonicalUrl(env: Environment): string {
   return `${sslMode(env.ssl) === 'none' ? 'http' : 'https'}://${env.domains[0]}`;
 }
 
+/** Where PostgreSQL listens on Debian: the app connects over this socket, as its own user. */
+export const PG_SOCKET_DIR = '/var/run/postgresql';
+
+/**
+ * How the app reaches its database: a URL that libpq, psycopg 2 and 3, dj-database-url and
+ * SQLAlchemy all read as "this database over the unix socket, as the user I run as" (peer
+ * authentication: no password), and the libpq variables for code that builds its own settings.
+ */
+export function databaseEnv(env: Environment): Record<string, string> {
+  const db = env.database;
+  if (!db) return {};
+  return {
+    DATABASE_URL: `postgresql:///${db.name}?host=${PG_SOCKET_DIR}`,
+    PGHOST: PG_SOCKET_DIR,
+    PGDATABASE: db.name,
+    PGUSER: env.app.name,
+  };
+}
+
 /**
  * @param secrets the secret values, by name. In `render`, secrets are unknown: the file then
  *   lists the names with the redacted marker only.
@@ -30,6 +49,7 @@ export function envFileContent(env: Environment, secrets: ReadonlyMap<string, Se
     `STACK_DOMAINS=${quote(env.domains.join(','))}\n`,
     `STACK_URL=${quote(canonicalUrl(env))}\n`,
   ];
+  for (const [name, value] of Object.entries(databaseEnv(env))) parts.push(`${name}=${quote(value)}\n`);
   for (const [name, value] of Object.entries(env.app.env)) parts.push(`${name}=${quote(String(value))}\n`);
   for (const name of env.app.secrets) {
     const secret = secrets.get(name) ?? new Secret(name);

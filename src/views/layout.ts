@@ -35,7 +35,16 @@ export interface Layout {
   cert_dir: string;
   /** The media folder (absolute), or empty when the app has none. */
   media_dir: string;
+  /** Database backups: root's only (0700), one dump and one .meta per backup. */
+  backup_dir: string;
+  /** The backup's units: NAME-db-backup.service run by NAME-db-backup.timer. */
+  backup_unit: string;
+  /** Runs when a backup fails (OnFailure=) and records why, for `status` and `db backups`. */
+  backup_failed_unit: string;
 }
+
+/** The program the backup timer runs (db.sh with its entry point), shared by every app. */
+export const BACKUP_PROGRAM = '/usr/local/lib/stack/db-backup';
 
 export function layoutFor(app: App, gateway: Gateway): Layout {
   const root = `/srv/${app.name}`;
@@ -60,6 +69,9 @@ export function layoutFor(app: App, gateway: Gateway): Layout {
     maintenance_page: `/var/www/_maintenance/${app.name}.html`,
     cert_dir: `/etc/ssl/stack/${app.name}`,
     media_dir: app.media?.path ?? '',
+    backup_dir: `/var/backups/stack/${app.name}`,
+    backup_unit: `${app.name}-db-backup`,
+    backup_failed_unit: `${app.name}-db-backup-failed.service`,
   };
 }
 

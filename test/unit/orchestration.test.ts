@@ -13,7 +13,7 @@ import { parseFacts } from '../../src/facts/host.js';
 import { parseInventory } from '../../src/inventory/load.js';
 import type { Environment } from '../../src/inventory/resolve.js';
 import { planDeploy } from '../../src/plan/plan.js';
-import { planRollback } from '../../src/plan/rollback.js';
+import { migratedSince, planRollback } from '../../src/plan/rollback.js';
 import { provisions } from '../../src/plan/host.js';
 import { provisionLines } from '../../src/apply/scripts.js';
 import { planSteps, type Step } from '../../src/plan/steps.js';
@@ -231,7 +231,28 @@ describe('rollback planned from the releases a host recorded', () => {
   const at = { host: '192.0.2.1', env: 'prod' };
 
   it('goes to the newest complete release before the live one, in one restore step', () => {
-    expect(planRollback(releases, undefined, at)).toEqual({ target: 'r1', live: 'r3', steps: [{ kind: 'restore', release: 'r1', from: 'r3' }] });
+    expect(planRollback(releases, undefined, at)).toEqual({
+      target: 'r1',
+      live: 'r3',
+      steps: [{ kind: 'restore', release: 'r1', from: 'r3' }],
+      migrated: null,
+    });
+  });
+
+  it('names the first release after the target that ran server hooks, and the backup taken before them', () => {
+    const m = (o: object) => Buffer.from(JSON.stringify({ id: 'x', source_hash: 'h', created: '', by: '', ...o })).toString('base64');
+    const rows = (r2: object, r3: object) =>
+      parseReleases([`release\tr1\t${m({ hooks: ['migrate'] })}\t1`, `release\tr2\t${m(r2)}\t1`, `release\tr3\t${m(r3)}\t1`, 'live\tr3'].join('\n'));
+    // r1's own hooks ran before it went live: they are part of what a rollback to r1 gets.
+    expect(planRollback(rows({ hooks: [] }, { hooks: [] }), 'r1', at).migrated).toBeNull();
+    expect(planRollback(rows({ hooks: ['python manage.py migrate'], db_backup: 'B2' }, { hooks: ['x'], db_backup: 'B3' }), 'r1', at).migrated).toEqual({
+      release: 'r2',
+      hooks: ['python manage.py migrate'],
+      backup: 'B2',
+    });
+    expect(planRollback(rows({}, { hooks: ['migrate'] }), 'r1', at).migrated).toEqual({ release: 'r3', hooks: ['migrate'], backup: null });
+    // Going forward (to a release newer than the live one) undoes no migration.
+    expect(migratedSince(rows({ hooks: ['m'] }, {}), 'r3', 'r1')).toBeNull();
   });
 
   it.each([

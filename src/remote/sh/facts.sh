@@ -234,3 +234,66 @@ fact_disk() {
     df -Pk "$fd_dir" 2>/dev/null | awk -v d="$fd_dir" 'NR == 2 { printf "space\t%s\t%s\t%s\n", d, $4, $2 }'
   done
 }
+
+# fact_database ROLE DB: PostgreSQL as the app needs it. "pg STATE VERSION": absent (no psql),
+# down (psql cannot ask the server) or up, with the server's major version. When up: the role's
+# attributes ("pgrole ROLE super createdb createrole login haspassword replication bypassrls",
+# t/f, or "pgrole ROLE -"), the database ("pgdb DB OWNER ENCODING COLLATE PUBLICCONNECT" or
+# "pgdb DB -"), each other database the role owns but stack's scratch ones ("pgowned NAME"),
+# pg_hba.conf and the base64 of the lines between the role's markers in it ("pghba FILE B64"),
+# and "pgprevious DB__previous" while a restore's replaced database is kept.
+fact_database() {
+  if ! command -v psql >/dev/null 2>&1; then
+    printf 'pg\tabsent\t-\n'
+    return 0
+  fi
+  fdb_t=$(printf '\t')
+  if ! fdb_info=$(cd / && runuser -u postgres -- psql -X -q -At -F "$fdb_t" -d postgres \
+    -c "SELECT current_setting('server_version_num')::int / 10000, current_setting('hba_file')" 2>/dev/null); then
+    printf 'pg\tdown\t-\n'
+    return 0
+  fi
+  printf 'pg\tup\t%s\n' "${fdb_info%%"$fdb_t"*}"
+  fdb_hba=${fdb_info#*"$fdb_t"}
+  (cd / && runuser -u postgres -- psql -X -q -At -F "$fdb_t" -d postgres \
+    -c "SELECT 'pgrole', '$1', coalesce((SELECT concat_ws(chr(9), rolsuper, rolcreatedb, rolcreaterole, rolcanlogin,
+          rolpassword IS NOT NULL, rolreplication, rolbypassrls) FROM pg_authid WHERE rolname = '$1'), '-')" \
+    -c "SELECT 'pgdb', '$2', coalesce((SELECT concat_ws(chr(9), pg_get_userbyid(datdba), pg_encoding_to_char(encoding),
+          datcollate, has_database_privilege('public', oid, 'CONNECT')) FROM pg_database WHERE datname = '$2'), '-')" \
+    -c "SELECT 'pgowned', datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = '$1')
+          AND datname <> '$2' AND datname !~ '__(verify|restoring|previous)\$' ORDER BY datname") 2>/dev/null
+  printf 'pghba\t%s\t' "$fdb_hba"
+  awk -v b="# BEGIN stack $1" -v e="# END stack $1" '$0 == e { on = 0 } on { print } $0 == b { on = 1 }' "$fdb_hba" 2>/dev/null | base64 -w0
+  printf '\n'
+  (cd / && runuser -u postgres -- psql -X -q -At -d postgres \
+    -c "SELECT 'pgprevious' || chr(9) || datname FROM pg_database WHERE datname = '${2}__previous'") 2>/dev/null
+  return 0
+}
+
+# fact_backups DIR UNITBASE: the app's backups in DIR, newest first, from their metadata
+# ("backup ID BYTES CREATED KIND TABLES SECONDS"); the last failure the timer recorded
+# ("backupfail EPOCH B64", the journal lines in base64); and the timer's next and last run and
+# the last result of its service ("backuptimer NEXT LAST RESULT", times in UTC, - for none).
+fact_backups() {
+  if [ -d "$1" ]; then
+    for fbk_dump in "$1"/*.dump; do
+      if [ -f "$fbk_dump" ] && [ -f "${fbk_dump%.dump}.meta" ]; then printf '%s\n' "$fbk_dump"; fi
+    done | sort -rV | while read -r fbk_dump; do
+      fbk_id=${fbk_dump##*/}
+      awk -v id="${fbk_id%.dump}" '
+        { k = $0; sub(/=.*/, "", k); v = $0; sub(/^[^=]*=/, "", v); m[k] = v }
+        function f(k) { return (k in m) && m[k] != "" ? m[k] : "-" }
+        END { printf "backup\t%s\t%s\t%s\t%s\t%s\t%s\n", id, f("bytes"), f("created"), f("kind"), f("tables"), f("seconds") }
+      ' "${fbk_dump%.dump}.meta"
+    done
+    if [ -f "$1/.failed" ]; then
+      printf 'backupfail\t%s\t%s\n' "$(head -n 1 "$1/.failed")" "$(tail -n +2 "$1/.failed" | base64 -w0)"
+    fi
+  fi
+  fbk_next=$(TZ=UTC systemctl show "$2.timer" -p NextElapseUSecRealtime --value 2>/dev/null)
+  fbk_last=$(TZ=UTC systemctl show "$2.timer" -p LastTriggerUSec --value 2>/dev/null)
+  fbk_result=$(systemctl show "$2.service" -p Result --value 2>/dev/null)
+  case $fbk_next in '' | n/a) fbk_next=- ;; esac
+  case $fbk_last in '' | n/a) fbk_last=- ;; esac
+  printf 'backuptimer\t%s\t%s\t%s\n' "$fbk_next" "$fbk_last" "${fbk_result:--}"
+}

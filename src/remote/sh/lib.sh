@@ -232,6 +232,10 @@ rollback_live() {
 # goes back, the app restarted.
 undo_rollback() {
   echo 'putting back what was live before the rollback' >&2
+  # A rollback that restored the database (--restore-db) puts the database back first.
+  if [ -n "${DB_SWAPPED:-}" ]; then
+    db_swap_back "$DB_NAME" || echo "could not swap the databases back: $DB_NAME is the restored one, ${DB_NAME}__previous the one before" >&2
+  fi
   put_back_live "$LIVE_UNIT" 1
   audit failed "$1"
   fail "$1"
@@ -274,4 +278,37 @@ validate_nginx() {
     cat "$TMPD/nginx-t" >&2
     return 1
   }
+}
+
+# stop_units UNITS: the app's processes stop (its socket first, so nothing starts them again);
+# DB_UNITS, for start_units and the undo of a restore.
+stop_units() {
+  # shellcheck disable=SC2086 # a list of unit names, split on purpose
+  systemctl stop $DB_UNITS
+}
+
+# start_units: the app's processes again after a database restore; the journal says why not.
+start_units() {
+  for su_unit in $DB_UNITS; do
+    systemctl reset-failed "$su_unit" 2>/dev/null
+    start_service "$su_unit" || return 1
+  done
+}
+
+# restore_failed STEP: a database restore failed before its swap: the database is untouched and
+# the app starts again on it.
+restore_failed() {
+  start_units || true
+  audit failed "$1"
+  fail "$1 (the database is unchanged)"
+}
+
+# undo_db_restore STEP: the app is not healthy on the restored database ($DB_NAME): the one it
+# replaced goes back, and the app restarts on it.
+undo_db_restore() {
+  echo 'putting the previous database back' >&2
+  db_swap_back "$DB_NAME" || echo "could not swap the databases back: $DB_NAME is the restored one, ${DB_NAME}__previous the one before" >&2
+  start_units || true
+  audit failed "$1"
+  fail "$1 (the previous database is back)"
 }

@@ -1,0 +1,62 @@
+/**
+ * The database's view models: the backup timer's units and the pg_hba lines of the app. Pure.
+ */
+import type { Environment, ResolvedDatabase } from '../inventory/resolve.js';
+import { BACKUP_PROGRAM, type Layout } from './layout.js';
+
+export interface BackupView {
+  app: string;
+  db: string;
+  dir: string;
+  keep: number;
+  on: string;
+  program: string;
+  backupUnit: string;
+  failedUnit: string;
+}
+
+export function backupView(env: Environment, layout: Layout): BackupView {
+  const db = databaseOf(env);
+  return {
+    app: env.app.name,
+    db: db.name,
+    dir: layout.backup_dir,
+    keep: db.backups.keep,
+    on: db.backups.on,
+    program: BACKUP_PROGRAM,
+    backupUnit: layout.backup_unit,
+    failedUnit: layout.backup_failed_unit,
+  };
+}
+
+/** The database of an environment whose role renders database files (it has one). */
+function databaseOf(env: Environment): ResolvedDatabase {
+  if (!env.database) throw new Error('the database role rendered for an environment without database:');
+  return env.database;
+}
+
+/**
+ * The app's lines in pg_hba.conf, placed before every other rule (the first match decides): the
+ * app's user reaches its own database over the unix socket by peer authentication and nothing
+ * else; nobody else reaches that database but postgres (backups, restores). Every other local
+ * user is refused before Debian's `local all all peer` could let a same-named role in.
+ */
+export function hbaBlock(role: string, db: string): string {
+  const rows = [
+    ['local', db, role, '', 'peer'],
+    ['local', db, 'postgres', '', 'peer'],
+    ['local', 'all', role, '', 'reject'],
+    ['host', 'all', role, 'all', 'reject'],
+    ['local', db, 'all', '', 'reject'],
+    ['host', db, 'all', 'all', 'reject'],
+  ];
+  return rows
+    .map(
+      (r) =>
+        `${r
+          .map((c, i) => (i < 4 ? c.padEnd(i === 0 ? 8 : 16) : c))
+          .join('')
+          .trimEnd()}\n`,
+    )
+    .join('');
+}
