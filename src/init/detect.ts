@@ -104,6 +104,8 @@ export interface Detection {
   /** Said next to the commented `packages:` (Debian packages the framework may need). */
   packagesNote?: string;
   hooks: { build: Found[]; before_activate: Found[] };
+  /** The settings take their database from DATABASE_URL: stack can run PostgreSQL for them. */
+  database?: Found<'postgresql'>;
   /** Lines for the app's settings: what to add or change, code lines indented by 4 spaces. */
   settings: string[];
 }

@@ -110,6 +110,14 @@ function pythonPathTo(settingsFile: string, baseDir: PathValue | undefined, rel:
 /** Secret-looking names: a value that must not be in the inventory or in git. */
 const SECRET_NAME = /(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIALS|DATABASE_URL|_DSN$)/;
 
+/** Said when the settings use a database stack runs and the requirements bring no driver for it. */
+const DRIVER_NOTE = 'PostgreSQL needs a driver: python3-psycopg2 and python3-dj-database-url here (or psycopg2 and dj-database-url in the requirements)';
+
+/** The requirements file's text, or '' (a driver named there needs no Debian package). */
+function requirementsText(files: ProjectFiles, requirements: Found | undefined): string {
+  return requirements ? (files.read(requirements.value) ?? '') : '';
+}
+
 /** What stack itself puts in the app's environment. */
 const STACK_PROVIDES = new Set(['STACK_APP', 'STACK_ENV', 'STACK_RELEASE', 'STACK_DOMAINS', 'STACK_URL']);
 
@@ -228,8 +236,16 @@ export function detectDjango(files: ProjectFiles): Omit<Detection, 'dir'> | unde
 
   // The database: a SQLite file must live where the app may write, which the release is not.
   const db = databaseOf(settings);
-  if (db?.kind === 'env') {
-    if (db.read.name === 'DATABASE_URL' || SECRET_NAME.test(db.read.name)) {
+  let database: Found<'postgresql'> | undefined;
+  if (db?.kind === 'env' && db.read.name === 'DATABASE_URL') {
+    // The URL stack sets when it runs PostgreSQL for the app: nothing to keep secret, no server to set up by hand.
+    database = {
+      value: 'postgresql',
+      why: `${settingsFile} reads the database from DATABASE_URL, which stack sets when it runs PostgreSQL on the server for the app (its own role, no password). A database that lives elsewhere: delete database: and list DATABASE_URL under secrets`,
+    };
+    used.add(db.read.name);
+  } else if (db?.kind === 'env') {
+    if (SECRET_NAME.test(db.read.name)) {
       secrets.push({ name: db.read.name, why: `${settingsFile} reads the database from ${db.read.name}`, generate: false });
     } else {
       env.push({
@@ -305,8 +321,11 @@ export function detectDjango(files: ProjectFiles): Omit<Detection, 'dir'> | unde
     staticNotes,
     ...optional('health', health),
     ...optional('healthNote', healthNote),
-    packagesNote:
+    packagesNote: [
       "Django from Debian instead of pip: packages: [python3-django, libjs-jquery]; the admin's jQuery is a link into libjs-jquery, which apt only recommends, and collectstatic fails without it",
+      ...(database && !/psycopg/i.test(requirementsText(files, requirements)) ? [DRIVER_NOTE] : []),
+    ].join('. '),
+    ...optional('database', database),
     env,
     secrets,
     hooks,
@@ -344,7 +363,8 @@ function databaseOf(
 ): { kind: 'env'; read: EnvRead; file: string } | { kind: 'fixed'; expr: string; file: string } | undefined {
   const databases = settings?.names.get('DATABASES');
   if (!settings || databases === undefined) return undefined;
-  const wholeRead = /(?:dj_database_url|env\.db|env\.db_url)\s*\(\s*(?:(['"])([A-Za-z_]\w*)\1)?/.exec(databases);
+  // dj_database_url.config() reads DATABASE_URL itself; django-environ's env.db() too.
+  const wholeRead = /(?:dj_database_url\.(?:config|parse)|env\.db|env\.db_url)\s*\(\s*(?:(['"])([A-Za-z_]\w*)\1)?/.exec(databases);
   if (wholeRead) return { kind: 'env', read: { name: wholeRead[2] ?? 'DATABASE_URL', required: true }, file: 'db.sqlite3' };
   if (!/sqlite3/.test(databases)) return undefined;
   const nameExpr = dictValue(databases, 'NAME');

@@ -143,6 +143,7 @@ export function inventoryView(a: InitAnswers, o: InventoryTextOptions) {
         : 'Code for the app:',
     settings: settings.map((l) => l.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]+/g, ' ')),
     hooks,
+    database: d?.database ? { engine: d.database.value, why: comments([d.database.why], 88) } : null,
     gateway: a.gateway,
     env_name: a.env,
     domains: a.domains.map(yamlScalar).join(', '),

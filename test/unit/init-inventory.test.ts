@@ -107,6 +107,31 @@ describe('the inventory init writes for a Django project', () => {
   });
 });
 
+describe('the inventory init writes for a Django project on DATABASE_URL', () => {
+  const settings = DJANGO['backend/mysite/settings.py'].replace(
+    'DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}',
+    'import dj_database_url\nDATABASES = {"default": dj_database_url.config(default="sqlite:///db.sqlite3")}',
+  );
+  const project = (requirements: string) =>
+    detectProject(localFiles(write({ ...DJANGO, 'backend/mysite/settings.py': settings, 'backend/requirements.txt': requirements })))!;
+
+  it('runs PostgreSQL for it (database:) instead of asking for DATABASE_URL as a secret, and names the driver', () => {
+    const detection = project('Django\n');
+    const yaml = text(detection, {}, [['SECRET_KEY', 'generated']]);
+    const env = parseInventory(yaml, 'inventory.yml').environments.prod!;
+    expect(env.database).toMatchObject({ engine: 'postgresql', name: 'mysite' });
+    expect(env.app.secrets).toEqual(['SECRET_KEY']);
+    expect(env.app.env).not.toHaveProperty('SQLITE_PATH');
+    expect(flat(yaml)).toMatch(/reads the database from DATABASE_URL, which stack sets when it runs PostgreSQL on the server/);
+    expect(flat(yaml)).toMatch(/delete database: and list DATABASE_URL under secrets/);
+    expect(flat(yaml)).toMatch(/PostgreSQL needs a driver: python3-psycopg2 and python3-dj-database-url here/);
+  });
+
+  it('names no driver when the requirements bring one', () => {
+    expect(flat(text(project('Django\npsycopg[binary]\ndj-database-url\n')))).not.toMatch(/needs a driver/);
+  });
+});
+
 describe('the inventory init writes for a Flask factory', () => {
   const detection = detectProject(localFiles(write({ 'app.py': 'from flask import Flask\n\ndef create_app():\n    return Flask(__name__)\n' })))!;
 
