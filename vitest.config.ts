@@ -11,7 +11,13 @@ const LOAD = ['test/e2e/faults.test.ts', 'test/e2e/zero-downtime.test.ts', 'test
  * more on Debian 13 (trixie): a deploy of gunicorn, uWSGI with TLS, the database (PostgreSQL 17
  * there, 15 on Debian 12), and deploys under load.
  */
-const ON_TRIXIE = ['test/e2e/deploy.test.ts', 'test/e2e/deploy-uwsgi-ssl.test.ts', 'test/e2e/database.test.ts'];
+const ON_TRIXIE = [
+  'test/e2e/deploy.test.ts',
+  'test/e2e/deploy-uwsgi-ssl.test.ts',
+  'test/e2e/database.test.ts',
+  'test/e2e/processes.test.ts',
+  'test/e2e/redis.test.ts',
+];
 const LOAD_ON_TRIXIE = ['test/e2e/zero-downtime.test.ts'];
 const TRIXIE = { STACK_TEST_RELEASE: 'trixie' };
 

@@ -203,6 +203,27 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
       process.exitCode = await runDbPsql(env, args, options, globals(cmd, false));
     });
 
+  const schedule = program.command('schedule').description("the app's scheduled jobs (schedule: in the inventory): their last and next runs, a run now");
+  schedule
+    .command('list')
+    .description("each job's schedule, last run and its result, and next run, per host (exit 1 when a last run failed or a timer is not scheduled)")
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .action(async (env: string | undefined, _options, cmd: Command) => {
+      const { runScheduleList } = await import('./commands/schedule.js');
+      process.exitCode = await runScheduleList(env, globals(cmd, false));
+    });
+  schedule
+    .command('run')
+    .description('run a job now through its unit, as its timer does (no deploy lock), and show its output and result (exit 1 when it fails)')
+    .argument('<env>', 'environment from the inventory')
+    .argument('<job>', 'the job, by its name under schedule:')
+    .option('--host <address>', 'the host to run it on, when the environment has several')
+    .option('-n, --lines <n>', "how many of the last lines of the run's output to show", '50')
+    .action(async (env: string, job: string, options, cmd: Command) => {
+      const { runScheduleRun } = await import('./commands/schedule.js');
+      await runScheduleRun(env, job, options, globals(cmd, false));
+    });
+
   const lock = program.command('lock').description('the deploy lock that keeps two deploys from running at once');
   for (const action of ['status', 'release'] as const) {
     lock
@@ -242,7 +263,7 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .command('logs')
     .description("the app's logs: its units' journal and nginx's access and error logs, merged by time")
     .argument('[env]', 'environment from the inventory (optional when there is only one)')
-    .argument('[process...]', 'only these: app (the gateway and its socket), nginx')
+    .argument('[process...]', 'only these: app or web (the gateway and its socket), nginx, a process of processes: (all its instances), a job of schedule:')
     .option('-f, --follow', 'keep showing new lines until Ctrl-C (one host: --host when there are several)', false)
     .option('-n, --lines <n>', 'how many of the last lines', '50')
     .option('--since <time>', 'only lines since then: 30s, 15m, 2h, 3d ago, or a UTC date and time (2026-12-01 14:30)')
@@ -263,9 +284,9 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     });
   program
     .command('restart')
-    .description('restart the app as a deploy does (no connection refused), then check its health through nginx')
+    .description('restart the app as a deploy does: the web (no connection refused, health-checked through nginx), then its processes')
     .argument('[env]', 'environment from the inventory (optional when there is only one)')
-    .argument('[process]', 'only this process: app (the default)')
+    .argument('[process]', 'only this: app or web (the gateway), or a process of processes: (all its instances); default: all of them, the web first')
     .option('--wait', 'wait for a deploy to finish instead of failing on its lock', false)
     .action(async (env: string | undefined, processName: string | undefined, options, cmd: Command) => {
       const { runRestart } = await import('./commands/restart.js');

@@ -94,13 +94,14 @@ export function healthCheckFor(env: Environment, https: boolean, layout: Layout)
 
 export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   const started = Date.now();
+  // First render with what can be assumed, to know which files to ask about; then again with
+  // the host's real facts (nginx version, CPUs). Before connecting: a template that fails to
+  // render must not leave a connection open behind its error.
+  const assumed = await desiredFor(o, assumedFacts(o.env, o.host));
   const shell = await (o.connect ?? connectHost)(o.host, { baseDir: o.baseDir, askSudoPassword: o.askSudoPassword, timeoutMs: o.timeoutMs });
   const execsBefore = shell.execCount;
   const redact = redactValues([...o.secrets.values(), ...(o.index ? [o.index] : [])]);
   const label = o.host.address;
-  // First render with what can be assumed, to know which files to ask about; then again with
-  // the host's real facts (nginx version, CPUs).
-  const assumed = await desiredFor(o, assumedFacts(o.env, o.host));
   const layout = assumed.layout;
   const token = randomUUID();
   const lock = lockRequest(layout.app, { dryRun: o.dryRun, by: o.manifest.by, command: `${o.mode} ${o.env.name}`, token, since: new Date() });
@@ -196,6 +197,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
         managedFiles: desired.files.map((f) => f.path),
         hooks,
         backup,
+        parts: desired.parts,
         staticPath: provisioning.staticPath,
         keep: o.env.keep,
         manifest: o.manifest,

@@ -18,6 +18,7 @@ import { assign, call, heredoc, type RunContext, step, wrap } from '../remote/sc
 import type { Layout } from '../views/layout.js';
 import type { Provisioning } from '../plan/host.js';
 import { type DatabasePlan, hooksRun } from '../plan/database.js';
+import type { PartsPlan } from '../plan/parts.js';
 import type { Plan, ReleasePlan } from '../plan/plan.js';
 
 // Part of what this module offers: the executor and the tests take them from here.
@@ -318,6 +319,8 @@ export interface ActivateOptions {
   staticPath: string | null;
   /** The database backup to take before anything of the release runs (src/plan/database.ts). */
   backup?: DeployBackup | null;
+  /** The process instances and job timers the release runs with: recorded for a rollback. */
+  parts?: { instances: string[]; timers: string[] };
 }
 
 /** The list of shipped files as recorded in a release (`.stack-files`), compared by hash. */
@@ -346,6 +349,15 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
 
   if (touches) lines.push(...UNDO_FUNCTIONS);
   if (rel) lines.push(assign({ NEWREL: rel }));
+  const parts = plan.parts;
+  if (parts && parts.hold.length > 0) {
+    // From here on, a failure (abort, rollback_live) starts them again.
+    lines.push(
+      assign({ HELD_TIMERS: parts.hold.join(' ') }),
+      step(`hold ${parts.hold.join(' ')} while the release switches`),
+      "hold_timers || fail 'hold the timers'",
+    );
+  }
   if (o.backup && rel) {
     const b = o.backup;
     lines.push(
@@ -393,7 +405,11 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
     );
   }
   if (rel) {
-    lines.push(call('record_config', rel, ...o.managedFiles), ...plan.allLinks.map((l) => call('record_link', rel, l.path, l.target)));
+    lines.push(
+      call('record_config', rel, ...o.managedFiles),
+      ...plan.allLinks.map((l) => call('record_link', rel, l.path, l.target)),
+      call('record_parts', rel, (o.parts?.instances ?? []).join(' '), (o.parts?.timers ?? []).join(' ')),
+    );
     for (const hook of o.hooks.before_activate) lines.push(...hookLines(hook, appHook(layout, rel, o.hooks.timeout), 'abort'));
   }
 
@@ -418,7 +434,12 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
   }
   for (const s of plan.start) lines.push(step(`start ${s}`), `${call('start_service', s)} || ${onFailure} ${q(`start ${s}`)}`);
   if (o.health) lines.push(...healthLines(o.health, onFailure));
+  if (parts) lines.push(...partsLines(parts, touches ? 'rollback_live' : 'fail'));
   if (touches) lines.push('commit');
+  if (parts && parts.remove.length > 0)
+    lines.push(step(`remove ${parts.remove.join(' ')}`), `${call('parts_remove', ...parts.remove)} || after_failed 'remove unit files'`);
+  if (parts && parts.timers.length > 0)
+    lines.push(step(`start ${parts.timers.join(' ')}`), `${call('parts_run', 'start', ...parts.timers)} || after_failed 'start the timers'`);
   if (rel) {
     lines.push(
       step(`keep the last ${o.keep} releases`),
@@ -430,6 +451,31 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
   }
   lines.push(`audit ok ''`);
   return wrap(ctx, lines, { releaseLock: true, release: plan.release?.id });
+}
+
+/** Seconds a restarted process must stay up (without systemd restarting it) for the deploy to count. */
+export const PROCESS_SETTLE_SECONDS = 3;
+
+/**
+ * Once the web is healthy: processes gone from the inventory stop, running ones restart on the
+ * new release (warm: SIGTERM, then their stop timeout), missing ones start, and each must stay up
+ * for a few seconds; a failure rolls back like an unhealthy web (rollback_live, parts_put_back).
+ */
+function partsLines(p: PartsPlan, onFailure: string): string[] {
+  const running = [...p.restart, ...p.start];
+  const lines = [assign({ PARTS_BEFORE: p.before.join(' '), PARTS_NEW: running.filter((u) => !p.before.includes(u)).join(' ') })];
+  if (p.stop.length)
+    lines.push(step(`stop ${p.stop.join(' ')} (no longer in the inventory)`), `${call('parts_stop', ...p.stop)} || ${onFailure} 'stop processes'`);
+  if (p.enable.length) lines.push(`${call('parts_run', 'enable', ...p.enable)} || ${onFailure} 'enable processes'`);
+  if (p.restart.length) lines.push(step(`restart ${p.restart.join(' ')}`), `${call('parts_run', 'restart', ...p.restart)} || ${onFailure} 'restart processes'`);
+  if (p.start.length) lines.push(step(`start ${p.start.join(' ')}`), `${call('parts_run', 'start', ...p.start)} || ${onFailure} 'start processes'`);
+  if (running.length) {
+    lines.push(
+      step(`check that ${running.join(' ')} stay up (${PROCESS_SETTLE_SECONDS} s)`),
+      `${call('parts_settle', String(PROCESS_SETTLE_SECONDS), ...running)} || ${onFailure} 'processes'`,
+    );
+  }
+  return lines;
 }
 
 /** A server hook as the app's user: on the sealed release, writing only what the app may. */
@@ -501,6 +547,7 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     `${call('check_venv', rel, layout.venvs)} || fail ${q(`release ${target} has lost its virtualenv`)}`,
     step(`restore the configuration of release ${target}`),
     `${call('restore_config', rel)} || abort 'restore the configuration'`,
+    call('hold_app_timers', layout.app),
     step(`switch current to release ${target}`),
     `${call('switch_current', layout.current, target)} || abort 'switch current'`,
     step('validate the nginx configuration (nginx -t)'),
@@ -518,22 +565,9 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     "reload_nginx || undo_rollback 'reload nginx'",
     ...(health ? healthLines(health, 'undo_rollback') : []),
     'commit',
+    step(`the processes and timers of release ${target}`),
+    `${call('sync_parts', rel, layout.app, String(PROCESS_SETTLE_SECONDS))} || after_failed 'processes of the release'`,
     "audit ok ''",
   ];
   return wrap(ctx, lines, { releaseLock: true, release: target });
-}
-
-/**
- * `stack restart`: each unit restarts the way a deploy restarts the app (its socket holds new
- * connections meanwhile), then the health check through nginx decides. Nothing changed, so
- * nothing can be put back: a failure is reported with the app's journal.
- */
-export function restartScript(ctx: RunContext, health: HealthCheck | null, units: string[]): string {
-  const lines = health ? [healthConfig(health)] : [];
-  for (const unit of units) {
-    lines.push(step(`restart ${unit}`), `${call('run_handler', shCommand('systemctl', 'restart', unit), unit)} || fail ${q(`restart ${unit}`)}`);
-  }
-  if (health) lines.push(...healthLines(health, 'fail'));
-  lines.push(`audit ok ''`);
-  return wrap(ctx, lines, { releaseLock: true });
 }

@@ -1,8 +1,9 @@
 /**
  * `stack logs ENV [PROCESS...] [-f] [-n N] [--since TIME] [--grep RE]`: the journal of the app's
- * units and nginx's logs of its site, merged by time, each line naming where it came from. It
- * reads them as root through the same sudo as deploys, so a deploy user without journal rights
- * sees them too. Following runs until Ctrl-C.
+ * units (the web, each process's instances, each scheduled job) and nginx's logs of its site,
+ * merged by time, each line naming where it came from. It reads them as root through the same
+ * sudo as deploys, so a deploy user without journal rights sees them too. Following runs until
+ * Ctrl-C.
  */
 import { PassThrough } from 'node:stream';
 import pc from 'picocolors';
@@ -12,7 +13,7 @@ import type { Environment } from '../inventory/resolve.js';
 import { shellLibrary } from '../remote/library.js';
 import { shCommand } from '../remote/quote.js';
 import { connectHost } from '../ssh/connect.js';
-import { layoutFor } from '../views/layout.js';
+import { jobUnit, layoutFor, processUnit } from '../views/layout.js';
 import { nginxLogFiles } from '../views/nginx.js';
 import { connectTimeoutMs, selectEnvironment } from './environment.js';
 import { forEachHost } from './hosts.js';
@@ -27,21 +28,29 @@ export interface LogsOptions {
   host?: string;
 }
 
-/** One log source on the server: a unit's journal or a file. */
-export type LogSource = { kind: 'journal'; name: string; unit: string } | { kind: 'file'; name: string; file: string };
+/**
+ * One log source on the server: a unit's journal or a file. A journal's `unit` may be a pattern
+ * (`blog.worker@*.service`: every instance of a process, those scaled away since included);
+ * `also` are units whose lines come under its name (the instances the inventory runs now, which
+ * a follower keeps following even when they start after it).
+ */
+export type LogSource = { kind: 'journal'; name: string; unit: string; also?: string[] } | { kind: 'file'; name: string; file: string };
 
-/** The processes `stack logs` knows, by the name the user gives, and where their lines are. */
+const journal = (unit: string, also?: string[]): LogSource => ({ kind: 'journal', name: unit, unit, ...(also?.length ? { also } : {}) });
+
+/**
+ * The processes `stack logs` knows, by the name the user gives, and where their lines are: the
+ * web (`app`, or `web`), nginx, each process of `processes:` (all its instances) and each job of
+ * `schedule:` (its service: the runs of the timer and of `stack schedule run`). A name used
+ * twice (a process and a job) gives the lines of both.
+ */
 export function logSources(env: Environment): Map<string, LogSource[]> {
   const layout = layoutFor(env.app, env.gateway);
   const files = nginxLogFiles(env.app.name);
-  return new Map<string, LogSource[]>([
-    [
-      'app',
-      [
-        { kind: 'journal', name: layout.unit, unit: layout.unit },
-        { kind: 'journal', name: `${layout.app}.socket`, unit: `${layout.app}.socket` },
-      ],
-    ],
+  const web = [journal(layout.unit), journal(`${layout.app}.socket`)];
+  const sources = new Map<string, LogSource[]>([
+    ['app', web],
+    ['web', web],
     [
       'nginx',
       [
@@ -50,17 +59,28 @@ export function logSources(env: Environment): Map<string, LogSource[]> {
       ],
     ],
   ]);
+  const add = (name: string, source: LogSource) => sources.set(name, [...(sources.get(name) ?? []), source]);
+  // The template's name with a glob for the instance: journalctl -u matches it against the journal.
+  for (const p of env.processes) {
+    const instances = Array.from({ length: p.scale }, (_, i) => processUnit(layout, p.name, i + 1));
+    add(p.name, journal(processUnit(layout, p.name).replace('@.service', '@*.service'), instances));
+  }
+  for (const j of env.schedule) add(j.name, journal(`${jobUnit(layout, j.name)}.service`));
+  return sources;
 }
 
-/** The sources of the processes asked for (all when none is named), or a usage error. */
+/** The sources of the processes asked for (all when none is named), each once, or a usage error. */
 export function selectSources(env: Environment, names: string[]): LogSource[] {
   const all = logSources(env);
-  if (names.length === 0) return [...all.values()].flat();
-  return names.flatMap((n) => {
-    const sources = all.get(n);
-    if (!sources) throw new UsageError(`no process "${n}" to show logs of`, { hint: `processes: ${[...all.keys()].join(', ')}` });
-    return sources;
-  });
+  const chosen =
+    names.length === 0
+      ? [...all.values()].flat()
+      : names.flatMap((n) => {
+          const sources = all.get(n);
+          if (!sources) throw new UsageError(`no process "${n}" to show logs of`, { hint: `processes: ${[...all.keys()].join(', ')}` });
+          return sources;
+        });
+  return [...new Set(chosen)];
 }
 
 /**
@@ -90,7 +110,7 @@ export function logsScript(sources: LogSource[], o: { lines: number; since: Date
   const calls = sources.map((s) => {
     const line =
       s.kind === 'journal'
-        ? shCommand('logs_journal', s.unit, String(o.lines), since, o.grep, ...follow)
+        ? shCommand('logs_journal', s.unit, String(o.lines), since, o.grep, ...follow, ...(s.also ?? []))
         : shCommand('logs_file', s.name, s.file, String(o.lines), o.grep, ...follow);
     return o.follow ? `${line} &` : line;
   });
@@ -146,7 +166,8 @@ export function mergeLogs(output: string, since: Date | null, lines: number): Lo
   return kept.slice(Math.max(0, kept.length - lines));
 }
 
-function formatLine(l: LogLine, width: number, host: string | null): string {
+/** One line as `stack logs` shows it: time (UTC), the host when there are several, the source, the text. */
+export function formatLine(l: LogLine, width: number, host: string | null): string {
   const time = Number.isNaN(l.time) ? ''.padEnd(19) : new Date(l.time).toISOString().slice(0, 19).replace('T', ' ');
   return `${pc.dim(time)} ${host ? `${pc.dim(host)} ` : ''}${pc.cyan(l.source.padEnd(width))} ${l.text}\n`;
 }

@@ -1,7 +1,9 @@
 /**
- * `stack restart ENV [PROCESS]`: the app's processes restarted as a deploy restarts them
- * (socket activation keeps every connection waiting instead of refused), under the deploy lock,
- * recorded in the audit log, and health-checked through nginx.
+ * `stack restart ENV [PROCESS]`: the app's processes restarted as a deploy restarts them: the
+ * web first (socket activation keeps every connection waiting instead of refused) and
+ * health-checked through nginx, then the instances of `processes:` (warm: SIGTERM, then their
+ * stop timeout), each of which must stay up a few seconds; under the deploy lock, recorded in
+ * the audit log.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
@@ -9,25 +11,81 @@ import pc from 'picocolors';
 import { healthCheckFor } from '../apply/deploy-host.js';
 import { releaseLockScript, runWithLock } from '../apply/lock.js';
 import { runScript } from '../apply/run-script.js';
-import { restartScript } from '../apply/scripts.js';
+import { healthConfig, healthLines, type HealthCheck, PROCESS_SETTLE_SECONDS, type RunContext, wrap } from '../apply/scripts.js';
+import { call, step } from '../remote/script.js';
 import { UsageError } from '../errors.js';
 import { auditFile } from '../facts/audit.js';
 import { lockRequest } from '../facts/lock.js';
 import { releasesFact } from '../facts/releases.js';
 import { sslMode, type Environment } from '../inventory/resolve.js';
-import { layoutFor } from '../views/layout.js';
+import { layoutFor, processUnit } from '../views/layout.js';
+import { shCommand, shQuote as q } from '../remote/quote.js';
 import { selectEnvironment } from './environment.js';
 import { forEachHost } from './hosts.js';
 import type { GlobalOptions } from './options.js';
 
-/** The units a process name stands for: `app` (the default) is the gateway's service. */
-export function restartUnits(env: Environment, process: string | undefined): string[] {
+/** What a restart restarts: the web's unit, then process instances. */
+export interface RestartUnits {
+  web: string[];
+  instances: string[];
+}
+
+/**
+ * The units a process name stands for: `app` (or `web`) is the gateway's service, a process of
+ * `processes:` its `scale` instances; no name is all of them, the web first.
+ */
+export function restartUnits(env: Environment, process: string | undefined): RestartUnits {
   const layout = layoutFor(env.app, env.gateway);
-  const units = new Map([['app', [layout.unit]]]);
-  if (process === undefined) return [...units.values()].flat();
-  const found = units.get(process);
-  if (!found) throw new UsageError(`no process "${process}" to restart`, { hint: `processes: ${[...units.keys()].join(', ')}` });
+  const web = { web: [layout.unit], instances: [] };
+  const named = new Map<string, RestartUnits>([
+    ['app', web],
+    ['web', web],
+  ]);
+  for (const p of env.processes) {
+    named.set(p.name, { web: [], instances: Array.from({ length: p.scale }, (_, i) => processUnit(layout, p.name, i + 1)) });
+  }
+  if (process === undefined) return { web: web.web, instances: env.processes.flatMap((p) => named.get(p.name)!.instances) };
+  const found = named.get(process);
+  if (!found) {
+    const job = env.schedule.some((j) => j.name === process);
+    throw new UsageError(
+      job ? `${process} is a scheduled job: nothing of it runs to restart` : `no process "${process}" to restart`,
+      job ? { hint: `stack schedule run ${env.name} ${process} runs it now` } : { hint: `processes: ${[...named.keys()].join(', ')}` },
+    );
+  }
+  if (found.web.length === 0 && found.instances.length === 0) {
+    throw new UsageError(`${process} has scale 0: no instance runs to restart`, {
+      hint: `set processes.${process}.scale in the inventory, then stack deploy ${env.name}`,
+    });
+  }
   return found;
+}
+
+/**
+ * The restart's script: each web unit restarts the way a deploy restarts the app (its socket
+ * holds new connections meanwhile) and the health check through nginx decides; then the
+ * instances restart together as a deploy restarts them (parts_run: each waits for its own warm
+ * shutdown) and must stay up PROCESS_SETTLE_SECONDS. Nothing changed, so nothing can be put
+ * back: a failure is reported with the unit's journal.
+ */
+export function restartUnitsScript(ctx: RunContext, health: HealthCheck | null, units: RestartUnits): string {
+  const checked = health !== null && units.web.length > 0;
+  const lines = checked ? [healthConfig(health)] : [];
+  for (const unit of units.web) {
+    lines.push(step(`restart ${unit}`), `${call('run_handler', shCommand('systemctl', 'restart', unit), unit)} || fail ${q(`restart ${unit}`)}`);
+  }
+  if (checked) lines.push(...healthLines(health, 'fail'));
+  const all = units.instances;
+  if (all.length > 0) {
+    lines.push(
+      step(`restart ${all.join(' ')}`),
+      `${call('parts_run', 'restart', ...all)} || fail 'restart processes'`,
+      step(`check that ${all.join(' ')} stay up (${PROCESS_SETTLE_SECONDS} s)`),
+      `${call('parts_settle', String(PROCESS_SETTLE_SECONDS), ...all)} || fail 'processes'`,
+    );
+  }
+  lines.push(`audit ok ''`);
+  return wrap(ctx, lines, { releaseLock: true });
 }
 
 export async function runRestart(
@@ -37,7 +95,8 @@ export async function runRestart(
   globals: GlobalOptions,
 ): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
-  const units = restartUnits(env, processName);
+  const restart = restartUnits(env, processName);
+  const units = [...restart.web, ...restart.instances];
   const layout = layoutFor(env.app, env.gateway);
   const progress = globals.output.progress;
   const by = `${userInfo().username}@${hostname()}`;
@@ -58,12 +117,12 @@ export async function runRestart(
       };
       const health = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout);
       const r = await runScript(shell, host.address, progress, {
-        stdin: restartScript(ctx, health, units),
+        stdin: restartUnitsScript(ctx, health, restart),
         what: `restart ${units.join(' ')}`,
         healthPath: `GET ${health.path}`,
       });
       lockHeld = false;
-      progress.line(`${pc.green('restarted:')} ${host.address} ${units.join(', ')}; health ${r.health ?? '?'}`);
+      progress.line(`${pc.green('restarted:')} ${host.address} ${units.join(', ')}${restart.web.length > 0 ? `; health ${r.health ?? '?'}` : ''}`);
     } finally {
       if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
     }

@@ -1,18 +1,21 @@
 /**
- * `stack status ENV [--json]`: per host, in one round trip: the live release, the managed units,
- * a request through nginx, the certificates, disk space, the lock, the last deploy, maintenance
- * mode, and drift: what a deploy would change now (the dry run's plan, from the same facts).
- * Exit 1 when anything is unhealthy.
+ * `stack status ENV [--json]`: per host, in one round trip: the live release, the managed units
+ * (every process instance the inventory wants among them), each scheduled job's last and next
+ * run, a request through nginx, the certificates, disk space, the lock, the last deploy,
+ * maintenance mode, and drift: what a deploy would change now (the dry run's plan, from the same
+ * facts). Exit 1 when anything is unhealthy: a unit not active, a job whose last run failed or
+ * whose timer is not scheduled, the health check, a certificate, the backups.
  */
 import { healthCheckFor, runHost } from '../apply/deploy-host.js';
 import { judgeCertificates } from '../certs/report.js';
 import { auditFile } from '../facts/audit.js';
 import { judgeBackups } from '../facts/backups.js';
-import { type StatusFacts, statusFact } from '../facts/status.js';
+import { judgeJob, type StatusFacts, statusFact } from '../facts/status.js';
 import { sslMode, type Environment } from '../inventory/resolve.js';
 import type { HostRunResult, StatusHost, StatusResult } from '../ui/results.js';
-import { layoutFor } from '../views/layout.js';
+import { type Layout, layoutFor } from '../views/layout.js';
 import { tlsFor } from '../views/nginx.js';
+import { processInstances } from '../views/processes.js';
 import { prepareRun } from './deploy.js';
 import type { GlobalOptions } from './options.js';
 
@@ -24,7 +27,8 @@ export async function runStatus(envName: string | undefined, globals: GlobalOpti
   const scheme = tls ? 'https' : 'http';
   const fact = statusFact({
     layout,
-    units: [`${layout.app}.socket`, layout.unit, 'nginx.service', ...(env.database ? ['postgresql.service', `${layout.backup_unit}.timer`] : [])],
+    units: statusUnits(env, layout),
+    jobs: env.schedule.map((j) => j.name),
     probe: { url: `${scheme}://${health.host}${health.path}`, resolve: `${health.host}:${tls ? 443 : 80}:127.0.0.1`, timeout: health.timeout },
     disks: [layout.root, '/var'],
     auditFile: auditFile(layout.app),
@@ -42,6 +46,17 @@ export async function runStatus(envName: string | undefined, globals: GlobalOpti
   return result;
 }
 
+/** The units whose state status shows, each of which must be active: every process instance the inventory wants among them. */
+export function statusUnits(env: Environment, layout: Layout): string[] {
+  return [
+    `${layout.app}.socket`,
+    layout.unit,
+    ...processInstances(env, layout),
+    'nginx.service',
+    ...(env.database ? ['postgresql.service', `${layout.backup_unit}.timer`] : []),
+  ];
+}
+
 /** One host's status from what its round trip read. Pure. */
 export function statusOf(env: Environment, run: HostRunResult, now: Date): StatusHost {
   const s = run.status as StatusFacts;
@@ -56,6 +71,7 @@ export function statusOf(env: Environment, run: HostRunResult, now: Date): Statu
     : [];
   const healthOk = s.probe.code === String(env.app.health_check.status);
   const unitsOk = s.units.every((u) => u.active === 'active');
+  const jobs = (s.jobs ?? []).map(judgeJob);
   const database = s.backups ? judgeBackups(s.backups, now) : null;
   return {
     host: run.host,
@@ -67,6 +83,7 @@ export function statusOf(env: Environment, run: HostRunResult, now: Date): Statu
         }
       : null,
     units: s.units,
+    jobs,
     health: { path: env.app.health, code: s.probe.code, ms: Math.round(s.probe.seconds * 1000), ok: healthOk },
     certificates,
     disk: s.disk.map((d) => ({
@@ -79,7 +96,7 @@ export function statusOf(env: Environment, run: HostRunResult, now: Date): Statu
     maintenance: s.maintenance,
     drift: run.changes,
     database,
-    ok: live !== null && unitsOk && healthOk && certificates.every((c) => c.status === 'ok') && (database?.ok ?? true),
+    ok: live !== null && unitsOk && jobs.every((j) => j.ok) && healthOk && certificates.every((c) => c.status === 'ok') && (database?.ok ?? true),
     roundTrips: run.execs,
     ms: run.ms,
   };

@@ -53,6 +53,8 @@ export interface GatheredFacts {
   venv: { key: string | null; ready: boolean; live: string | null } | null;
   /** PostgreSQL, the app's role, database and pg_hba lines (asked with FactsRequest.database). */
   database: DatabaseFacts | null;
+  /** The unit files of the app's processes and jobs, and the instances and timers systemd knows. */
+  parts: { files: string[]; units: Map<string, { enabled: string; active: string }> };
 }
 
 export interface ReleaseManifest {
@@ -105,6 +107,7 @@ export function hostFact(desired: DesiredState, request: FactsRequest, redact?: 
     shCommand('fact_live', current, releases, ...(request.shippedHash ? [request.shippedHash] : [])),
     shCommand('fact_free', releases),
     'fact_firewall',
+    shCommand('fact_parts', desired.layout.app),
   );
   return { what: 'gather facts', lines, parse: (output) => parseFacts(output, redact) };
 }
@@ -135,6 +138,7 @@ export function parseFacts(output: string, redact: (path: string, content: strin
     shipped: null,
     venv: null,
     database: parseDatabase(output),
+    parts: { files: [], units: new Map() },
   };
   for (const line of output.split('\n')) {
     const [kind, ...f] = line.split('\t');
@@ -208,6 +212,12 @@ export function parseFacts(output: string, redact: (path: string, content: strin
         break;
       case 'ufw':
         facts.ufw = f[0] ?? null;
+        break;
+      case 'partfile':
+        if (f[0]) facts.parts.files.push(f[0]);
+        break;
+      case 'partunit':
+        if (f[0]) facts.parts.units.set(f[0], { enabled: f[1] ?? '', active: f[2] ?? '' });
         break;
     }
   }

@@ -5,6 +5,10 @@
 import * as v from 'valibot';
 import {
   DatabaseSchema,
+  JobSchema,
+  ProcessSchema,
+  type Job,
+  type Process,
   durationSeconds,
   HOOK_TIMEOUT,
   type App,
@@ -39,6 +43,27 @@ export interface Environment {
   hosts: Host[];
   /** PostgreSQL provisioned for the app, or null when the inventory has no `database:`. */
   database: ResolvedDatabase | null;
+  /** Processes besides the web, by name, in the inventory's order. */
+  processes: ResolvedProcess[];
+  /** Jobs on a schedule. */
+  schedule: ResolvedJob[];
+  /** Redis on a unix socket, or null. */
+  redis: { maxmemory: string; policy: string } | null;
+}
+
+export interface ResolvedProcess {
+  name: string;
+  command: string;
+  scale: number;
+  /** Seconds a stop waits after SIGTERM. */
+  stopSeconds: number;
+}
+
+export interface ResolvedJob {
+  name: string;
+  command: string;
+  on: string;
+  timeoutSeconds: number;
 }
 
 /** `database:` with every default filled: the database's name is the app's unless set. */
@@ -79,9 +104,21 @@ export function resolveEnvironment(doc: InventoryDocument, name: string): Resolv
     keep: env.keep,
     hosts: env.hosts,
     database: null,
+    processes: [],
+    schedule: [],
+    redis: resolveRedis(env.redis ?? doc.redis),
   };
   environment.database = resolveDatabase(doc, env.database, environment.app.name);
-  const problems = [...merged.problems, ...crossFieldProblems(environment, merged.origins)];
+  const parts: ResolveProblem[] = [];
+  environment.processes = byName(doc.processes, env.processes, 'processes', name, parts).map(([n, p]) => {
+    const process = v.parse(ProcessSchema, p) as Process;
+    return { name: n, command: process.command, scale: process.scale, stopSeconds: durationSeconds(process.stop_timeout, ['s', 'm', 'h'])! };
+  });
+  environment.schedule = byName(doc.schedule, env.schedule, 'schedule', name, parts).map(([n, j]) => {
+    const job = v.parse(JobSchema, j) as Job;
+    return { name: n, command: job.command, on: job.on, timeoutSeconds: durationSeconds(job.timeout, ['s', 'm', 'h'])! };
+  });
+  const problems = [...merged.problems, ...parts, ...crossFieldProblems(environment, merged.origins)];
   return problems.length > 0 ? { ok: false, problems } : { ok: true, environment };
 }
 
@@ -100,6 +137,43 @@ function resolveDatabase(doc: InventoryDocument, own: EnvironmentDatabase | unde
 }
 
 type EnvironmentDatabase = NonNullable<InventoryDocument['environments'][string]['database']>;
+
+/**
+ * Named entries (processes, jobs): the environment's laid over the top-level ones key by key,
+ * `null` removing one. An entry the environment adds must be whole (a command); one that is not
+ * is a problem at its place, and left out.
+ */
+function byName<T extends { command: string }>(
+  top: Record<string, T>,
+  own: Record<string, Partial<T> | null> | undefined,
+  section: 'processes' | 'schedule',
+  envName: string,
+  problems: ResolveProblem[],
+): [string, T][] {
+  const merged = new Map<string, Partial<T>>(Object.entries(top));
+  for (const [name, entry] of Object.entries(own ?? {})) {
+    if (entry === null) merged.delete(name);
+    else merged.set(name, { ...merged.get(name), ...(Object.fromEntries(Object.entries(entry).filter(([, value]) => value !== undefined)) as Partial<T>) });
+  }
+  const out: [string, T][] = [];
+  for (const [name, entry] of merged) {
+    if (entry.command === undefined) {
+      problems.push({
+        path: ['environments', envName, section, name],
+        exact: true,
+        message: `${name} is not in the top-level ${section}, so it needs its own command here`,
+      });
+    } else out.push([name, entry as T]);
+  }
+  return out;
+}
+
+/** `redis: true` takes the defaults; `false` or nothing is no Redis. */
+function resolveRedis(redis: InventoryDocument['redis'] | undefined): Environment['redis'] {
+  if (!redis) return null;
+  const o: { maxmemory?: string; policy?: string } = redis === true ? {} : redis;
+  return { maxmemory: o.maxmemory ?? '256mb', policy: o.policy ?? 'noeviction' };
+}
 
 function resolveHooks(hooks: Hooks): ResolvedHooks {
   const { timeout, ...lists } = hooks;
@@ -165,6 +239,8 @@ const PG_RESERVED_ROLES = new Set(['all', 'sameuser', 'samerole', 'samegroup', '
 
 /** What `database:` puts in the app's environment (src/views/envfile.ts databaseEnv). */
 const DATABASE_VARIABLES = ['DATABASE_URL', 'PGHOST', 'PGDATABASE', 'PGUSER'];
+/** What `redis:` puts there (redisEnv). */
+const REDIS_VARIABLES = ['REDIS_URL', 'CELERY_BROKER_URL'];
 
 function crossFieldProblems(env: Environment, secretOrigins: FieldPath[]): ResolveProblem[] {
   const problems: ResolveProblem[] = [];
@@ -215,13 +291,32 @@ function crossFieldProblems(env: Environment, secretOrigins: FieldPath[]): Resol
       });
     }
   }
-  // With `database:`, stack writes these itself; a second value would be ambiguous.
-  if (env.database) {
-    const fix = 'stack sets it from database:; remove it here (or remove database: when the database lives elsewhere)';
-    for (const name of DATABASE_VARIABLES) {
+  // With `database:` or `redis:`, stack writes these itself; a second value would be ambiguous.
+  for (const [section, names] of [
+    ['database', env.database ? DATABASE_VARIABLES : []],
+    ['redis', env.redis ? REDIS_VARIABLES : []],
+  ] as const) {
+    const fix = `stack sets it from ${section}:; remove it here (or remove ${section}: when the ${section === 'database' ? 'database' : 'Redis'} lives elsewhere)`;
+    for (const name of names) {
       if (envNames.has(name)) problems.push({ path: ['app', 'env', name], message: `${name}: ${fix}` });
       const at = env.app.secrets.indexOf(name);
       if (at >= 0) problems.push({ path: secretOrigins[at]!, exact: true, message: `${name}: ${fix}` });
+    }
+  }
+  // `stack logs ENV NAME` and `stack restart ENV NAME` take these names: each must mean one thing.
+  const taken = new Map([
+    ['app', 'the web'],
+    ['web', 'the web'],
+    ['nginx', 'nginx'],
+  ]);
+  for (const [section, names] of [
+    ['processes', env.processes.map((p) => p.name)],
+    ['schedule', env.schedule.map((j) => j.name)],
+  ] as const) {
+    for (const name of names) {
+      const other = taken.get(name);
+      if (other) problems.push({ path: [section, name], message: `${name} already names ${other} in stack logs and stack restart; pick another name` });
+      taken.set(name, section === 'processes' ? `the process ${name}` : `the job ${name}`);
     }
   }
   if (env.app.static && env.app.media && env.app.static.url === env.app.media.url) {

@@ -371,23 +371,31 @@ const hookList = (where: string) =>
   );
 
 /** How long each server hook may run: `90s`, `15m`, `1h`, or a number of seconds. */
-const hookTimeout = v.union(
-  [
-    v.pipe(
-      v.string(),
-      v.regex(
-        /^\d+(s|m|h)?$/,
-        (i) => `${JSON.stringify(i.input)} is not a valid timeout; write a number of seconds or a number with s, m or h, e.g. 90s, 15m or 1h`,
+/**
+ * A duration from `min` to `max` seconds: `90s`, `15m`, `1h`, or a number of seconds. `range`
+ * says the bounds as people write them ("1s to 24h"); `noun` names the field in that message.
+ */
+function duration(what: string, min: number, max: number, range: string, noun = what) {
+  return v.union(
+    [
+      v.pipe(
+        v.string(),
+        v.regex(
+          /^\d+(s|m|h)?$/,
+          (i) => `${JSON.stringify(i.input)} is not a valid ${what}; write a number of seconds or a number with s, m or h, e.g. 90s, 15m or 1h`,
+        ),
+        v.check((s) => {
+          const seconds = durationSeconds(s, ['s', 'm', 'h'])!;
+          return seconds >= min && seconds <= max;
+        }, `a ${noun} must be from ${range}`),
       ),
-      v.check((s) => {
-        const seconds = durationSeconds(s, ['s', 'm', 'h'])!;
-        return seconds >= HOOK_TIMEOUT.min && seconds <= HOOK_TIMEOUT.max;
-      }, 'a hook timeout must be from 1s to 24h'),
-    ),
-    wholeNumber('timeout', HOOK_TIMEOUT.min, HOOK_TIMEOUT.max, ' seconds (or a duration such as 15m or 1h)'),
-  ],
-  'must be a duration such as 90s, 15m or 1h, or a number of seconds',
-);
+      wholeNumber(what, min, max, ' seconds (or a duration such as 15m or 1h)'),
+    ],
+    'must be a duration such as 90s, 15m or 1h, or a number of seconds',
+  );
+}
+
+const hookTimeout = duration('timeout', HOOK_TIMEOUT.min, HOOK_TIMEOUT.max, '1s to 24h', 'hook timeout');
 
 export const HooksSchema = v.strictObject({
   before_deploy: v.pipe(hookList('run locally before anything is sent'), v.description("Local commands, in the inventory's folder, before connecting.")),
@@ -454,6 +462,72 @@ export const DatabaseSchema = v.strictObject({
     true,
   ),
 });
+
+/** A process or job name: part of unit names (APP.NAME@1.service, APP.job.NAME.timer). */
+const PART_NAME = /^[a-z][a-z0-9-]{0,19}$/;
+const partName = (what: string) =>
+  matching(`${what} name`, PART_NAME, 'use lowercase letters, digits and "-", starting with a letter, at most 20 characters, e.g. worker');
+
+/** A command line run in the live release, as the app's user, with its environment and virtualenv. */
+const releaseCommand = (what: string, example: string) =>
+  v.pipe(
+    v.string(`a ${what} is a command (text), e.g. "${example}"`),
+    v.nonEmpty(`an empty command does nothing; write one, e.g. "${example}"`),
+    v.check((s) => !/[\n\r\x00]/.test(s), `a ${what} is one line; put longer work in a script in your app and call that`),
+  );
+
+/**
+ * A long-running process besides the web (a Celery or RQ worker, a beat scheduler): SCALE
+ * instances of a systemd template unit, restarted by every deploy once the web is healthy.
+ */
+export const ProcessSchema = v.strictObject({
+  command: v.pipe(
+    releaseCommand('process', 'celery -A blog worker -l info'),
+    v.description("Runs in the live release as the app's user, with its env and venv."),
+  ),
+  scale: v.optional(v.pipe(wholeNumber('scale', 0, 32, ' (instances; 0 stops them all)'), v.description('How many instances run (default 1).')), 1),
+  stop_timeout: v.optional(
+    v.pipe(
+      duration('stop_timeout', 1, 3600, '1s to 1h'),
+      v.description('How long a stop waits after SIGTERM (a warm shutdown finishing its tasks) before SIGKILL: 30s, 5m (default 60s).'),
+    ),
+    60,
+  ),
+});
+
+/** A job on a schedule: a oneshot service started by its timer, never twice at once. */
+export const JobSchema = v.strictObject({
+  command: v.pipe(releaseCommand('job', 'python manage.py clearsessions'), v.description("Runs in the live release as the app's user, with its env and venv.")),
+  on: v.pipe(calendar('on'), v.description('When: a systemd calendar expression, e.g. daily, hourly, "Mon *-*-* 07:00:00", "*:0/15".')),
+  timeout: v.optional(v.pipe(duration('timeout', 1, 24 * 3600, '1s to 24h', 'job timeout'), v.description('How long one run may take (default 1h).')), 3600),
+});
+
+/** Redis on the server, on a unix socket only: `true`, or its memory limit and eviction policy. */
+export const RedisSchema = v.union(
+  [
+    v.boolean(),
+    v.strictObject({
+      maxmemory: v.optional(matching('redis maxmemory', /^[1-9]\d{0,9}(kb|mb|gb)$/, 'write a size in kb, mb or gb, e.g. 256mb'), '256mb'),
+      policy: v.optional(
+        v.picklist(
+          ['noeviction', 'allkeys-lru', 'allkeys-lfu', 'allkeys-random', 'volatile-lru', 'volatile-lfu', 'volatile-random', 'volatile-ttl'],
+          "must be one of Redis's maxmemory policies, e.g. allkeys-lru (a cache) or noeviction (a broker that must not lose tasks)",
+        ),
+        'noeviction',
+      ),
+    }),
+  ],
+  'must be true, or { maxmemory: 256mb, policy: noeviction }',
+);
+
+const processes = v.pipe(
+  v.record(partName('process'), ProcessSchema, 'must map process names to { command, scale }, e.g. worker: { command: "celery -A blog worker" }'),
+  v.description('Long-running processes besides the web: workers, schedulers. Each is a systemd template unit with `scale` instances.'),
+);
+const schedule = v.pipe(
+  v.record(partName('job'), JobSchema, 'must map job names to { command, on }, e.g. clearsessions: { command: "python manage.py clearsessions", on: daily }'),
+  v.description('Jobs on a schedule: a systemd timer each, never overlapping, held while a deploy switches.'),
+);
 
 export const GatewaySchema = v.strictObject({
   server: v.optional(v.picklist(['gunicorn', 'uwsgi'], 'must be gunicorn or uwsgi'), 'gunicorn'),
@@ -549,6 +623,10 @@ export const EnvironmentSchema = v.strictObject({
   hooks: v.optional(v.partial(HooksSchema)),
   // Partial down to `backups`, so that an environment's `backups: { keep: 30 }` keeps the top's `on`.
   database: v.optional(v.partial(v.strictObject({ ...DatabaseSchema.entries, backups: v.optional(v.partial(BackupsSchema)) }))),
+  // By name: an entry is laid over the top-level one key by key (`worker: { scale: 4 }`); null removes it.
+  processes: v.optional(v.record(partName('process'), v.nullable(v.partial(ProcessSchema)))),
+  schedule: v.optional(v.record(partName('job'), v.nullable(v.partial(JobSchema)))),
+  redis: v.optional(RedisSchema),
 });
 
 /**
@@ -573,6 +651,7 @@ export const BUILTIN_COMMANDS = [
   'maintenance',
   'ssh',
   'db',
+  'schedule',
   'sandbox',
   'help',
 ] as const;
@@ -607,6 +686,9 @@ export const InventorySchema = v.strictObject({
   nginx: v.optional(NginxSchema, {}),
   hooks: v.optional(HooksSchema, {}),
   database: v.optional(v.pipe(DatabaseSchema, v.description('PostgreSQL for the app, provisioned by setup and backed up by a timer.'))),
+  processes: v.optional(processes, {}),
+  schedule: v.optional(schedule, {}),
+  redis: v.optional(v.pipe(RedisSchema, v.description("Redis on a unix socket only (REDIS_URL and CELERY_BROKER_URL in the app's environment).")), false),
   aliases: v.optional(AliasesSchema, {}),
   templates: v.optional(
     v.pipe(localFile('template folder', '.stack/templates'), v.description('Folder of template overrides, relative to the inventory.')),
@@ -630,6 +712,8 @@ export type Host = v.InferOutput<typeof HostSchema>;
 export type Ssl = v.InferOutput<typeof SslSchema>;
 export type Hooks = v.InferOutput<typeof HooksSchema>;
 export type Database = v.InferOutput<typeof DatabaseSchema>;
+export type Process = v.InferOutput<typeof ProcessSchema>;
+export type Job = v.InferOutput<typeof JobSchema>;
 
 /** The keys each object in the schema accepts, for "did you mean" on unknown keys. */
 export function knownKeys(path: readonly (string | number)[]): string[] {

@@ -34,8 +34,13 @@ function kindOf(value: unknown): string {
 
 export function shapeProblems(value: unknown, schema: SchemaNode | undefined, path: FieldPath = []): ShapeProblem[] {
   let s = schema;
-  while (s && (s.type === 'optional' || s.type === 'nullable')) s = s.wrapped;
-  if (!s) return [];
+  let nullable = false;
+  while (s && (s.type === 'optional' || s.type === 'nullable')) {
+    if (s.type === 'nullable') nullable = true;
+    s = s.wrapped;
+  }
+  // `worker: null` in an environment removes an inherited entry: a value, not a missing mapping.
+  if (!s || (nullable && value === null)) return [];
   if (s.type === 'union') {
     // Only a union with a mapping option has a shape to check, and only when the value is
     // trying to be that mapping.

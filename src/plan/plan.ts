@@ -6,6 +6,7 @@ import { nextReleaseId } from '../release/id.js';
 import { fileSetChanges } from '../release/source.js';
 import type { VenvVersion } from '../release/venv.js';
 import { databaseChanges, type DatabasePlan } from './database.js';
+import { type PartsPlan, partsChanges, planParts } from './parts.js';
 import { planLayoutUpgrade, type LayoutUpgrade } from './upgrade.js';
 import { createHash } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
@@ -87,6 +88,8 @@ export interface Plan {
   upgrade: LayoutUpgrade | null;
   /** The app's PostgreSQL role, database and pg_hba lines, when any of them must change. */
   database: DatabasePlan | null;
+  /** The app's processes and scheduled jobs (deploy only: setup starts no code). */
+  parts: PartsPlan | null;
 }
 
 export interface PlanInput {
@@ -138,8 +141,9 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
 
   const files: FileChange[] = [];
   for (const f of desired.files) {
-    // Setup writes the units, and all of the database's files: its backups run from the first night.
-    if (setup && f.validate !== 'systemd' && f.role !== 'database') continue;
+    // Setup writes the units, and all of the database's and Redis's files: the backups run from
+    // the first night, and Redis runs before the first deploy's hooks.
+    if (setup && f.validate !== 'systemd' && f.role !== 'database' && f.role !== 'redis') continue;
     const now = facts.files.get(f.path);
     const change = fileChange(f, now);
     if (change) {
@@ -190,8 +194,14 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
   const handlers = desired.handlers.filter((h) => notified.has(h.name));
   const restarted = new Set(handlers.map((h) => h.service));
   // Setup starts nginx and timers (the database's backups run from the first night), never the app.
+  // The app's target is enabled, never started: its processes and timers start after the health
+  // check (src/plan/parts.ts), not before it.
   const start = desired.services.filter(
-    (s) => facts.services.get(s)?.active !== 'active' && !restarted.has(s) && (!setup || s === 'nginx' || s.endsWith('.timer')),
+    (s) =>
+      facts.services.get(s)?.active !== 'active' &&
+      !restarted.has(s) &&
+      s !== desired.layout.target &&
+      (!setup || s === 'nginx' || s.endsWith('.timer') || s === desired.layout.redis_unit),
   );
 
   return {
@@ -213,6 +223,7 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
     handlers,
     upgrade,
     database,
+    parts: setup ? null : planParts(desired, facts, release !== null),
   };
 }
 
@@ -254,6 +265,7 @@ export function changeCount(plan: Plan): number {
     (plan.release && !plan.release.copyFrom ? 1 : 0) +
     plan.enable.length +
     plan.start.length +
-    databaseChanges(plan.database)
+    databaseChanges(plan.database) +
+    partsChanges(plan.parts)
   );
 }

@@ -4,6 +4,7 @@ import pc from 'picocolors';
 import type { RestorePlan } from '../facts/restore.js';
 import { displayContent } from '../secrets/secret.js';
 import { describeDatabase } from './database.js';
+import { describeParts } from './parts.js';
 import { changeCount, type Plan, type ReleasePlan, type VenvPlan } from './plan.js';
 
 export function colorDiff(diff: string): string {
@@ -71,6 +72,7 @@ export function formatPlan(plan: Plan, label: string): string {
   }
   for (const s of plan.enable) out.push(`  enable ${s}`);
   for (const s of plan.start) out.push(`  start ${s}`);
+  if (plan.parts) out.push(...describeParts(plan.parts));
   if (plan.handlers.length) out.push(`  then: ${plan.handlers.map((h) => h.description).join(', ')}`);
   return out.join('\n');
 }

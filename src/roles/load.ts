@@ -17,7 +17,7 @@ const Condition = v.record(v.string(), v.union([v.string(), v.boolean()]));
 const FileEntry = v.strictObject({
   path: v.string(),
   template: v.optional(v.string()),
-  view: v.optional(v.picklist(['nginx', 'unit', 'gunicorn', 'uwsgi', 'database'])),
+  view: v.optional(v.picklist(['nginx', 'unit', 'gunicorn', 'uwsgi', 'database', 'redis'])),
   generator: v.optional(v.picklist(['env', 'certificate', 'certificate-chain', 'certificate-key', 'db-backup'])),
   when: v.optional(Condition),
   mode: v.pipe(v.string(), v.regex(/^0[0-7]{3}$/)),

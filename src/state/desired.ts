@@ -12,10 +12,12 @@ import { loadRoles, matches, type Role, type RoleFile } from '../roles/load.js';
 import type { TemplateEngine } from '../templates/engine.js';
 import { backupProgram } from '../remote/library.js';
 import { backupView } from '../views/database.js';
+import { redisView } from '../views/redis.js';
 import { envFileContent } from '../views/envfile.js';
 import type { HostFacts } from '../views/facts.js';
 import { appUnitView, gunicornView, uwsgiView } from '../views/gateway.js';
-import { expandPlaceholders, layoutFor, type Layout } from '../views/layout.js';
+import { expandPlaceholders, jobUnit, layoutFor, type Layout } from '../views/layout.js';
+import { partUnitFiles, processInstances } from '../views/processes.js';
 import { acmeStandInView, nginxSiteView } from '../views/nginx.js';
 
 export interface DesiredFile {
@@ -76,6 +78,8 @@ export interface DesiredState {
   handlers: Handler[];
   /** With ssl: letsencrypt, the nginx block that answers ACME challenges while certbot runs. */
   acmeStandIn: string | null;
+  /** The process instances and job timers that must run (their unit files are in `files`). */
+  parts: { instances: string[]; timers: string[] };
 }
 
 export interface DesiredOptions {
@@ -99,6 +103,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     media: env.app.media !== undefined,
     ssl_chain: typeof env.ssl === 'object' && env.ssl.chain !== undefined,
     database: env.database !== null,
+    redis: env.redis !== null,
   };
   const roles = (options.roles ?? loadRoles()).filter((r) => !options.only || options.only.includes(r.name));
   const state: DesiredState = {
@@ -114,6 +119,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     services: [],
     handlers: [],
     acmeStandIn: null,
+    parts: { instances: [], timers: [] },
   };
   for (const role of roles) {
     for (const p of role.packages) {
@@ -140,9 +146,27 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
       state.handlers.push({ name, description: expand(h.description), command: expand(h.command), service: h.service && expand(h.service) });
     }
   }
-  // What the app itself needs from Debian (app.packages) comes with the role that runs it.
+  // What the app itself needs from Debian (app.packages) comes with the role that runs it, and so
+  // do its processes and scheduled jobs: one unit file each, as many as the inventory names.
   if (roles.some((r) => r.name === 'app')) {
     for (const name of env.app.packages) if (!state.packages.includes(name)) state.packages.push(name);
+    for (const part of partUnitFiles(env, layout)) {
+      const rendered = await options.engine.render(part.template, part.view);
+      state.files.push({
+        path: part.path,
+        content: rendered.content,
+        mode: '0644',
+        owner: 'root',
+        group: 'root',
+        role: 'app',
+        validate: 'systemd',
+        notify: ['daemon-reload'],
+        source: part.template,
+        override: rendered.override,
+      });
+    }
+    state.parts = { instances: processInstances(env, layout), timers: env.schedule.map((j) => `${jobUnit(layout, j.name)}.timer`) };
+    if (state.parts.instances.length + state.parts.timers.length > 0) state.services.push(layout.target);
   }
   if (context.ssl === 'letsencrypt' && roles.some((r) => r.name === 'web')) {
     const standIn = await options.engine.render('nginx/acme-stand-in.conf', acmeStandInView(env, layout));
@@ -198,6 +222,8 @@ function viewFor(view: RoleFile['view'], env: Environment, layout: Layout, facts
       return uwsgiView(env, layout, facts);
     case 'database':
       return backupView(env, layout);
+    case 'redis':
+      return redisView(env, layout);
     case undefined:
       // Small templates (the certbot hook) need only the app's name.
       return { app: env.app.name };

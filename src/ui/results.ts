@@ -4,7 +4,7 @@
  * so a listing over several hosts shows the first before the last has answered.
  */
 import type { BackupEntry, BackupFacts, BackupVerdict } from '../facts/backups.js';
-import type { StatusFacts, UnitState } from '../facts/status.js';
+import type { JobVerdict, StatusFacts, UnitState } from '../facts/status.js';
 import type { Plan } from '../plan/plan.js';
 import type { Step } from '../plan/steps.js';
 import type { DomainCertificate } from '../certs/report.js';
@@ -126,7 +126,10 @@ export interface StatusHost {
   host: string;
   /** The live release, its age in seconds and its git commit; null before the first deploy. */
   release: { id: string; ageSeconds: number | null; commit: string | null } | null;
+  /** The web's units, every process instance the inventory wants, nginx, PostgreSQL and the backup timer. */
   units: UnitState[];
+  /** Each scheduled job: its timer's last and next run, the last run's result. */
+  jobs: JobVerdict[];
   health: { path: string; code: string; ms: number; ok: boolean };
   /** Days left per domain (TLS only). */
   certificates: { domain: string; days: number | null; status: string }[];
@@ -138,7 +141,7 @@ export interface StatusHost {
   drift: number;
   /** With `database:`: the newest backup, the last failure, the timer's next run. */
   database: BackupVerdict | null;
-  /** Every unit active, health as expected, every certificate ok, backups trusted. */
+  /** Every unit active, no job's last run failed, health as expected, every certificate ok, backups trusted. */
   ok: boolean;
   /** SSH round trips and milliseconds this host took. */
   roundTrips: number;

@@ -11,6 +11,7 @@ import { describeStep, formatSteps } from '../plan/steps.js';
 import type { Level } from './output.js';
 import type { AuditHost, BackupsHost, CertsResult, CertsHost, LockHost, LockResult, ReleaseRow, ReleasesHost, StatusHost } from './results.js';
 import type { BackupVerdict } from '../facts/backups.js';
+import type { JobVerdict } from '../facts/status.js';
 
 export function formatReleases(releases: readonly ReleaseRow[]): string {
   if (releases.length === 0) return '  no releases yet: run `stack deploy`';
@@ -120,6 +121,7 @@ export function statusText(h: StatusHost): string {
     const state = `${u.active}${u.sub && u.sub !== u.active ? ` (${u.sub})` : ''}`;
     lines.push(`  ${u.name.padEnd(12)} ${u.active === 'active' ? state : bad(state)} for ${ago(u.seconds)}`);
   }
+  for (const j of h.jobs) lines.push(`  job ${j.name}  ${jobText(j)}`);
   lines.push(`  health       GET ${h.health.path} ${h.health.ok ? h.health.code : bad(h.health.code)} in ${h.health.ms} ms`);
   for (const c of h.certificates) {
     const text = `${c.domain}: ${c.days === null ? c.status : `${c.days} days left`}${c.status === 'ok' || c.days === null ? '' : ` (${c.status})`}`;
@@ -137,6 +139,44 @@ export function statusText(h: StatusHost): string {
     `  drift        ${h.drift === 0 ? 'none: the server is what the inventory and the code make' : pc.yellow(`${h.drift} change(s) a deploy would make (stack deploy ENV --dry-run shows them)`)}`,
   );
   lines.push(pc.dim(`  checked in ${roundTrips(h.roundTrips)}, ${seconds(h.ms)}`));
+  return `${lines.join('\n')}\n`;
+}
+
+/** A time of a result (ISO 8601, UTC) as a person reads it: 2026-12-01 03:00:04 UTC. */
+export function utcText(iso: string): string {
+  const m = iso.match(/^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})Z$/);
+  return m ? `${m[1]} ${m[2]} UTC` : iso;
+}
+
+/**
+ * A scheduled job's last and next run, for `stack status` and `stack schedule list`:
+ * `last 2026-12-01 03:00:04 UTC (success), next 2026-12-02 03:00:02 UTC`; a failed run and a
+ * timer that is not scheduled in red.
+ */
+export function jobText(j: JobVerdict): string {
+  const at = j.last ? utcText(j.last) : 'not by its timer yet';
+  const last =
+    j.result === null
+      ? 'never run yet'
+      : j.result === 'running'
+        ? pc.cyan('running now')
+        : j.result === 'success'
+          ? `last ${at} (success)`
+          : j.result === 'unknown'
+            ? `last ${at} (result unknown: it ran before the server last booted)`
+            : pc.red(`last ${at} FAILED (${j.result}${j.exitStatus ? `, status ${j.exitStatus}` : ''})`);
+  const next = j.next ? `next ${utcText(j.next)}` : '';
+  const unscheduled = j.scheduled ? '' : pc.red('not scheduled (its timer is not running)');
+  return [last, next, unscheduled].filter(Boolean).join(', ');
+}
+
+/** `stack schedule list`: one host's jobs, each with its schedule (`on`), last and next run. */
+export function scheduleText(host: string, jobs: { on: string; verdict: JobVerdict }[]): string {
+  const ok = jobs.every((j) => j.verdict.ok);
+  const name = Math.max(...jobs.map((j) => j.verdict.name.length));
+  const on = Math.max(...jobs.map((j) => j.on.length));
+  const lines = [`${pc.bold(host)}  ${ok ? pc.green('ok') : pc.red('NOT OK')}`];
+  for (const j of jobs) lines.push(`  ${j.verdict.name.padEnd(name)}  ${pc.dim(j.on.padEnd(on))}  ${jobText(j.verdict)}`);
   return `${lines.join('\n')}\n`;
 }
 

@@ -36,6 +36,16 @@ export function databaseEnv(env: Environment): Record<string, string> {
 }
 
 /**
+ * How the app reaches its Redis: the unix socket as redis-py (RQ, django-redis) reads it, and as
+ * Celery's broker URL (which Celery reads from CELERY_BROKER_URL by itself).
+ */
+export function redisEnv(env: Environment): Record<string, string> {
+  if (!env.redis) return {};
+  const socket = `/run/redis-${env.app.name}/redis-server.sock`;
+  return { REDIS_URL: `unix://${socket}`, CELERY_BROKER_URL: `redis+socket://${socket}` };
+}
+
+/**
  * @param secrets the secret values, by name. In `render`, secrets are unknown: the file then
  *   lists the names with the redacted marker only.
  */
@@ -49,7 +59,7 @@ export function envFileContent(env: Environment, secrets: ReadonlyMap<string, Se
     `STACK_DOMAINS=${quote(env.domains.join(','))}\n`,
     `STACK_URL=${quote(canonicalUrl(env))}\n`,
   ];
-  for (const [name, value] of Object.entries(databaseEnv(env))) parts.push(`${name}=${quote(value)}\n`);
+  for (const [name, value] of Object.entries({ ...databaseEnv(env), ...redisEnv(env) })) parts.push(`${name}=${quote(value)}\n`);
   for (const [name, value] of Object.entries(env.app.env)) parts.push(`${name}=${quote(String(value))}\n`);
   for (const name of env.app.secrets) {
     const secret = secrets.get(name) ?? new Secret(name);

@@ -51,6 +51,8 @@ export interface AppUnit {
   execReload: string;
   /** `<app>.socket`: systemd listens on `socket` and hands it to each new process. */
   socketUnit: string;
+  /** Services the app talks to (PostgreSQL, its Redis): started before it. */
+  uses: string[];
   socket: string;
   /** The group that may connect to the socket: nginx's. */
   socketGroup: string;
@@ -117,6 +119,7 @@ export function appUnitView(env: Environment, layout: Layout): AppUnit {
       : `${python} -m gunicorn --config ${layout.config_dir}/gunicorn.conf.py ${env.app.wsgi}`,
     execReload: '/bin/kill -s HUP $MAINPID',
     socketUnit: `${env.app.name}.socket`,
+    uses: [...(env.database ? ['postgresql.service'] : []), ...(env.redis ? [layout.redis_unit] : [])],
     socket: layout.socket,
     socketGroup: layout.web_user,
     readWritePaths: [layout.shared, ...(env.app.media ? [env.app.media.path] : [])],

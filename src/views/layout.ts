@@ -41,6 +41,26 @@ export interface Layout {
   backup_unit: string;
   /** Runs when a backup fails (OnFailure=) and records why, for `status` and `db backups`. */
   backup_failed_unit: string;
+  /** Groups every unit of the app (web, processes, jobs): `systemctl stop APP.target`. */
+  target: string;
+  /** The app's own Redis: an instance of Debian's redis-server@.service, on a unix socket only. */
+  redis_unit: string;
+  redis_conf: string;
+  redis_socket: string;
+}
+
+/**
+ * A process's template unit (`blog.worker@.service`); instance N is `blog.worker@N.service`. A
+ * dot, not a dash, after the app's name: app names have none, so `blog.*` never takes in the
+ * units of an app called blog-api.
+ */
+export function processUnit(layout: Layout, name: string, instance?: number): string {
+  return `${layout.app}.${name}@${instance ?? ''}.service`;
+}
+
+/** A scheduled job's service and timer, without the suffix: `blog.job.clearsessions`. */
+export function jobUnit(layout: Layout, name: string): string {
+  return `${layout.app}.job.${name}`;
 }
 
 /** The program the backup timer runs (db.sh with its entry point), shared by every app. */
@@ -72,6 +92,10 @@ export function layoutFor(app: App, gateway: Gateway): Layout {
     backup_dir: `/var/backups/stack/${app.name}`,
     backup_unit: `${app.name}-db-backup`,
     backup_failed_unit: `${app.name}-db-backup-failed.service`,
+    target: `${app.name}.target`,
+    redis_unit: `redis-server@${app.name}.service`,
+    redis_conf: `/etc/redis/redis-${app.name}.conf`,
+    redis_socket: `/run/redis-${app.name}/redis-server.sock`,
   };
 }
 

@@ -37,7 +37,7 @@ function scratch(): string {
 }
 
 function layoutIn(root: string): Layout {
-  return { current: `${root}/current`, releases: `${root}/releases`, venvs: `${root}/venvs` } as Layout;
+  return { app: 'blog', current: `${root}/current`, releases: `${root}/releases`, venvs: `${root}/venvs` } as Layout;
 }
 
 /** The parts of a desired state the host fact reads, with paths in `root`. */

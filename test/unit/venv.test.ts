@@ -167,6 +167,7 @@ describe('the plan of a release: reuse or build', () => {
     removes: [],
     services: [],
     handlers: [],
+    parts: { instances: [], timers: [] },
     layout: { web_user: 'www-data' },
     host: { address: '192.0.2.1' },
   } as unknown as DesiredState;

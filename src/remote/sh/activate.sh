@@ -103,3 +103,39 @@ prune_releases() {
   done
   cd /
 }
+
+# record_parts DIR INSTANCES TIMERS: the process instances and job timers a release runs with
+# (space-separated lists), kept with its configuration for `stack rollback` (sync_parts).
+record_parts() {
+  printf '%s\n%s\n' "$2" "$3" >"$1/.stack/parts"
+}
+
+# hold_app_timers APP: every timer of the app's jobs stops while a rollback switches releases
+# (HELD_TIMERS, which a failure starts again).
+hold_app_timers() {
+  HELD_TIMERS=$(systemctl list-units --plain --no-legend --state=active "$1.job.*.timer" 2>/dev/null | awk '{ printf "%s ", $1 }')
+  hold_timers
+}
+
+# sync_parts DIR APP SECONDS: after a rollback, the processes and timers are those the release DIR ran
+# with (its .stack/parts): others stop, its instances restart on it and must stay up, its timers
+# run. A release recorded before stack ran processes has no list: nothing is touched.
+sync_parts() {
+  [ -f "$1/.stack/parts" ] || return 0
+  sp_instances=$(sed -n 1p "$1/.stack/parts") sp_timers=$(sed -n 2p "$1/.stack/parts")
+  sp_now=$(systemctl list-units --all --plain --no-legend "$2.*@*.service" "$2.job.*.timer" 2>/dev/null | awk '{ print $1 }')
+  for sp_unit in $sp_now; do
+    case " $sp_instances $sp_timers " in *" $sp_unit "*) ;; *) parts_stop "$sp_unit" || return 1 ;; esac
+  done
+  if [ -n "$sp_instances" ]; then
+    # shellcheck disable=SC2086 # lists of unit names
+    parts_run enable $sp_instances && parts_run restart $sp_instances && parts_settle "$3" $sp_instances || return 1
+  fi
+  if [ -n "$sp_timers" ]; then
+    # shellcheck disable=SC2086
+    parts_run enable $sp_timers && parts_run start $sp_timers || return 1
+  fi
+  # The timers it holds are running again or gone: nothing for a failure to start.
+  # shellcheck disable=SC2034 # read by release_timers in lib.sh
+  HELD_TIMERS=
+}

@@ -213,12 +213,15 @@ lock_free_mib() {
 # fact_unit UNIT...: each unit's state and for how many seconds it has been in it
 # ("unit NAME ACTIVE SUB SECONDS"), for `stack status`.
 fact_unit() {
-  fu_now=$(awk '{ printf "%d", $1 * 1000000 }' /proc/uptime)
+  # Wall-clock times: a container's /proc/uptime and its systemd's monotonic stamps need not
+  # share a zero (a suspended host), and the seconds came out negative.
+  fu_now=$(date +%s)
   for fu_unit in "$@"; do
     fu_state=$(systemctl show -p ActiveState --value "$fu_unit" 2>/dev/null)
     fu_sub=$(systemctl show -p SubState --value "$fu_unit" 2>/dev/null)
-    fu_since=$(systemctl show -p StateChangeTimestampMonotonic --value "$fu_unit" 2>/dev/null)
-    printf 'unit\t%s\t%s\t%s\t%s\n' "$fu_unit" "${fu_state:-unknown}" "${fu_sub:-unknown}" "$(( (fu_now - ${fu_since:-0}) / 1000000 ))"
+    fu_since=$(TZ=UTC systemctl show -p StateChangeTimestamp --value "$fu_unit" 2>/dev/null)
+    fu_at=$(date -d "$fu_since" +%s 2>/dev/null || echo "$fu_now")
+    printf 'unit\t%s\t%s\t%s\t%s\n' "$fu_unit" "${fu_state:-unknown}" "${fu_sub:-unknown}" "$((fu_now - fu_at))"
   done
 }
 
@@ -296,4 +299,44 @@ fact_backups() {
   case $fbk_next in '' | n/a) fbk_next=- ;; esac
   case $fbk_last in '' | n/a) fbk_last=- ;; esac
   printf 'backuptimer\t%s\t%s\t%s\n' "$fbk_next" "$fbk_last" "${fbk_result:--}"
+}
+
+# fact_parts APP: the units of the app's processes and jobs on the server, desired or not: each
+# unit file (`partfile PATH`) and each process instance or job timer systemd knows of, with
+# whether it is enabled and active (`partunit UNIT ENABLED ACTIVE`). A process or job gone from
+# the inventory is found here, to be stopped and removed.
+fact_parts() {
+  # APP.NAME: app names have no dot, so another app's units (blog-api.worker@1) never match blog.*.
+  for fp_f in /etc/systemd/system/"$1".*@.service /etc/systemd/system/"$1".job.*.service /etc/systemd/system/"$1".job.*.timer; do
+    [ -f "$fp_f" ] && printf 'partfile\t%s\n' "$fp_f"
+  done
+  { systemctl list-units --all --plain --no-legend "$1.*@*.service" "$1.job.*.timer" 2>/dev/null | awk '{ print $1 }'
+    for fp_l in /etc/systemd/system/"$1".target.wants/*; do [ -L "$fp_l" ] && printf '%s\n' "${fp_l##*/}"; done
+  } | sort -u | while read -r fp_u; do
+    case $fp_u in "$1".*@.service | '') continue ;; esac
+    printf 'partunit\t%s\t%s\t%s\n' "$fp_u" "$(systemctl is-enabled "$fp_u" 2>/dev/null)" "$(systemctl is-active "$fp_u" 2>/dev/null)"
+  done
+}
+
+# fact_jobs APP JOB...: each scheduled job's timer and last run, for `stack status`: "job NAME
+# TIMER_STATE LAST NEXT SERVICE_STATE RESULT EXIT_STATUS STARTED", times as systemd writes them
+# in UTC (Tue 2026-12-01 03:00:04 UTC), - for what systemd does not know (a timer that never
+# fired; STARTED: no run since boot, so RESULT is not of one). systemctl show prints properties
+# in its own order, whatever the order of -p: they are read by name.
+fact_jobs() {
+  fj_app=$1
+  shift
+  for fj_name in "$@"; do
+    {
+      TZ=UTC systemctl show "$fj_app.job.$fj_name.timer" -p ActiveState -p LastTriggerUSec -p NextElapseUSecRealtime 2>/dev/null | sed 's/^/timer./'
+      TZ=UTC systemctl show "$fj_app.job.$fj_name.service" -p ActiveState -p Result -p ExecMainStatus -p ExecMainStartTimestamp 2>/dev/null | sed 's/^/service./'
+    } | awk -v name="$fj_name" '
+      { k = $0; sub(/=.*/, "", k); v = $0; sub(/^[^=]*=/, "", v); m[k] = v }
+      function f(k) { return (k in m) && m[k] != "" && m[k] != "n/a" ? m[k] : "-" }
+      END {
+        printf "job\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, f("timer.ActiveState"), f("timer.LastTriggerUSec"),
+          f("timer.NextElapseUSecRealtime"), f("service.ActiveState"), f("service.Result"), f("service.ExecMainStatus"),
+          f("service.ExecMainStartTimestamp")
+      }'
+  done
 }

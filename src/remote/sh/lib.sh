@@ -182,6 +182,7 @@ abort() {
   undo
   rm -f "$UNDO"
   drop_new_release
+  release_timers
   audit failed "$1"
   fail "$1"
 }
@@ -206,6 +207,7 @@ put_back_live() {
 rollback_live() {
   echo 'rolling back to the previous release and its configuration' >&2
   put_back_live "$LIVE_UNIT" "$LIVE_RESTART"
+  parts_put_back
   rl_none=
   if [ -n "${LIVE_CURRENT:-}" ] && [ ! -L "$LIVE_CURRENT" ]; then
     rl_none='none '
@@ -237,6 +239,7 @@ undo_rollback() {
     db_swap_back "$DB_NAME" || echo "could not swap the databases back: $DB_NAME is the restored one, ${DB_NAME}__previous the one before" >&2
   fi
   put_back_live "$LIVE_UNIT" 1
+  release_timers
   audit failed "$1"
   fail "$1"
 }
@@ -311,4 +314,81 @@ undo_db_restore() {
   start_units || true
   audit failed "$1"
   fail "$1 (the previous database is back)"
+}
+
+# The app's processes and scheduled jobs (src/plan/parts.ts). Unit lists are split on purpose.
+
+# hold_timers: the timers of $HELD_TIMERS stop while a release switches, so that no job starts
+# on half of it; a job already running finishes on the release it started with.
+hold_timers() {
+  [ -n "${HELD_TIMERS:-}" ] || return 0
+  # shellcheck disable=SC2086
+  systemctl stop $HELD_TIMERS
+}
+
+# release_timers: the held timers run again (the deploy was committed, or undone).
+release_timers() {
+  [ -n "${HELD_TIMERS:-}" ] || return 0
+  # shellcheck disable=SC2086
+  systemctl start $HELD_TIMERS >/dev/null 2>&1 || true
+}
+
+# parts_stop UNIT...: instances and timers the inventory no longer has stop and stay stopped.
+parts_stop() {
+  systemctl disable --now --quiet "$@" 2>"$TMPD/parts" || {
+    cat "$TMPD/parts" >&2
+    return 1
+  }
+  systemctl reset-failed "$@" 2>/dev/null
+  return 0
+}
+
+# parts_run ACTION UNIT...: systemctl ACTION (restart, start, enable) of the app's instances or
+# timers; a restart waits for each to stop as its unit says (a warm shutdown), then starts it.
+parts_run() {
+  pr_action=$1
+  shift
+  systemctl "$pr_action" --quiet "$@" 2>"$TMPD/parts" || {
+    cat "$TMPD/parts" >&2
+    return 1
+  }
+}
+
+# parts_settle SECONDS UNIT...: each instance still runs SECONDS after its start, and systemd had
+# not to restart it; otherwise its journal says why.
+parts_settle() {
+  sleep "$1"
+  shift
+  for ps_unit in "$@"; do
+    if ! systemctl is-active --quiet "$ps_unit" || [ "$(systemctl show -p NRestarts --value "$ps_unit")" != 0 ]; then
+      echo "$ps_unit did not stay up; last lines of its journal:" >&2
+      journalctl -u "$ps_unit" -n "$JOURNAL_LINES" --no-pager -o cat >&2
+      return 1
+    fi
+  done
+}
+
+# parts_put_back: a deploy failed after the processes were touched: the instances new in it
+# ($PARTS_NEW) stop, those that ran before ($PARTS_BEFORE) run again on the previous release,
+# and the held timers run again.
+parts_put_back() {
+  if [ -n "${PARTS_NEW:-}" ]; then
+    # shellcheck disable=SC2086
+    systemctl disable --now --quiet $PARTS_NEW >/dev/null 2>&1
+  fi
+  if [ -n "${PARTS_BEFORE:-}" ]; then
+    # shellcheck disable=SC2086
+    systemctl reset-failed $PARTS_BEFORE >/dev/null 2>&1
+    # shellcheck disable=SC2086
+    systemctl enable --quiet $PARTS_BEFORE >/dev/null 2>&1
+    # shellcheck disable=SC2086
+    systemctl restart $PARTS_BEFORE >/dev/null 2>&1 || echo "could not restart $PARTS_BEFORE" >&2
+  fi
+  release_timers
+}
+
+# parts_remove PATH...: unit files of processes and jobs the inventory no longer has (their
+# instances were stopped first).
+parts_remove() {
+  rm -f "$@" && systemctl daemon-reload
 }
