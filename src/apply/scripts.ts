@@ -349,15 +349,6 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
 
   if (touches) lines.push(...UNDO_FUNCTIONS);
   if (rel) lines.push(assign({ NEWREL: rel }));
-  const parts = plan.parts;
-  if (parts && parts.hold.length > 0) {
-    // From here on, a failure (abort, rollback_live) starts them again.
-    lines.push(
-      assign({ HELD_TIMERS: parts.hold.join(' ') }),
-      step(`hold ${parts.hold.join(' ')} while the release switches`),
-      "hold_timers || fail 'hold the timers'",
-    );
-  }
   if (o.backup && rel) {
     const b = o.backup;
     lines.push(
@@ -371,6 +362,15 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
       step(`release ${plan.release.id} (code of ${plan.release.copyFrom}, new configuration)`),
       `${call('copy_release', `${layout.releases}/${plan.release.copyFrom}`, rel)} || fail 'copy release'`,
       writeManifest(rel, layout.app, manifestJson(plan.release, o.manifest, run)),
+    );
+  }
+  const parts = plan.parts;
+  if (parts && parts.hold.length > 0) {
+    // From here on every failure is an abort or a rollback_live, which start them again.
+    lines.push(
+      assign({ HELD_TIMERS: parts.hold.join(' ') }),
+      step(`hold ${parts.hold.join(' ')} while the release switches`),
+      `hold_timers || ${touches ? 'abort' : 'fail'} 'hold the timers'`,
     );
   }
   let n = 0;
@@ -436,10 +436,15 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
   if (o.health) lines.push(...healthLines(o.health, onFailure));
   if (parts) lines.push(...partsLines(parts, touches ? 'rollback_live' : 'fail'));
   if (touches) lines.push('commit');
-  if (parts && parts.remove.length > 0)
-    lines.push(step(`remove ${parts.remove.join(' ')}`), `${call('parts_remove', ...parts.remove)} || after_failed 'remove unit files'`);
+  // The timers first: a unit file that cannot be removed must not leave them stopped.
   if (parts && parts.timers.length > 0)
     lines.push(step(`start ${parts.timers.join(' ')}`), `${call('parts_run', 'start', ...parts.timers)} || after_failed 'start the timers'`);
+  if (parts && parts.remove.length > 0)
+    lines.push(step(`remove ${parts.remove.join(' ')}`), `${call('parts_remove', ...parts.remove)} || after_failed 'remove unit files'`);
+  // Processes changed with no new release (a scale): the live release's record follows, for a rollback to it.
+  if (parts && !rel && o.parts && parts.enable.length + parts.stop.length + parts.start.length > 0) {
+    lines.push(call('record_parts', layout.current, o.parts.instances.join(' '), o.parts.timers.join(' ')));
+  }
   if (rel) {
     lines.push(
       step(`keep the last ${o.keep} releases`),

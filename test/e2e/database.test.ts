@@ -18,6 +18,7 @@ import { parseDocument } from 'yaml';
 import { parseSecretsFile } from '../../src/secrets/load.js';
 import { runProgram } from '../../src/sandbox/sandbox.js';
 import { ROOT, stack, type CliResult } from '../helpers/cli.js';
+import { stepTimer } from '../helpers/timing.js';
 import { bootSandbox, rootExec, sshExec, TEST_RELEASE, type SandboxInfo } from '../helpers/sandbox.js';
 
 const APP = 'mysite';
@@ -26,18 +27,7 @@ const DOMAIN = 'mysite.db.test';
 let server: SandboxInfo;
 let dir: string;
 let secretKey = '';
-const timings: [string, number][] = [];
-
-async function timed<T>(label: string, step: () => T | Promise<T>): Promise<T> {
-  const started = performance.now();
-  try {
-    return await step();
-  } finally {
-    const ms = performance.now() - started;
-    timings.push([label, ms]);
-    process.stderr.write(`[database] ${label}: ${(ms / 1000).toFixed(1)}s\n`);
-  }
-}
+const { timed, report } = stepTimer('database');
 
 function run(args: string[]): CliResult {
   const r = stack(args, { cwd: dir });
@@ -90,10 +80,7 @@ describe('PostgreSQL provisioned, wired to a Django app, backed up and restorabl
     });
   }, 240_000);
 
-  afterAll(() => {
-    const rows = timings.map(([l, ms]) => `  ${l.padEnd(52)} ${(ms / 1000).toFixed(1).padStart(6)}s`);
-    process.stderr.write(`[database] timings:\n${rows.join('\n')}\n`);
-  });
+  afterAll(() => report());
 
   it('renders the backup units, checked by systemd-analyze verify', () => {
     const r = run(['render', 'sbx', '--check']);

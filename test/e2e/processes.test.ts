@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { runProgram } from '../../src/sandbox/sandbox.js';
 import { ROOT, stack, type CliResult } from '../helpers/cli.js';
+import { stepTimer } from '../helpers/timing.js';
 import { bootSandbox, rootExec, type SandboxInfo } from '../helpers/sandbox.js';
 
 const APP = 'tasks';
@@ -21,18 +22,7 @@ const DOMAIN = 'tasks.work.test';
 
 let server: SandboxInfo;
 let dir: string;
-const timings: [string, number][] = [];
-
-async function timed<T>(label: string, step: () => T | Promise<T>): Promise<T> {
-  const started = performance.now();
-  try {
-    return await step();
-  } finally {
-    const ms = performance.now() - started;
-    timings.push([label, ms]);
-    process.stderr.write(`[processes] ${label}: ${(ms / 1000).toFixed(1)}s\n`);
-  }
-}
+const { timed, report } = stepTimer('processes');
 
 function run(args: string[]): CliResult {
   return stack(args, { cwd: dir });
@@ -111,9 +101,7 @@ describe('workers, a scheduled job and Redis, kept in step by deploys', () => {
     );
   }, 180_000);
 
-  afterAll(() => {
-    process.stderr.write(`[processes] timings:\n${timings.map(([l, ms]) => `  ${l.padEnd(50)} ${(ms / 1000).toFixed(1)}s`).join('\n')}\n`);
-  });
+  afterAll(() => report());
 
   it('renders the units, checked by systemd-analyze verify', () => {
     const r = run(['render', 'sbx', '--check']);

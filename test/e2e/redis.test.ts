@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shCommand } from '../../src/remote/quote.js';
 import type { CliResult } from '../helpers/cli.js';
+import { stepTimer } from '../helpers/timing.js';
 import { editInventory, exampleProject, stackIn } from '../helpers/project.js';
 import { bootSandbox, rootExec, type SandboxInfo, sshExec, TEST_RELEASE } from '../helpers/sandbox.js';
 
@@ -23,18 +24,7 @@ const py = (code: string) => `import os, redis; r = redis.Redis.from_url(os.envi
 
 let server: SandboxInfo;
 let dir: string;
-const timings: [string, number][] = [];
-
-async function timed<T>(label: string, step: () => T | Promise<T>): Promise<T> {
-  const started = performance.now();
-  try {
-    return await step();
-  } finally {
-    const ms = performance.now() - started;
-    timings.push([label, ms]);
-    process.stderr.write(`[redis] ${label}: ${(ms / 1000).toFixed(1)}s\n`);
-  }
-}
+const { timed, report } = stepTimer('redis');
 
 function run(args: string[]): CliResult {
   return stackIn(dir, args);
@@ -77,10 +67,7 @@ describe('redis: the app’s own Redis on a unix socket only', () => {
     });
   }, 240_000);
 
-  afterAll(() => {
-    const rows = timings.map(([l, ms]) => `  ${l.padEnd(52)} ${(ms / 1000).toFixed(1).padStart(6)}s`);
-    process.stderr.write(`[redis] timings:\n${rows.join('\n')}\n`);
-  });
+  afterAll(() => report());
 
   it('gives the app REDIS_URL and CELERY_BROKER_URL on the socket, and renders Redis’s files', () => {
     const r = ok(run(['render', 'sbx', '--only', 'app,redis']));

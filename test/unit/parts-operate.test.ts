@@ -6,10 +6,9 @@
  * against sandboxes in the e2e tests.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { logsScript, selectSources } from '../../src/commands/logs.js';
 import { restartUnits, restartUnitsScript } from '../../src/commands/restart.js';
 import { describeJobRun, jobNamed, parseJobRun, scheduleRunScript } from '../../src/commands/schedule.js';
@@ -24,6 +23,7 @@ import type { HostRunResult } from '../../src/ui/results.js';
 import { jobText, scheduleText, statusText } from '../../src/ui/text.js';
 import { layoutFor } from '../../src/views/layout.js';
 import { ROOT } from '../helpers/cli.js';
+import { temporaryFolders } from '../helpers/temporary.js';
 
 const inventory = parseInventory(
   `app:
@@ -54,15 +54,7 @@ environments:
 ).environments.bare!;
 const layout = layoutFor(prod.app, prod.gateway);
 
-const temporaries: string[] = [];
-afterAll(() => {
-  for (const dir of temporaries) rmSync(dir, { recursive: true, force: true });
-});
-function temporary(prefix: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  temporaries.push(dir);
-  return dir;
-}
+const temporary = temporaryFolders();
 
 /**
  * Runs `script` under dash with stand-in commands first on PATH (name -> shell body); each call

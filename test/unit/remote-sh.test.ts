@@ -6,39 +6,17 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import {
-  rmSync,
-  chmodSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  readlinkSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-  existsSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { REMOTE_LIBRARY } from '../../src/apply/scripts.js';
 import { ROOT } from '../helpers/cli.js';
+import { temporaryFolders } from '../helpers/temporary.js';
 
 const SH = path.join(ROOT, 'src/remote/sh');
 const LIBRARY = ['lib.sh', 'lock.sh', 'provision.sh', 'venv.sh', 'release.sh', 'activate.sh', 'certs.sh', 'maintenance.sh'].map((f) => path.join(SH, f));
 
-const temporaries: string[] = [];
-afterAll(() => {
-  for (const dir of temporaries) rmSync(dir, { recursive: true, force: true });
-});
-
-function temporary(prefix: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  temporaries.push(dir);
-  return dir;
-}
+const temporary = temporaryFolders();
 
 interface ShResult {
   code: number | null;

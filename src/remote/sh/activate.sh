@@ -127,15 +127,17 @@ sync_parts() {
   for sp_unit in $sp_now; do
     case " $sp_instances $sp_timers " in *" $sp_unit "*) ;; *) parts_stop "$sp_unit" || return 1 ;; esac
   done
-  if [ -n "$sp_instances" ]; then
-    # shellcheck disable=SC2086 # lists of unit names
-    parts_run enable $sp_instances && parts_run restart $sp_instances && parts_settle "$3" $sp_instances || return 1
-  fi
+  # The timers first: processes that do not stay up must not leave them stopped.
   if [ -n "$sp_timers" ]; then
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2086 # lists of unit names
     parts_run enable $sp_timers && parts_run start $sp_timers || return 1
   fi
-  # The timers it holds are running again or gone: nothing for a failure to start.
+  # The timers it held are running again or gone: nothing for a failure to start.
   # shellcheck disable=SC2034 # read by release_timers in lib.sh
   HELD_TIMERS=
+  if [ -n "$sp_instances" ]; then
+    # shellcheck disable=SC2086
+    parts_run enable $sp_instances && parts_run restart $sp_instances && parts_settle "$3" $sp_instances || return 1
+  fi
+  return 0
 }

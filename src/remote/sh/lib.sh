@@ -206,6 +206,8 @@ put_back_live() {
 # by a request through its socket) until a deploy succeeds: @@rolledback none CODE.
 rollback_live() {
   echo 'rolling back to the previous release and its configuration' >&2
+  # Instances new in this deploy stop while their unit files are still there to stop them by.
+  parts_stop_new
   put_back_live "$LIVE_UNIT" "$LIVE_RESTART"
   parts_put_back
   rl_none=
@@ -368,14 +370,20 @@ parts_settle() {
   done
 }
 
-# parts_put_back: a deploy failed after the processes were touched: the instances new in it
-# ($PARTS_NEW) stop, those that ran before ($PARTS_BEFORE) run again on the previous release,
-# and the held timers run again.
-parts_put_back() {
+# parts_stop_new: a deploy failed after the processes were touched: the instances new in it
+# ($PARTS_NEW) stop and are disabled, before the previous configuration comes back.
+parts_stop_new() {
   if [ -n "${PARTS_NEW:-}" ]; then
     # shellcheck disable=SC2086
     systemctl disable --now --quiet $PARTS_NEW >/dev/null 2>&1
   fi
+  return 0
+}
+
+# parts_put_back: then (the previous configuration back) those that ran before ($PARTS_BEFORE)
+# run again on the previous release, and the held timers run again, enabled (a deploy that
+# dropped a job had disabled its timer).
+parts_put_back() {
   if [ -n "${PARTS_BEFORE:-}" ]; then
     # shellcheck disable=SC2086
     systemctl reset-failed $PARTS_BEFORE >/dev/null 2>&1
@@ -383,6 +391,10 @@ parts_put_back() {
     systemctl enable --quiet $PARTS_BEFORE >/dev/null 2>&1
     # shellcheck disable=SC2086
     systemctl restart $PARTS_BEFORE >/dev/null 2>&1 || echo "could not restart $PARTS_BEFORE" >&2
+  fi
+  if [ -n "${HELD_TIMERS:-}" ]; then
+    # shellcheck disable=SC2086
+    systemctl enable --quiet $HELD_TIMERS >/dev/null 2>&1
   fi
   release_timers
 }
