@@ -14,7 +14,7 @@ import type { GlobalOptions } from './commands/options.js';
 export type { GlobalOptions };
 
 /** The commands whose result has a JSON form, as the usage error lists them. */
-const JSON_COMMANDS = 'deploy --dry-run, setup --dry-run, status, releases, certs, lock status, audit';
+const JSON_COMMANDS = 'deploy --dry-run, setup --dry-run, status, releases, certs, lock status, audit, db backups';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };

@@ -572,7 +572,7 @@ describe('the flags', () => {
       const err = await parse(args);
       expect(err, args.join(' ')).toBeInstanceOf(UsageError);
       expect((err as UsageError).message).toMatch(/^--json is not available for `(render|deploy|lock release|rollback)`$/);
-      expect((err as UsageError).hint).toBe('--json works with: deploy --dry-run, setup --dry-run, status, releases, certs, lock status, audit');
+      expect((err as UsageError).hint).toBe('--json works with: deploy --dry-run, setup --dry-run, status, releases, certs, lock status, audit, db backups');
     }
   });
 
