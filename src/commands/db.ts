@@ -25,6 +25,7 @@ import { sslMode } from '../inventory/resolve.js';
 import type { Host } from '../inventory/schema.js';
 import { backupId } from '../plan/database.js';
 import { shCommand } from '../remote/quote.js';
+import type { RunContext } from '../remote/script.js';
 import type { RemoteShell } from '../ssh/connect.js';
 import { connectHost } from '../ssh/connect.js';
 import type { BackupsResult } from '../ui/results.js';
@@ -56,15 +57,7 @@ async function withBackupLock(
   command: string,
   options: { wait?: boolean },
   globals: GlobalOptions,
-  fn: (a: {
-    shell: RemoteShell;
-    host: Host;
-    env: Environment;
-    db: ResolvedDatabase;
-    layout: Layout;
-    backups: BackupFacts;
-    ctx: ScriptContext;
-  }) => Promise<void>,
+  fn: (a: { shell: RemoteShell; host: Host; env: Environment; db: ResolvedDatabase; layout: Layout; backups: BackupFacts; ctx: RunContext }) => Promise<void>,
 ): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const db = databaseOf(env);
@@ -84,8 +77,6 @@ async function withBackupLock(
     }
   });
 }
-
-type ScriptContext = Parameters<typeof dbBackupScript>[0];
 
 /** The `@@backup ID BYTES TABLES` line of a script's output. */
 function backupMarker(stdout: string): { id: string; bytes: number; tables: string } | null {

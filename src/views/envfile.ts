@@ -5,6 +5,7 @@
  */
 import { sslMode, type Environment } from '../inventory/resolve.js';
 import { Secret, SecretText } from '../secrets/secret.js';
+import { layoutFor } from './layout.js';
 
 /** systemd's double-quoted values: a backslash escapes ", \, $ and ` ; newlines need no escaping. */
 function quote(value: string): string {
@@ -41,7 +42,7 @@ export function databaseEnv(env: Environment): Record<string, string> {
  */
 export function redisEnv(env: Environment): Record<string, string> {
   if (!env.redis) return {};
-  const socket = `/run/redis-${env.app.name}/redis-server.sock`;
+  const socket = layoutFor(env.app, env.gateway).redis_socket;
   return { REDIS_URL: `unix://${socket}`, CELERY_BROKER_URL: `redis+socket://${socket}` };
 }
 

@@ -47,6 +47,8 @@ export interface Layout {
   redis_unit: string;
   redis_conf: string;
   redis_socket: string;
+  /** Its data (dump.rdb): a folder of its own in /var/lib/redis, redis's alone. */
+  redis_data: string;
 }
 
 /**
@@ -96,6 +98,7 @@ export function layoutFor(app: App, gateway: Gateway): Layout {
     redis_unit: `redis-server@${app.name}.service`,
     redis_conf: `/etc/redis/redis-${app.name}.conf`,
     redis_socket: `/run/redis-${app.name}/redis-server.sock`,
+    redis_data: `/var/lib/redis/${app.name}`,
   };
 }
 

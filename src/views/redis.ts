@@ -30,11 +30,6 @@ export interface RedisView {
   policy: string;
 }
 
-/** The data folder of an app's instance (also a `dirs:` entry of roles/redis.yml). */
-export function redisDataDir(app: string): string {
-  return `/var/lib/redis/${app}`;
-}
-
 export function redisView(env: Environment, layout: Layout): RedisView {
   if (!env.redis) throw new Error('the redis role rendered for an environment without redis:');
   const runDir = layout.redis_socket.slice(0, layout.redis_socket.lastIndexOf('/'));
@@ -47,7 +42,7 @@ export function redisView(env: Environment, layout: Layout): RedisView {
     socket: layout.redis_socket,
     socketMode: '770',
     pidfile: `${runDir}/redis-server.pid`,
-    dir: redisDataDir(env.app.name),
+    dir: layout.redis_data,
     maxmemory: env.redis.maxmemory,
     policy: env.redis.policy,
   };
