@@ -22,6 +22,7 @@ declare -A NEED=(
   [sslscan]=sslscan
   [shellcheck]=shellcheck              # the remote shell library is checked by the unit tests
   [dash]=dash                          # and run under Debian's /bin/sh, as on servers
+  [ansible-playbook]=ansible-core      # runs what `stack export ansible` writes, in the tests and bench/
 )
 # file -> Debian package that provides it: sandboxes run Debian 13 (trixie) too, which needs a
 # debootstrap that knows the suite and the archive keys that sign it (Debian 12 has both in its

@@ -28,6 +28,8 @@ export function buildProgram(): Command {
     .option('--debug', 'show stack traces and extra detail on errors', false)
     .option('--no-color', 'plain output (NO_COLOR is honoured too)')
     .option('--connect-timeout <seconds>', 'give up on a server that does not answer SSH within this time (default 10, or ConnectTimeout from ~/.ssh/config)')
+    .option('--limit <hosts>', 'only these hosts of the environment: addresses or roles (web, app, worker, db), comma-separated')
+    .option('--parallel <n>', 'how many hosts at once (default: all of them)')
     .addOption(
       new Option(
         '-q, --quiet',
@@ -84,6 +86,18 @@ Start with \`stack init\` to write an inventory, then \`stack render ENV\` to se
     .action(async (env: string | undefined, options, cmd: Command) => {
       const { runRender } = await import('./commands/render.js');
       await runRender(env, options, globals(cmd, false));
+    });
+
+  program
+    .command('export')
+    .description('write an Ansible playbook, role, inventory and variables that do what setup + deploy do for an environment')
+    .argument('<format>', 'ansible')
+    .argument('[env]', 'environment from the inventory (optional when there is only one)')
+    .requiredOption('-o, --out <dir>', 'an empty folder to write into (ansible-playbook -i DIR/inventory.yml DIR/site.yml)')
+    .option('--force', 'write into a folder that is not empty (replaces what an earlier export wrote there)', false)
+    .action(async (format: string, env: string | undefined, options, cmd: Command) => {
+      const { runExport } = await import('./commands/export.js');
+      await runExport(format, env, options, globals(cmd, false));
     });
 
   program

@@ -14,13 +14,22 @@ export interface BackupTarget {
   keep: number;
 }
 
-/** A backup now, checked by restoring it into a scratch database and counting its tables. */
-export function dbBackupScript(ctx: RunContext, b: BackupTarget & { id: string }): string {
+/**
+ * A backup now. By hand (`stack db backup`) it is checked by restoring it into a scratch
+ * database and counting its tables; the one a deploy takes before another host's hooks (a
+ * migration) only has its table of contents read, like a single server's deploy backup.
+ */
+export function dbBackupScript(ctx: RunContext, b: BackupTarget & { id: string }, kind: 'manual' | 'deploy' = 'manual'): string {
+  const check = kind === 'manual' ? 'full' : 'list';
   return wrap(
     ctx,
     [
-      step(`back up database ${b.db} (pg_dump), then restore it into a scratch database to check it`),
-      `${call('db_backup', b.dir, b.db, 'manual', String(b.keep), 'full', b.id)} || fail 'back up the database'`,
+      step(
+        kind === 'manual'
+          ? `back up database ${b.db} (pg_dump), then restore it into a scratch database to check it`
+          : `back up database ${b.db} (pg_dump) before the hooks`,
+      ),
+      `${call('db_backup', b.dir, b.db, kind, String(b.keep), check, b.id)} || fail 'back up the database'`,
       "audit ok ''",
     ],
     { releaseLock: true },

@@ -32,6 +32,8 @@ import type { TemplateEngine } from '../templates/engine.js';
 import { redactEnvFileText } from '../views/envfile.js';
 import { assumedFacts, type HostFacts } from '../views/facts.js';
 import { tlsFor } from '../views/nginx.js';
+import { dbPasswordFile, GATEWAY_PORT, type Topology, topologyOf } from '../views/topology.js';
+import type { SharedDatabase } from '../plan/database.js';
 import type { CustomCertificate } from '../certs/inspect.js';
 import { letsEncryptCertFile, letsEncryptRenewalConf, obtainCertificateScript } from '../certs/letsencrypt.js';
 import { applySteps, type RunStep, type StepScripts } from './apply.js';
@@ -73,6 +75,16 @@ export interface HostRunOptions {
   timeoutMs?: number;
   /** `ssl: { cert, key }`, already checked. */
   certificate?: CustomCertificate | null;
+  /**
+   * The one host of several that runs the server hooks (a migration) when they share one
+   * database on a db host; the orchestrator deploys it before the others. Undefined: true.
+   */
+  primary?: boolean;
+  /**
+   * Takes the backup before this host's hooks on the db host, when the database is there and
+   * not here (returns its id); called only when a new release runs hooks over a live one.
+   */
+  backupElsewhere?: () => Promise<string>;
   /** `stack status`: more to ask in the facts' round trip (a dry run). */
   statusFact?: Fact<StatusFacts>;
   /** How to reach the host: SSH by default; tests pass a recording shell. */
@@ -92,6 +104,18 @@ export function healthCheckFor(env: Environment, https: boolean, layout: Layout)
   };
 }
 
+/**
+ * The health check of one host: through its own nginx on a web host; on an app host without
+ * nginx, the gateway itself on the TCP address the web hosts use (no static files there); none
+ * on a host that serves nothing (a worker or db host: their units must stay up instead).
+ */
+export function hostHealthCheck(env: Environment, https: boolean, layout: Layout, topology: Topology): HealthCheck | null {
+  if (topology.web) return healthCheckFor(env, https, layout);
+  if (!topology.app) return null;
+  const { static: _none, ...check } = healthCheckFor(env, false, layout);
+  return { ...check, via: { address: topology.privateAddress, port: GATEWAY_PORT } };
+}
+
 export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   const started = Date.now();
   // First render with what can be assumed, to know which files to ask about; then again with
@@ -103,6 +127,9 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   const redact = redactValues([...o.secrets.values(), ...(o.index ? [o.index] : [])]);
   const label = o.host.address;
   const layout = assumed.layout;
+  // What this host runs in its environment (roles): the database's facts and work only where it
+  // runs, code only where it runs, the health check through nginx only where nginx runs.
+  const topology = topologyOf(o.env, o.host);
   const token = randomUUID();
   const lock = lockRequest(layout.app, { dryRun: o.dryRun, by: o.manifest.by, command: `${o.mode} ${o.env.name}`, token, since: new Date() });
   let lockHeld = false;
@@ -116,7 +143,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       publicFiles: letsEncrypt ? [letsEncryptCertFile(o.env), letsEncryptRenewalConf(o.env)] : [],
       shippedHash: o.mode === 'deploy' && o.source ? sha256(shippedListText(o.source.fileList)) : undefined,
       venvDigest: o.mode === 'deploy' && o.source ? o.venv?.digest : undefined,
-      database: o.env.database ? { role: layout.app, name: o.env.database.name } : undefined,
+      database: o.env.database && topology.db ? { role: layout.app, name: o.env.database.name } : undefined,
     };
     const redactFile = (path: string, content: string) => (path === layout.env_file ? redactEnvFileText(content, o.env.app.secrets) : content);
     const gather = hostFact(assumed, request, redactFile);
@@ -136,11 +163,11 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
     knownContents(facts, assumed);
     if (o.mode === 'deploy' && o.source && !o.venv) throw new Error('a deploy of code needs its virtualenv version (venvVersion)');
     const code: CodeVersion | null =
-      o.mode === 'deploy' && o.source && o.venv
+      o.mode === 'deploy' && o.source && o.venv && (topology.app || topology.worker)
         ? { id: o.releaseId, sourceHash: o.source.hash, requirements: o.requirements ?? null, venv: o.venv, fileList: o.source.fileList }
         : null;
     const { plan, steps, provisioning, shortfall } = planHost({
-      env: o.env,
+      env: hostDatabaseEnv(o.env, topology),
       host: o.host,
       mode: o.mode,
       desired,
@@ -167,6 +194,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       changes: changeCount(plan),
       execs: shell.execCount - execsBefore,
       ms: Date.now() - started,
+      previous: facts.currentRelease,
       ...more,
     });
     // A dry run stops here; the plan, its steps and the lock's holder are the result (src/ui/ prints them).
@@ -177,18 +205,23 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       lock: { dir: lock.dir, token },
       audit: { file: auditFile(layout.app), who: o.manifest.by, command: `${o.mode} ${o.env.name}` },
     };
-    const health = o.mode === 'deploy' ? healthCheckFor(o.env, tls !== null, layout) : null;
+    const health = o.mode === 'deploy' ? hostHealthCheck(o.env, tls !== null, layout, topology) : null;
+    // With the database on a db host, one host (the primary) runs the hooks that change it.
+    const runsHooks = o.primary !== false || topology.db;
     const hooks = {
       build: o.env.hooks.build,
-      before_activate: o.env.hooks.before_activate,
-      after_activate: o.env.hooks.after_activate,
+      before_activate: runsHooks ? o.env.hooks.before_activate : [],
+      after_activate: runsHooks ? o.env.hooks.after_activate : [],
       timeout: o.env.hooks.timeout,
     };
-    const db = o.env.database;
+    const db = topology.db ? o.env.database : null;
     const backup =
       plan.release && db && backsUpBeforeDeploy(db, hooksRun(hooks), facts.currentRelease !== null)
         ? { dir: layout.backup_dir, db: db.name, keep: db.backups.keep, id: backupId(o.manifest.created, 'deploy') }
         : null;
+    // The database on a db host of its own: the backup before this host's hooks is taken there.
+    const shared = o.env.database && !topology.db && o.backupElsewhere ? o.env.database : null;
+    const elsewhere = plan.release && shared && backsUpBeforeDeploy(shared, hooksRun(hooks), facts.currentRelease !== null) ? await o.backupElsewhere!() : null;
     const activate = (provision: string[]) =>
       activateScript(plan, ctx, {
         health,
@@ -219,18 +252,35 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
         return { command: `sh -c ${shQuote(releaseScript(plan.release!, ctx))}`, stdin, packed: pack.done };
       },
       activate: (withProvision) => activate(withProvision ? provisionLines(plan, provisioning) : []),
-      health: () => healthOnlyScript(health!, ctx),
+      health: () => healthOnlyScript(health, ctx),
       unlock: () => releaseLockScript(lock.dir, token),
     };
     const outcome = await applySteps(steps, scripts, run);
     lockHeld = false;
-    return result({ health: outcome?.health, release: plan.release?.id, ...(backup ? { backup: backup.id } : {}) });
+    const backedUp = backup?.id ?? elsewhere;
+    return result({ health: outcome?.health, release: plan.release?.id, ...(backedUp ? { backup: backedUp } : {}) });
   } finally {
     // A script that ran to its end released the lock itself; this covers stopping before that.
     // On a broken connection the server-side script, if any, finishes and releases it.
     if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
     await shell.close();
   }
+}
+
+/**
+ * The environment as this host's database work sees it: no database where it does not run; on a
+ * db host that app and worker hosts elsewhere reach, the addresses they connect from.
+ */
+function hostDatabaseEnv(env: Environment, t: Topology): Environment {
+  if (!env.database || !t.db) return { ...env, database: null };
+  if (t.dbClients.length === 0) return env;
+  const database: SharedDatabase = {
+    ...env.database,
+    clients: t.dbClients,
+    listen: `localhost,${t.privateAddress}`,
+    passwordFile: dbPasswordFile(env.app.name),
+  };
+  return { ...env, database };
 }
 
 async function desiredFor(o: HostRunOptions, facts: HostFacts): Promise<DesiredState> {

@@ -117,7 +117,7 @@ export function provisionLines(plan: Plan, o: ProvisionOptions): string[] {
 /** The app's role, database and pg_hba lines, after the packages (PostgreSQL) are in. */
 function databaseLines(d: DatabasePlan): string[] {
   const lines = [step(`PostgreSQL: role and database ${d.name} of ${d.role}`)];
-  if (d.roleAction) lines.push(`${call('db_role', d.role)} || fail ${q(`PostgreSQL role ${d.role}`)}`);
+  if (d.roleAction) lines.push(`${call('db_role', d.role, ...(d.passwordFile ? [d.passwordFile] : []))} || fail ${q(`PostgreSQL role ${d.role}`)}`);
   if (d.createDatabase) lines.push(`${call('db_create', d.name, d.role, d.locale)} || fail ${q(`create database ${d.name}`)}`);
   if (d.revokePublic) lines.push(`${call('db_revoke_public', d.name)} || fail ${q(`restrict who may connect to ${d.name}`)}`);
   if (d.hba) {
@@ -125,6 +125,8 @@ function databaseLines(d: DatabasePlan): string[] {
       step("pg_hba.conf: the app's lines"),
       ...heredoc(`${call('db_hba_b64', d.role, d.name)} <<'STACK_HBA' || fail 'pg_hba.conf'`, 'STACK_HBA', d.hba.block),
     );
+    // The hosts allowed in by these lines reach PostgreSQL on the db host's private address.
+    if (d.listen) lines.push(step(`PostgreSQL listens on ${d.listen}`), `${call('db_listen', d.listen)} || fail 'PostgreSQL listen_addresses'`);
   }
   return lines;
 }
@@ -261,15 +263,20 @@ export interface HealthCheck {
   retries: number;
   /** The static folder in the live release and its URL prefix: one file of it is asked for too. */
   static?: { dir: string; url: string };
+  /**
+   * An app host without nginx: the gateway itself is asked, on its TCP address (where the web
+   * hosts elsewhere reach it), instead of nginx on port 80 or 443.
+   */
+  via?: { address: string; port: number };
 }
 
 /** The health check's values, on one line: the library's health_ok and rollback_live read them. */
 export function healthConfig(h: HealthCheck): string {
-  const url = h.https ? `https://${h.host}${h.path}` : `http://${h.host}${h.path}`;
-  const port = h.https ? 443 : 80;
+  const port = h.via ? h.via.port : h.https ? 443 : 80;
+  const url = h.via ? `http://${h.host}:${port}${h.path}` : h.https ? `https://${h.host}${h.path}` : `http://${h.host}${h.path}`;
   return assign({
     HEALTH_URL: url,
-    HEALTH_RESOLVE: `${h.host}:${port}:127.0.0.1`,
+    HEALTH_RESOLVE: `${h.host}:${port}:${h.via?.address ?? '127.0.0.1'}`,
     HEALTH_STATUS: String(h.status),
     HEALTH_TIMEOUT: String(h.timeout),
     HEALTH_RETRIES: String(h.retries),
@@ -284,9 +291,12 @@ export function healthLines(h: HealthCheck, onFailure: string): string[] {
   return [step(`health check ${h.path}`), `health_ok || ${onFailure} 'health check'`, ...(h.static ? [`static_ok || ${onFailure} 'static files check'`] : [])];
 }
 
-/** A script of only the health check (a deploy with nothing to change still checks the site). */
-export function healthOnlyScript(health: HealthCheck, ctx: RunContext): string {
-  return wrap({ ...ctx, audit: null }, [healthConfig(health), ...healthLines(health, 'fail')], { releaseLock: true });
+/**
+ * A script of only the health check (a deploy with nothing to change still checks the site). A
+ * host without nginx (a worker or db host) has no site to check: it only gives the lock back.
+ */
+export function healthOnlyScript(health: HealthCheck | null, ctx: RunContext): string {
+  return wrap({ ...ctx, audit: null }, health ? [healthConfig(health), ...healthLines(health, 'fail')] : [], { releaseLock: true });
 }
 
 /** Starts the undo log (the functions are the library's: remember, undo, commit, abort). */

@@ -18,11 +18,11 @@ export async function runCerts(envName: string | undefined, globals: GlobalOptio
   const result: CertsResult = { kind: 'certs', env: env.name, ssl, hosts: [] };
   const tls = tlsFor(env, layoutFor(env.app, env.gateway));
   if (!tls) return result;
-  await forEachHost(inventory, env, globals, async (shell, host) => {
+  result.hosts = await forEachHost(inventory, env, globals, async (shell, host) => {
     const served = await ask(shell, certsFact(tls.certificate, env.domains));
     const part = { host: host.address, certificates: judgeCertificates(env.domains, served, new Date(), env.ssl === 'letsencrypt' ? 'certbot' : 'you') };
-    result.hosts.push(part);
     globals.output.host({ kind: 'certs', ssl, ...part });
+    return part;
   });
   const bad = result.hosts.some((h) => h.certificates.some((c) => c.status !== 'ok'));
   return { ...result, exitCode: bad ? EXIT.failure : EXIT.ok };

@@ -33,6 +33,7 @@ import { formatBytes } from '../ui/text.js';
 import { type Layout, layoutFor } from '../views/layout.js';
 import { connectTimeoutMs, selectEnvironment } from './environment.js';
 import { forEachHost } from './hosts.js';
+import type { Progress } from '../ui/progress.js';
 import type { GlobalOptions } from './options.js';
 import { pickHost } from './ssh.js';
 
@@ -57,25 +58,72 @@ async function withBackupLock(
   command: string,
   options: { wait?: boolean },
   globals: GlobalOptions,
-  fn: (a: { shell: RemoteShell; host: Host; env: Environment; db: ResolvedDatabase; layout: Layout; backups: BackupFacts; ctx: RunContext }) => Promise<void>,
+  fn: (a: {
+    shell: RemoteShell;
+    host: Host;
+    env: Environment;
+    db: ResolvedDatabase;
+    layout: Layout;
+    backups: BackupFacts;
+    ctx: RunContext;
+    progress: Progress;
+  }) => Promise<void>,
+  oneAtATime = false,
 ): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const db = databaseOf(env);
   const layout = layoutFor(env.app, env.gateway);
-  const progress = globals.output.progress;
-  await forEachHost(inventory, env, globals, async (shell, host) => {
+  await forEachHost(
+    inventory,
+    env,
+    globals,
+    async (shell, host, progress) => {
+      const token = randomUUID();
+      const lock = lockRequest(layout.app, { dryRun: false, by: who(), command: `${command} ${env.name}`, token, since: new Date() });
+      const round = await runWithLock(shell, lock, backupsFact(layout), { progress, host: host.address, env: env.name, wait: options.wait });
+      let lockHeld = round.acquired;
+      try {
+        const ctx = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: who(), command: `${command} ${env.name}` } };
+        await fn({ shell, host, env, db, layout, backups: round.value, ctx, progress });
+        lockHeld = false;
+      } finally {
+        if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
+      }
+    },
+    { what: command, oneAtATime, role: 'db' },
+  );
+}
+
+/**
+ * A deploy's backup on the db host, taken right before the server hooks (a migration) run on
+ * another host: with the deploy lock of the db host, like `stack db backup`, checked by reading
+ * its table of contents. Returns its id.
+ */
+export async function backupBeforeHooks(baseDir: string, env: Environment, host: Host, globals: GlobalOptions, progress: Progress): Promise<string> {
+  const db = databaseOf(env);
+  const layout = layoutFor(env.app, env.gateway);
+  const shell = await connectHost(host, { baseDir, timeoutMs: connectTimeoutMs(globals) });
+  try {
     const token = randomUUID();
-    const lock = lockRequest(layout.app, { dryRun: false, by: who(), command: `${command} ${env.name}`, token, since: new Date() });
-    const round = await runWithLock(shell, lock, backupsFact(layout), { progress, host: host.address, env: env.name, wait: options.wait });
+    const command = `deploy ${env.name}: backup before the hooks`;
+    const lock = lockRequest(layout.app, { dryRun: false, by: who(), command, token, since: new Date() });
+    const round = await runWithLock(shell, lock, backupsFact(layout), { progress, host: host.address, env: env.name });
     let lockHeld = round.acquired;
     try {
-      const ctx = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: who(), command: `${command} ${env.name}` } };
-      await fn({ shell, host, env, db, layout, backups: round.value, ctx });
+      const id = backupId(new Date(), 'deploy');
+      const ctx = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: who(), command } };
+      const r = await runScript(shell, host.address, progress, {
+        stdin: dbBackupScript(ctx, { dir: layout.backup_dir, db: db.name, keep: db.backups.keep, id }, 'deploy'),
+        what: 'back up the database',
+      });
       lockHeld = false;
+      return backupMarker(r.stdout)?.id ?? id;
     } finally {
       if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
     }
-  });
+  } finally {
+    await shell.close();
+  }
 }
 
 /** The `@@backup ID BYTES TABLES` line of a script's output. */
@@ -85,8 +133,7 @@ function backupMarker(stdout: string): { id: string; bytes: number; tables: stri
 }
 
 export async function runDbBackup(envName: string | undefined, options: { wait?: boolean }, globals: GlobalOptions): Promise<void> {
-  const progress = globals.output.progress;
-  await withBackupLock(envName, 'db backup', options, globals, async ({ shell, host, db, layout, ctx }) => {
+  await withBackupLock(envName, 'db backup', options, globals, async ({ shell, host, db, layout, ctx, progress }) => {
     const started = Date.now();
     const id = backupId(new Date(), 'manual');
     const r = await runScript(shell, host.address, progress, {
@@ -106,51 +153,63 @@ export async function runDbBackups(envName: string | undefined, globals: GlobalO
   databaseOf(env);
   const layout = layoutFor(env.app, env.gateway);
   const result: BackupsResult = { kind: 'backups', env: env.name, hosts: [] };
-  await forEachHost(inventory, env, globals, async (shell, host) => {
-    const facts = await ask(shell, backupsFact(layout));
-    const part = { host: host.address, dir: layout.backup_dir, backups: facts.backups, verdict: judgeBackups(facts, new Date()), timer: facts.timer };
-    result.hosts.push(part);
-    globals.output.host({ kind: 'backups', ...part });
-  });
+  result.hosts = await forEachHost(
+    inventory,
+    env,
+    globals,
+    async (shell, host) => {
+      const facts = await ask(shell, backupsFact(layout));
+      const part = { host: host.address, dir: layout.backup_dir, backups: facts.backups, verdict: judgeBackups(facts, new Date()), timer: facts.timer };
+      globals.output.host({ kind: 'backups', ...part });
+      return part;
+    },
+    { what: 'db backups', role: 'db' },
+  );
   if (result.hosts.some((h) => !h.verdict.ok)) result.exitCode = 1;
   return result;
 }
 
 export async function runDbRestore(envName: string | undefined, id: string, options: { yes?: boolean; wait?: boolean }, globals: GlobalOptions): Promise<void> {
-  const progress = globals.output.progress;
-  await withBackupLock(envName, `db restore ${id}`, options, globals, async ({ shell, host, env, db, layout, backups, ctx }) => {
-    if (!backups.backups.some((b) => b.id === id)) {
-      throw new UsageError(`${host.address}: there is no backup ${id} in ${layout.backup_dir}`, { hint: `\`stack db backups ${env.name}\` lists them` });
-    }
-    const question = `Restore ${id} into ${db.name} on ${host.address}? The app stops while it restores; the database as it is now is backed up first, and kept as ${db.name}__previous until the next backup.`;
-    if (!options.yes) {
-      if (!process.stdin.isTTY)
-        throw new UsageError(`restoring ${id} replaces the live database on ${host.address}`, { hint: 'run it on a terminal to confirm, or pass --yes' });
-      const { confirm } = await import('@inquirer/prompts');
-      if (!(await confirm({ message: question, default: false }))) throw new StackError('not restored; nothing was changed');
-    }
-    const health = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout);
-    const safetyId = backupId(new Date(), 'restore');
-    const started = Date.now();
-    const r = await runScript(shell, host.address, progress, {
-      stdin: dbRestoreScript(ctx, health, {
-        dir: layout.backup_dir,
-        db: db.name,
-        keep: db.backups.keep,
-        role: layout.app,
-        locale: db.locale,
-        id,
-        safetyId,
-        units: appUnits(layout),
-      }),
-      what: `restore ${id}`,
-      healthPath: `GET ${health.path}`,
-    });
-    const tables = /^@@restored \S+ (\S+)$/m.exec(r.stdout)?.[1] ?? '?';
-    progress.line(
-      `${pc.green('restored:')} ${host.address} ${db.name} from ${id} (${tables} tables) in ${((Date.now() - started) / 1000).toFixed(1)}s; health ${r.health ?? '?'}. Before it: backup ${backupMarker(r.stdout)?.id ?? safetyId}, and ${db.name}__previous until the next backup`,
-    );
-  });
+  await withBackupLock(
+    envName,
+    `db restore ${id}`,
+    options,
+    globals,
+    async ({ shell, host, env, db, layout, backups, ctx, progress }) => {
+      if (!backups.backups.some((b) => b.id === id)) {
+        throw new UsageError(`${host.address}: there is no backup ${id} in ${layout.backup_dir}`, { hint: `\`stack db backups ${env.name}\` lists them` });
+      }
+      const question = `Restore ${id} into ${db.name} on ${host.address}? The app stops while it restores; the database as it is now is backed up first, and kept as ${db.name}__previous until the next backup.`;
+      if (!options.yes) {
+        if (!process.stdin.isTTY)
+          throw new UsageError(`restoring ${id} replaces the live database on ${host.address}`, { hint: 'run it on a terminal to confirm, or pass --yes' });
+        const { confirm } = await import('@inquirer/prompts');
+        if (!(await confirm({ message: question, default: false }))) throw new StackError('not restored; nothing was changed');
+      }
+      const health = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout);
+      const safetyId = backupId(new Date(), 'restore');
+      const started = Date.now();
+      const r = await runScript(shell, host.address, progress, {
+        stdin: dbRestoreScript(ctx, health, {
+          dir: layout.backup_dir,
+          db: db.name,
+          keep: db.backups.keep,
+          role: layout.app,
+          locale: db.locale,
+          id,
+          safetyId,
+          units: appUnits(layout),
+        }),
+        what: `restore ${id}`,
+        healthPath: `GET ${health.path}`,
+      });
+      const tables = /^@@restored \S+ (\S+)$/m.exec(r.stdout)?.[1] ?? '?';
+      progress.line(
+        `${pc.green('restored:')} ${host.address} ${db.name} from ${id} (${tables} tables) in ${((Date.now() - started) / 1000).toFixed(1)}s; health ${r.health ?? '?'}. Before it: backup ${backupMarker(r.stdout)?.id ?? safetyId}, and ${db.name}__previous until the next backup`,
+      );
+    },
+    !options.yes,
+  );
 }
 
 export async function runDbPull(
@@ -161,7 +220,7 @@ export async function runDbPull(
 ): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const db = databaseOf(env);
-  const host = pickHost(env, options.host);
+  const host = pickHost(env, options.host, 'db');
   const layout = layoutFor(env.app, env.gateway);
   const shell = await connectHost(host, { baseDir: inventory.dir, timeoutMs: connectTimeoutMs(globals) });
   try {
@@ -211,7 +270,7 @@ export async function runDbPull(
 export async function runDbPsql(envName: string | undefined, args: string[], options: { host?: string }, globals: GlobalOptions): Promise<number> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const db = databaseOf(env);
-  const host = pickHost(env, options.host);
+  const host = pickHost(env, options.host, 'db');
   const layout = layoutFor(env.app, env.gateway);
   const shell = await connectHost(host, { baseDir: inventory.dir, timeoutMs: connectTimeoutMs(globals) });
   const pty = process.stdin.isTTY === true && process.stdout.isTTY === true;

@@ -5,7 +5,12 @@ import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import { $ } from 'zx';
 import type { GlobalOptions } from './options.js';
-import { selectEnvironment, connectTimeoutMs } from './environment.js';
+import { selectEnvironment, connectTimeoutMs, parallelHosts, targetHosts } from './environment.js';
+import { batches, eachHost, HostsError, type Outcome } from '../apply/fleet.js';
+import { connectHost } from '../ssh/connect.js';
+import { hostRoles } from '../inventory/resolve.js';
+import type { Host } from '../inventory/schema.js';
+import { rollbackOnHost } from './rollback.js';
 import type { Progress } from '../ui/progress.js';
 import { EXIT, StackError, UsageError } from '../errors.js';
 import { releaseIdAt } from '../release/id.js';
@@ -86,10 +91,17 @@ export async function prepareRun(envName: string | undefined, mode: 'deploy' | '
         return (await import('@inquirer/prompts')).password({ message: 'sudo password on the server' });
       }
     : undefined;
+  // With the database on a db host of its own, the app and worker hosts' env files hold the
+  // role's password, made and kept there (src/apply/cluster.ts): read once into memory, redacted
+  // like the app's secrets. Nothing to ask otherwise: no connection is made.
+  const { clusterSecrets } = await import('../apply/cluster.js');
+  const shared = await clusterSecrets(env, { baseDir: inventory.dir, askSudoPassword, timeoutMs: connectTimeoutMs(globals), dryRun: options.dryRun });
+  output.addSecrets(shared.values());
+  const hostSecrets = shared.size > 0 ? new Map([...secrets, ...shared]) : secrets;
   const hostOptions: Omit<HostRunOptions, 'host'> = {
     env,
     engine,
-    secrets,
+    secrets: hostSecrets,
     baseDir: inventory.dir,
     progress,
     mode,
@@ -105,7 +117,13 @@ export async function prepareRun(envName: string | undefined, mode: 'deploy' | '
     timeoutMs: connectTimeoutMs(globals),
     certificate,
   };
-  return { inventory, env, hostOptions, hookEnv: { STACK_ENV: env.name, STACK_APP: env.app.name, STACK_RELEASE: releaseId }, redact };
+  return {
+    inventory,
+    env,
+    hostOptions,
+    hookEnv: { STACK_ENV: env.name, STACK_APP: env.app.name, STACK_RELEASE: releaseId },
+    redact: shared.size > 0 ? redactValues([...hostSecrets.values()]) : redact,
+  };
 }
 
 export async function runDeploy(
@@ -118,25 +136,144 @@ export async function runDeploy(
   const { inventory, env, hostOptions, hookEnv, redact } = await prepareRun(envName, mode, options, globals);
   const { output } = globals;
   const { progress } = hostOptions;
-  if (mode === 'deploy' && !options.dryRun) await runLocalHooks('before_deploy', env.hooks.before_deploy, inventory.dir, hookEnv, progress, redact);
-  const results: HostRunResult[] = [];
-  for (const host of env.hosts) {
-    const result = await runHost({ ...hostOptions, host });
-    results.push(result);
-    // Each host's plan shows before the next host is asked, between their progress lines.
-    output.host({ kind: 'deploy', env: env.name, dryRun: options.dryRun ?? false, result });
+  const hosts = targetHosts(env, globals.limit);
+  const parallel = parallelHosts(globals, hosts.length);
+  const dryRun = options.dryRun ?? false;
+  if (mode === 'deploy' && !dryRun) await runLocalHooks('before_deploy', env.hooks.before_deploy, inventory.dir, hookEnv, progress, redact);
+  const order = deployOrder(env, hosts, dryRun);
+  const dbHost = env.database ? env.hosts.find((h) => hostRoles(h).includes('db')) : undefined;
+  const run = (host: Host) => {
+    const scoped = hosts.length > 1 ? progress.scope() : progress;
+    const primary = order.primary === null || order.primary === host;
+    // The primary's hooks change the database on the db host: its backup is taken there first.
+    const backupElsewhere =
+      primary && order.primary && dbHost ? async () => (await import('./db.js')).backupBeforeHooks(inventory.dir, env, dbHost, globals, scoped) : undefined;
+    return runHost({ ...hostOptions, host, primary, progress: scoped, backupElsewhere });
+  };
+  const results = new Map<Host, HostRunResult>();
+  for (const [n, phase] of order.phases.entries()) {
+    // The primary host (server hooks on a shared database) goes alone before the rest of its batch.
+    const first = order.primary && phase.includes(order.primary) ? [[order.primary], phase.filter((h) => h !== order.primary)] : [phase];
+    const outcomes: Outcome<HostRunResult>[] = [];
+    for (const group of first) {
+      if (group.length === 0) continue;
+      outcomes.push(...(await eachHost(group, parallel, run)));
+      if (outcomes.some((o) => !o.ok)) break;
+    }
+    for (const o of outcomes) if (o.ok) results.set(o.host, o.value);
+    // One host: its plan shows as soon as it is known, between the progress lines, as always.
+    if (hosts.length === 1 && outcomes[0]?.ok) output.host({ kind: 'deploy', env: env.name, dryRun, result: outcomes[0].value });
+    const failed = outcomes.filter((o) => !o.ok);
+    if (failed.length === 0) continue;
+    if (hosts.length === 1) throw (failed[0] as { error: unknown }).error;
+    // A batch that failed goes back as a whole: its hosts that went live return to their release.
+    const undone = dryRun || mode === 'setup' ? [] : await undoBatch(outcomes, inventory.dir, env, globals, progress);
+    const later = order.phases.slice(n + 1).flat();
+    const phaseHosts = new Set(phase);
+    throw new HostsError(
+      `${mode}${order.phases.length > 1 ? ` (batch ${n + 1} of ${order.phases.length})` : ''}`,
+      hosts.length,
+      failed.map((o) => ({ host: o.host, error: (o as { error: unknown }).error })),
+      whereReleasesAre(
+        hosts.filter((h) => !phaseHosts.has(h) && results.has(h)).map((h) => results.get(h)!),
+        undone,
+        later,
+        mode,
+      ),
+    );
   }
-  if (mode === 'deploy' && !options.dryRun) await runLocalHooks('after_deploy', env.hooks.after_deploy, inventory.dir, hookEnv, progress, redact);
-  const pending = options.dryRun && options.exitCode && results.some((r) => r.changes > 0);
+  if (mode === 'deploy' && !dryRun) await runLocalHooks('after_deploy', env.hooks.after_deploy, inventory.dir, hookEnv, progress, redact);
+  const all = hosts.map((h) => results.get(h)!);
+  const pending = dryRun && options.exitCode && all.some((r) => r.changes > 0);
   return {
     kind: 'deploy',
     mode,
-    dryRun: options.dryRun ?? false,
+    dryRun,
     env: env.name,
     ms: Date.now() - started,
-    hosts: results,
+    hosts: all,
     exitCode: pending ? EXIT.changesPending : EXIT.ok,
   };
+}
+
+/**
+ * In which order hosts go: a db host that only keeps the database goes first (the others'
+ * hooks and gateways need it ready), then the rest in the batches of `rolling:` (one batch
+ * without it). With the database on a host of its own, the server hooks (a migration) run on one
+ * host only: the first app host of the first batch, which goes before the others. A dry run
+ * changes nothing, so every host is asked at once.
+ */
+export function deployOrder(env: Environment, hosts: readonly Host[], dryRun: boolean): { phases: Host[][]; primary: Host | null } {
+  const shared = sharedDatabase(env);
+  const dbOnly = hosts.filter((h) => !hostRoles(h).some((r) => r === 'app' || r === 'worker'));
+  const rest = hosts.filter((h) => !dbOnly.includes(h));
+  const primary = shared ? (rest.find((h) => hostRoles(h).includes('app')) ?? null) : null;
+  if (dryRun) return { phases: [[...hosts]], primary };
+  return { phases: [...(dbOnly.length > 0 ? [dbOnly] : []), ...batches(rest, env.rolling?.batch ?? null)], primary };
+}
+
+/** The app's hosts share one database on a host of its own (not each its own). */
+function sharedDatabase(env: Environment): boolean {
+  return env.database !== null && env.hosts.some((h) => hostRoles(h).includes('app') && !hostRoles(h).includes('db'));
+}
+
+/**
+ * The hosts of a failed batch that went live go back to the release they ran before (code and
+ * configuration; the database stays as it is: the batches before still run the new code on it).
+ * Returns, per host, the release it runs now.
+ */
+async function undoBatch(
+  outcomes: readonly Outcome<HostRunResult>[],
+  baseDir: string,
+  env: Environment,
+  globals: GlobalOptions,
+  progress: Progress,
+): Promise<{ host: string; release: string | null; note: string }[]> {
+  const live = outcomes.filter((o): o is Outcome<HostRunResult> & { ok: true } => o.ok && o.value.release !== undefined);
+  const undone = await eachHost(
+    live.map((o) => o.host),
+    parallelHosts(globals, live.length),
+    async (host) => {
+      const r = live.find((o) => o.host === host)!.value;
+      if (!r.previous) return { host: host.address, release: r.release ?? null, note: 'had no release before, so it keeps the new one' };
+      const shell = await connectHost(host, { baseDir, timeoutMs: connectTimeoutMs(globals) });
+      try {
+        await rollbackOnHost(shell, host, r.previous, { keepDb: true }, { env, progress: live.length > 1 ? progress.scope() : progress });
+        return { host: host.address, release: r.previous, note: 'rolled back with its batch' };
+      } finally {
+        await shell.close();
+      }
+    },
+  );
+  return undone.map((o, i) =>
+    o.ok
+      ? o.value
+      : {
+          host: o.host.address,
+          release: live[i]!.value.release ?? null,
+          note: `could not be rolled back (${(o.error as Error)?.message ?? o.error}); run stack rollback ${env.name} --limit ${o.host.address}`,
+        },
+  );
+}
+
+/** The hint of a failed rollout: which host runs which release now. */
+function whereReleasesAre(
+  earlier: readonly HostRunResult[],
+  undone: readonly { host: string; release: string | null; note: string }[],
+  later: readonly Host[],
+  mode: string,
+): string {
+  const parts: string[] = [];
+  const byRelease = new Map<string, string[]>();
+  for (const r of earlier) {
+    const key = r.release ?? (r.previous ? `${r.previous} (configuration updated)` : 'no release');
+    byRelease.set(key, [...(byRelease.get(key) ?? []), r.host]);
+  }
+  for (const [release, names] of byRelease) parts.push(`${names.join(', ')} ${mode === 'setup' ? 'set up' : `run ${release}`}`);
+  for (const u of undone) parts.push(`${u.host} runs ${u.release ?? 'no release'} (${u.note})`);
+  if (later.length > 0) parts.push(`${later.map((h) => h.address).join(', ')} not started (what they served before)`);
+  parts.push('the hosts that failed serve what they served before');
+  return parts.join('; ');
 }
 
 /** Local hooks run in the inventory's folder; a failing one stops the deploy, output shown redacted. */

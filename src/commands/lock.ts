@@ -15,7 +15,7 @@ export async function runLock(action: 'status' | 'release', envName: string | un
   const dir = lockDir(layoutFor(env.app, env.gateway).app);
   const report: LockRequest = { mode: 'report', dir, token: '', holder: { who: '', client: '', pid: 0, since: '', command: '' } };
   const result: LockResult = { kind: 'lock', action, env: env.name, hosts: [] };
-  await forEachHost(inventory, env, globals, async (shell, host) => {
+  result.hosts = await forEachHost(inventory, env, globals, async (shell, host) => {
     // The same report a deploy reads, so both always agree on whether there is a lock.
     // Reported and removed in the same script: what is printed is the lock that was removed.
     const fact = lockFact(report);
@@ -31,8 +31,8 @@ export async function runLock(action: 'status' | 'release', envName: string | un
       stepRunning: held?.scriptRunning ?? false,
       stale: held ? staleReason(held) : null,
     };
-    result.hosts.push(part);
     globals.output.host({ kind: 'lock', action, ...part });
+    return part;
   });
   return result;
 }
@@ -42,10 +42,10 @@ export async function runAudit(envName: string | undefined, options: { lines?: s
   const file = auditFile(layoutFor(env.app, env.gateway).app);
   const n = Number(options.lines ?? 20);
   const result: AuditResult = { kind: 'audit', env: env.name, hosts: [] };
-  await forEachHost(inventory, env, globals, async (shell, host) => {
+  result.hosts = await forEachHost(inventory, env, globals, async (shell, host) => {
     const part = { host: host.address, entries: await ask(shell, auditFact(file, n)) };
-    result.hosts.push(part);
     globals.output.host({ kind: 'audit', ...part });
+    return part;
   });
   return result;
 }

@@ -15,7 +15,7 @@ import { shCommand } from '../remote/quote.js';
 import { connectHost } from '../ssh/connect.js';
 import { jobUnit, layoutFor, processUnit } from '../views/layout.js';
 import { nginxLogFiles } from '../views/nginx.js';
-import { connectTimeoutMs, selectEnvironment } from './environment.js';
+import { connectTimeoutMs, selectEnvironment, targetHosts } from './environment.js';
 import { forEachHost } from './hosts.js';
 import type { GlobalOptions } from './options.js';
 import { pickHost } from './ssh.js';
@@ -188,7 +188,7 @@ export async function runLogs(envName: string | undefined, processes: string[], 
   const width = Math.max(...sources.map((s) => s.name.length));
   const script = logsScript(sources, { lines, since, grep: options.grep ?? '', follow: options.follow === true });
   if (!options.follow) {
-    const several = env.hosts.length > 1;
+    const several = targetHosts(env, globals.limit).length > 1;
     await forEachHost(inventory, env, globals, async (shell, host) => {
       const r = await shell.sudoScript(script);
       if (r.code !== 0) throw new StackError(`${shell.label}: could not read the logs: ${r.stderr.trim() || `exit ${r.code}`}`);

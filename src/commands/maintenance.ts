@@ -15,6 +15,7 @@ import { displayContent } from '../secrets/secret.js';
 import { layoutFor } from '../views/layout.js';
 import { selectEnvironment } from './environment.js';
 import { forEachHost } from './hosts.js';
+import { hostRoles } from '../inventory/resolve.js';
 import type { GlobalOptions } from './options.js';
 
 export const DEFAULT_MAINTENANCE_MESSAGE = 'This site is down for maintenance and will be back shortly.';
@@ -27,7 +28,6 @@ export function escapeHtml(text: string): string {
 export async function runMaintenance(envName: string | undefined, state: 'on' | 'off', options: { message?: string }, globals: GlobalOptions): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const layout = layoutFor(env.app, env.gateway);
-  const progress = globals.output.progress;
   let page = '';
   if (state === 'on') {
     // Overridable like every template: .stack/templates/maintenance/page.html.hbs (or .ejs).
@@ -37,7 +37,9 @@ export async function runMaintenance(envName: string | undefined, state: 'on' | 
     );
   }
   const who = `${userInfo().username}@${hostname()}`;
-  await forEachHost(inventory, env, globals, async (shell, host) => {
+  await forEachHost(inventory, env, globals, async (shell, host, progress) => {
+    // The page is nginx's: only the web hosts have one.
+    if (!hostRoles(host).includes('web')) return;
     const ctx = { layout, lock: null, audit: { file: auditFile(layout.app), who, command: `maintenance ${env.name} ${state}` } };
     const lines =
       state === 'on'

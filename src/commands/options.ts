@@ -6,6 +6,10 @@ export interface GlobalOptions {
   debug: boolean;
   color: boolean;
   connectTimeout?: string;
+  /** --limit: addresses or roles, comma-separated. */
+  limit?: string;
+  /** --parallel: hosts at once. */
+  parallel?: string;
   quiet?: boolean;
   verbose?: boolean;
   json?: boolean;

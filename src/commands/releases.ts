@@ -11,10 +11,10 @@ export async function runReleases(envName: string | undefined, globals: GlobalOp
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const layout = layoutFor(env.app, env.gateway);
   const result: ReleasesResult = { kind: 'releases', env: env.name, hosts: [] };
-  await forEachHost(inventory, env, globals, async (shell, host) => {
+  result.hosts = await forEachHost(inventory, env, globals, async (shell, host) => {
     const part = { host: host.address, releases: await ask(shell, releasesFact(layout)) };
-    result.hosts.push(part);
     globals.output.host({ kind: 'releases', ...part });
+    return part;
   });
   return result;
 }

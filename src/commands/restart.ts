@@ -18,6 +18,9 @@ import { auditFile } from '../facts/audit.js';
 import { lockRequest } from '../facts/lock.js';
 import { releasesFact } from '../facts/releases.js';
 import { sslMode, type Environment } from '../inventory/resolve.js';
+import { processInstances } from '../views/processes.js';
+import { topologyOf } from '../views/topology.js';
+import type { Host } from '../inventory/schema.js';
 import { layoutFor, processUnit } from '../views/layout.js';
 import { shCommand, shQuote as q } from '../remote/quote.js';
 import { selectEnvironment } from './environment.js';
@@ -28,6 +31,13 @@ import type { GlobalOptions } from './options.js';
 export interface RestartUnits {
   web: string[];
   instances: string[];
+}
+
+/** Of the units to restart, those this host runs (its roles; a singleton on one host only). */
+function onHost(env: Environment, host: Host, units: RestartUnits): RestartUnits {
+  const topology = topologyOf(env, host);
+  const here = new Set(processInstances(env, layoutFor(env.app, env.gateway), topology));
+  return { web: topology.app ? units.web : [], instances: units.instances.filter((u) => here.has(u)) };
 }
 
 /**
@@ -95,12 +105,13 @@ export async function runRestart(
   globals: GlobalOptions,
 ): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
-  const restart = restartUnits(env, processName);
-  const units = [...restart.web, ...restart.instances];
+  const all = restartUnits(env, processName);
   const layout = layoutFor(env.app, env.gateway);
-  const progress = globals.output.progress;
   const by = `${userInfo().username}@${hostname()}`;
-  await forEachHost(inventory, env, globals, async (shell, host) => {
+  await forEachHost(inventory, env, globals, async (shell, host, progress) => {
+    const restart = onHost(env, host, all);
+    if (restart.web.length + restart.instances.length === 0) return;
+    const units = [...restart.web, ...restart.instances];
     const token = randomUUID();
     const lock = lockRequest(layout.app, { dryRun: false, by, command: `restart ${env.name}`, token, since: new Date() });
     // The releases come with the lock: a server with no live release has nothing to restart.

@@ -8,8 +8,11 @@ import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import pc from 'picocolors';
 import type { GlobalOptions } from './options.js';
-import { selectEnvironment } from './environment.js';
-import { forEachHost } from './hosts.js';
+import { connectTimeoutMs, parallelHosts, selectEnvironment, targetHosts } from './environment.js';
+import { batches, eachHost, HostsError } from '../apply/fleet.js';
+import { connectHost, type RemoteShell } from '../ssh/connect.js';
+import type { Progress } from '../ui/progress.js';
+import type { Host } from '../inventory/schema.js';
 import { ask, both } from '../facts/fact.js';
 import { backupsFact } from '../facts/backups.js';
 import { describeHolder, lockRequest } from '../facts/lock.js';
@@ -19,8 +22,9 @@ import { formatRestore } from '../plan/print.js';
 import { planRollback } from '../plan/rollback.js';
 import { formatSteps } from '../plan/steps.js';
 import { redactEnvFileText } from '../views/envfile.js';
-import { sslMode } from '../inventory/resolve.js';
+import { hostRoles, sslMode } from '../inventory/resolve.js';
 import { layoutFor } from '../views/layout.js';
+import { topologyOf } from '../views/topology.js';
 import { applySteps, type StepScripts } from '../apply/apply.js';
 import { healthCheckFor } from '../apply/deploy-host.js';
 import { releaseLockScript, runWithLock } from '../apply/lock.js';
@@ -45,68 +49,123 @@ export interface RollbackOptions {
 export async function runRollback(envName: string | undefined, target: string | undefined, options: RollbackOptions, globals: GlobalOptions): Promise<void> {
   if (options.restoreDb && options.keepDb) throw new UsageError('--restore-db and --keep-db exclude each other; pick one');
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
+  // The hosts that run code have releases; a db host of its own has none to go back to.
+  const hosts = targetHosts(env, globals.limit).filter((h) => {
+    const t = topologyOf(env, h);
+    return t.app || t.worker;
+  });
+  if (hosts.length === 0)
+    throw new UsageError(`no host ${globals.limit ? `that --limit ${globals.limit} picks ` : ''}runs the app's code, so there is no release to go back to`, {
+      hint: 'a database goes back with `stack db restore`',
+    });
+  // A question on the terminal (restore the database or not) is asked one host at a time.
+  const asks = env.database !== null && !options.restoreDb && !options.keepDb && !options.dryRun && process.stdin.isTTY === true;
+  const parallel = asks ? 1 : parallelHosts(globals, hosts.length);
+  const root = globals.output.progress;
+  const done: { host: Host; release: string }[] = [];
+  const groups = options.dryRun ? [hosts] : batches(hosts, env.rolling?.batch ?? null);
+  for (const [n, group] of groups.entries()) {
+    const outcomes = await eachHost(group, parallel, async (host) => {
+      const progress = hosts.length > 1 ? root.scope() : root;
+      const shell = await connectHost(host, { baseDir: inventory.dir, timeoutMs: connectTimeoutMs(globals) });
+      try {
+        return await rollbackOnHost(shell, host, target, options, { env, progress });
+      } finally {
+        await shell.close();
+      }
+    });
+    for (const o of outcomes) if (o.ok && o.value) done.push({ host: o.host, release: o.value.target });
+    if (outcomes.some((o) => !o.ok)) {
+      const rest = groups.slice(n + 1).flat();
+      const state = [
+        done.length > 0 ? `rolled back: ${done.map((d) => `${d.host.address} (${d.release})`).join(', ')}` : '',
+        rest.length > 0 ? `not started, still on their release: ${rest.map((h) => h.address).join(', ')}` : '',
+      ].filter((l) => l !== '');
+      if (hosts.length === 1) throw (outcomes[0] as { error: unknown }).error;
+      throw new HostsError(
+        'rollback',
+        hosts.length,
+        outcomes.filter((o) => !o.ok).map((o) => ({ host: o.host, error: (o as { error: unknown }).error })),
+        `${state.join('; ')}${state.length ? '; ' : ''}a host that failed serves what it served before`,
+      );
+    }
+  }
+}
+
+/**
+ * One host back to `target` (the release before the live one when undefined), on an open
+ * connection: the lock and the releases in one round trip, the plan, the database choice, then
+ * the restore script (or, dry, what it would do). Returns the release it now runs.
+ */
+export async function rollbackOnHost(
+  shell: RemoteShell,
+  host: Host,
+  target: string | undefined,
+  options: RollbackOptions,
+  o: { env: Environment; progress: Progress },
+): Promise<{ target: string; live: string | null } | null> {
+  const { env, progress } = o;
   const layout = layoutFor(env.app, env.gateway);
-  const progress = globals.output.progress;
   const by = `${userInfo().username}@${hostname()}`;
   const dryRun = options.dryRun === true;
-  await forEachHost(inventory, env, globals, async (shell, host) => {
-    const token = randomUUID();
-    // A dry run takes no lock: it only reads.
-    const lock = lockRequest(layout.app, { dryRun, by, command: `rollback ${env.name}`, token, since: new Date() });
-    // With a database, its backups come in the same round trip: the one a --restore-db would use must still be there.
-    const fact = both(releasesFact(layout), env.database ? backupsFact(layout) : null);
-    const round = await runWithLock(shell, lock, fact, { progress, host: host.address, env: env.name, wait: options.wait });
-    const [releases, backups] = round.value;
-    let lockHeld = round.acquired;
-    try {
-      const plan = planRollback(releases, target, { host: host.address, env: env.name });
-      const kept = backups ? new Set(backups.backups.map((b) => b.id)) : null;
-      const restoreDb = await databaseChoice(plan, env, options, host.address, (text) => progress.line(text), kept);
-      if (dryRun) {
-        const secretFiles = [`${layout.cert_dir}/privkey.pem`];
-        const redact = (p: string, text: string) => (p === layout.env_file ? redactEnvFileText(text, env.app.secrets) : text);
-        const restore = await ask(shell, restoreFact(layout, plan.target, secretFiles, redact));
-        progress.line(formatRestore(restore, `${host.address} (${env.name}, live ${plan.live ?? 'none'})`));
-        if (restoreDb) progress.line(`  then restore database ${env.database!.name} from backup ${restoreDb} (a backup of it as it is now is taken first)`);
-        progress.line(formatSteps(plan.steps));
-        if (round.holder) progress.line(pc.yellow(`note: ${describeHolder(round.holder)} holds the deploy lock right now`));
-        return;
-      }
-      // The static check follows today's inventory, which may not be the restored release's.
-      const { static: _today, ...health } = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout);
-      const ctx = {
-        layout,
-        lock: { dir: lock.dir, token },
-        audit: { file: auditFile(layout.app), who: by, command: `rollback ${env.name} ${plan.live ?? '?'} -> ${plan.target}` },
-      };
-      const db = env.database;
-      const dbLines =
-        restoreDb && db
-          ? restoreLines(
-              {
-                dir: layout.backup_dir,
-                db: db.name,
-                keep: db.backups.keep,
-                role: layout.app,
-                locale: db.locale,
-                id: restoreDb,
-                safetyId: backupId(new Date(), 'restore'),
-                units: appUnits(layout),
-              },
-              'undo_rollback',
-            )
-          : [];
-      const scripts: StepScripts = { restore: (release) => rollbackScript(release, ctx, health, dbLines) };
-      const outcome = await applySteps(plan.steps, scripts, (what, stdin) => runScript(shell, host.address, progress, { stdin, what }));
-      lockHeld = false;
-      progress.line(
-        `${pc.green('rolled back:')} ${host.address} now runs release ${plan.target} (was ${plan.live ?? 'none'}), code and configuration${restoreDb ? `, database from backup ${restoreDb}` : ''}; health ${outcome?.health ?? '?'}`,
-      );
-    } finally {
-      // The rollback script releases the lock itself once it runs; this covers stopping before.
-      if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
+  const token = randomUUID();
+  // A dry run takes no lock: it only reads.
+  const lock = lockRequest(layout.app, { dryRun, by, command: `rollback ${env.name}`, token, since: new Date() });
+  // With a database, its backups come in the same round trip: the one a --restore-db would use must still be there.
+  const fact = both(releasesFact(layout), env.database && hostRoles(host).includes('db') ? backupsFact(layout) : null);
+  const round = await runWithLock(shell, lock, fact, { progress, host: host.address, env: env.name, wait: options.wait });
+  const [releases, backups] = round.value;
+  let lockHeld = round.acquired;
+  try {
+    const plan = planRollback(releases, target, { host: host.address, env: env.name });
+    const kept = backups ? new Set(backups.backups.map((b) => b.id)) : null;
+    // The database is the db host's: a host without it rolls back code and configuration only.
+    const restoreDb = hostRoles(host).includes('db') ? await databaseChoice(plan, env, options, host.address, (text) => progress.line(text), kept) : null;
+    if (dryRun) {
+      const secretFiles = [`${layout.cert_dir}/privkey.pem`];
+      const redact = (p: string, text: string) => (p === layout.env_file ? redactEnvFileText(text, env.app.secrets) : text);
+      const restore = await ask(shell, restoreFact(layout, plan.target, secretFiles, redact));
+      progress.line(formatRestore(restore, `${host.address} (${env.name}, live ${plan.live ?? 'none'})`));
+      if (restoreDb) progress.line(`  then restore database ${env.database!.name} from backup ${restoreDb} (a backup of it as it is now is taken first)`);
+      progress.line(formatSteps(plan.steps));
+      if (round.holder) progress.line(pc.yellow(`note: ${describeHolder(round.holder)} holds the deploy lock right now`));
+      return null;
     }
-  });
+    // The static check follows today's inventory, which may not be the restored release's.
+    const { static: _today, ...health } = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout);
+    const ctx = {
+      layout,
+      lock: { dir: lock.dir, token },
+      audit: { file: auditFile(layout.app), who: by, command: `rollback ${env.name} ${plan.live ?? '?'} -> ${plan.target}` },
+    };
+    const db = env.database;
+    const dbLines =
+      restoreDb && db
+        ? restoreLines(
+            {
+              dir: layout.backup_dir,
+              db: db.name,
+              keep: db.backups.keep,
+              role: layout.app,
+              locale: db.locale,
+              id: restoreDb,
+              safetyId: backupId(new Date(), 'restore'),
+              units: appUnits(layout),
+            },
+            'undo_rollback',
+          )
+        : [];
+    const scripts: StepScripts = { restore: (release) => rollbackScript(release, ctx, health, dbLines) };
+    const outcome = await applySteps(plan.steps, scripts, (what, stdin) => runScript(shell, host.address, progress, { stdin, what }));
+    lockHeld = false;
+    progress.line(
+      `${pc.green('rolled back:')} ${host.address} now runs release ${plan.target} (was ${plan.live ?? 'none'}), code and configuration${restoreDb ? `, database from backup ${restoreDb}` : ''}; health ${outcome?.health ?? '?'}`,
+    );
+    return { target: plan.target, live: plan.live };
+  } finally {
+    // The rollback script releases the lock itself once it runs; this covers stopping before.
+    if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
+  }
 }
 
 /**

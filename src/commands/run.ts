@@ -45,7 +45,7 @@ export function runCommandLine(layout: Layout, command: string[], o: { pty: bool
 export async function runRun(envName: string | undefined, command: string[], options: RunOptions, globals: GlobalOptions): Promise<number> {
   if (command.length === 0) throw new UsageError('stack run needs a command after --', { hint: 'e.g. stack run prod -- python manage.py showmigrations' });
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
-  const host = pickHost(env, options.host);
+  const host = pickHost(env, options.host, 'app', true);
   const layout = layoutFor(env.app, env.gateway);
   const pty = options.tty === true || process.stdin.isTTY === true;
   const unit = `${layout.app}-run-${randomBytes(4).toString('hex')}`;

@@ -101,7 +101,7 @@ export async function runScheduleRun(envName: string, jobName: string, options: 
   const job = jobNamed(env, jobName);
   const lines = Number(options.lines ?? 50);
   if (!Number.isInteger(lines) || lines < 0 || lines > 100_000) throw new UsageError(`-n: "${options.lines}" is not a number of lines from 0 to 100000`);
-  const host = pickHost(env, options.host);
+  const host = pickHost(env, options.host, 'worker', true);
   const layout = layoutFor(env.app, env.gateway);
   const by = `${userInfo().username}@${hostname()}`;
   const ctx: RunContext = { layout, lock: null, audit: { file: auditFile(layout.app), who: by, command: `schedule run ${env.name} ${job.name}` } };
@@ -150,17 +150,23 @@ export async function runScheduleList(envName: string | undefined, globals: Glob
     env.schedule.map((j) => j.name),
   );
   let failed = false;
-  await forEachHost(inventory, env, globals, async (shell, host) => {
-    const states = await ask(shell, fact);
-    const jobs = env.schedule.map((j) => {
-      const state = states.find((s) => s.name === j.name);
-      const verdict = state
-        ? judgeJob(state)
-        : { name: j.name, last: null, next: null, result: null, exitStatus: null, scheduled: false, ok: false, problem: 'not read' };
-      if (!verdict.ok) failed = true;
-      return { on: j.on, verdict };
-    });
-    globals.output.print(scheduleText(host.address, jobs));
-  });
+  await forEachHost(
+    inventory,
+    env,
+    globals,
+    async (shell, host) => {
+      const states = await ask(shell, fact);
+      const jobs = env.schedule.map((j) => {
+        const state = states.find((s) => s.name === j.name);
+        const verdict = state
+          ? judgeJob(state)
+          : { name: j.name, last: null, next: null, result: null, exitStatus: null, scheduled: false, ok: false, problem: 'not read' };
+        if (!verdict.ok) failed = true;
+        return { on: j.on, verdict };
+      });
+      globals.output.print(scheduleText(host.address, jobs));
+    },
+    { what: 'schedule list', role: 'worker' },
+  );
   return failed ? 1 : 0;
 }

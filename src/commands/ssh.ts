@@ -8,18 +8,24 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { StackError, UsageError } from '../errors.js';
-import type { Environment } from '../inventory/resolve.js';
-import type { Host } from '../inventory/schema.js';
+import { hostRoles, type Environment } from '../inventory/resolve.js';
+import type { Host, HostRole } from '../inventory/schema.js';
 import { hostToken } from '../ssh/known-hosts.js';
 import { selectEnvironment } from './environment.js';
 import type { GlobalOptions } from './options.js';
 
-/** The host a one-host command acts on: the only one, or the one `--host` names. */
-export function pickHost(env: Environment, address: string | undefined): Host {
+/**
+ * The host a one-host command acts on: the one `--host` names, or else the only one (of those
+ * with `role`, when the command needs one: `db psql` the db host); `anyOne`: the first of them
+ * (`run` on an app host, `schedule run` on a worker host).
+ */
+export function pickHost(env: Environment, address: string | undefined, role?: HostRole, anyOne = false): Host {
   if (address === undefined) {
-    if (env.hosts.length === 1) return env.hosts[0]!;
-    throw new UsageError(`environment ${env.name} has ${env.hosts.length} hosts; say which one with --host`, {
-      hint: `one of: ${env.hosts.map((h) => h.address).join(', ')}`,
+    const candidates = role ? env.hosts.filter((h) => hostRoles(h).includes(role)) : env.hosts;
+    // A one-off command (a management command, a job run by hand) runs the same on any of them.
+    if (candidates.length === 1 || (anyOne && candidates.length > 1)) return candidates[0]!;
+    throw new UsageError(`environment ${env.name} has ${candidates.length} ${role ? `${role} ` : ''}hosts; say which one with --host`, {
+      hint: `one of: ${candidates.map((h) => h.address).join(', ')}`,
     });
   }
   const host = env.hosts.find((h) => h.address === address);

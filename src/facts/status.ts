@@ -61,7 +61,8 @@ export interface StatusFacts {
   units: UnitState[];
   /** The scheduled jobs asked about (none when the inventory has no `schedule:`). */
   jobs?: JobState[];
-  probe: { code: string; seconds: number };
+  /** Null on a host without nginx: nothing to ask there. */
+  probe: { code: string; seconds: number } | null;
   disk: { dir: string; freeKiB: number; totalKiB: number }[];
   maintenance: boolean;
   releases: ReleaseEntry[];
@@ -76,7 +77,7 @@ export interface StatusRequest {
   units: string[];
   /** The scheduled jobs by name (their units are APP.job.NAME.timer and .service). */
   jobs?: string[];
-  probe: { url: string; resolve: string; timeout: number };
+  probe: { url: string; resolve: string; timeout: number } | null;
   disks: string[];
   auditFile: string;
   /** With TLS: the certificate file and the domains to ask nginx about. */
@@ -96,7 +97,7 @@ export function statusFact(r: StatusRequest): Fact<StatusFacts> {
     lines: [
       shCommand('fact_unit', ...r.units),
       ...jobs.lines,
-      shCommand('fact_probe', r.probe.url, r.probe.resolve, String(r.probe.timeout)),
+      ...(r.probe ? [shCommand('fact_probe', r.probe.url, r.probe.resolve, String(r.probe.timeout))] : []),
       shCommand('fact_disk', ...r.disks),
       shCommand('fact_present', r.layout.maintenance_page),
       ...releases.lines,
@@ -107,7 +108,7 @@ export function statusFact(r: StatusRequest): Fact<StatusFacts> {
     parse: (output) => ({
       units: records(output, 'unit').map(([name, active, sub, seconds]) => ({ name: name!, active: active!, sub: sub!, seconds: Number(seconds) })),
       jobs: jobs.parse(output),
-      probe: ((p) => ({ code: p[0] || '000', seconds: Number(p[1] ?? 0) }))(records(output, 'probe')[0] ?? []),
+      probe: r.probe ? ((p) => ({ code: p[0] || '000', seconds: Number(p[1] ?? 0) }))(records(output, 'probe')[0] ?? []) : null,
       disk: records(output, 'space').map(([dir, free, total]) => ({ dir: dir!, freeKiB: Number(free), totalKiB: Number(total) })),
       maintenance: records(output, 'present').some(([p]) => p === r.layout.maintenance_page),
       releases: releases.parse(output),

@@ -18,6 +18,8 @@ import {
   type Host,
   type InventoryDocument,
   type Nginx,
+  HOST_ROLES,
+  type HostRole,
   type Ssl,
 } from './schema.js';
 import type { FieldPath } from './locate.js';
@@ -41,6 +43,8 @@ export interface Environment {
   acme_server?: string;
   keep: number;
   hosts: Host[];
+  /** Deploy in batches of this many hosts, each healthy before the next; null: all hosts at once. */
+  rolling: { batch: number | string } | null;
   /** PostgreSQL provisioned for the app, or null when the inventory has no `database:`. */
   database: ResolvedDatabase | null;
   /** Processes besides the web, by name, in the inventory's order. */
@@ -57,6 +61,8 @@ export interface ResolvedProcess {
   scale: number;
   /** Seconds a stop waits after SIGTERM. */
   stopSeconds: number;
+  /** Runs on the environment's first worker host only. */
+  singleton: boolean;
 }
 
 export interface ResolvedJob {
@@ -103,6 +109,7 @@ export function resolveEnvironment(doc: InventoryDocument, name: string): Resolv
     acme_server: env.acme_server,
     keep: env.keep,
     hosts: env.hosts,
+    rolling: env.rolling ?? null,
     database: null,
     processes: [],
     schedule: [],
@@ -112,7 +119,13 @@ export function resolveEnvironment(doc: InventoryDocument, name: string): Resolv
   const parts: ResolveProblem[] = [];
   environment.processes = byName(doc.processes, env.processes, 'processes', name, parts).map(([n, p]) => {
     const process = v.parse(ProcessSchema, p) as Process;
-    return { name: n, command: process.command, scale: process.scale, stopSeconds: durationSeconds(process.stop_timeout, ['s', 'm', 'h'])! };
+    return {
+      name: n,
+      command: process.command,
+      scale: process.scale,
+      stopSeconds: durationSeconds(process.stop_timeout, ['s', 'm', 'h'])!,
+      singleton: process.singleton,
+    };
   });
   environment.schedule = byName(doc.schedule, env.schedule, 'schedule', name, parts).map(([n, j]) => {
     const job = v.parse(JobSchema, j) as Job;
@@ -322,11 +335,59 @@ function crossFieldProblems(env: Environment, secretOrigins: FieldPath[]): Resol
   if (env.app.static && env.app.media && env.app.static.url === env.app.media.url) {
     problems.push({ path: ['app', 'media', 'url'], message: 'static and media need different URL prefixes, e.g. /static/ and /media/' });
   }
+  problems.push(...topologyProblems(env));
   const seen = new Set<string>();
   env.hosts.forEach((h, i) => {
     const key = `${h.address}:${h.port ?? 22}`;
     if (seen.has(key)) problems.push({ path: ['hosts', i, 'address'], message: `${key} is listed twice; remove the repeat` });
     seen.add(key);
   });
+  return problems;
+}
+
+/** The roles a host runs: those listed, or all of them. */
+export function hostRoles(host: Host): readonly HostRole[] {
+  return host.roles ?? HOST_ROLES;
+}
+
+/** Every part the inventory asks for needs a host to run it; a singleton cannot run twice. */
+function topologyProblems(env: Environment): ResolveProblem[] {
+  const problems: ResolveProblem[] = [];
+  const has = (role: HostRole) => env.hosts.some((h) => hostRoles(h).includes(role));
+  const noHost = (role: HostRole, what: string) =>
+    problems.push({ path: ['hosts'], message: `no host has the role ${role}, so nothing would run ${what}; add ${role} to a host's roles` });
+  if (!has('web')) noHost('web', 'nginx');
+  if (!has('app')) noHost('app', 'the gateway');
+  if (env.processes.length + env.schedule.length > 0 && !has('worker')) noHost('worker', 'the processes and scheduled jobs');
+  if ((env.database || env.redis) && !has('db')) noHost('db', env.database ? 'the database' : 'Redis');
+  // Without any `roles:`, every host runs everything on its own (identical servers, each with
+  // its own database): the checks below are about hosts that share the work.
+  const shared = env.hosts.some((h) => h.roles !== undefined);
+  const dbHosts = env.hosts.filter((h) => hostRoles(h).includes('db'));
+  if (shared && dbHosts.length > 1)
+    problems.push({ path: ['hosts'], message: 'several hosts have the role db; one database host per environment (give db to one host only)' });
+  const codeElsewhere = env.hosts.findIndex((h) => (hostRoles(h).includes('app') || hostRoles(h).includes('worker')) && !hostRoles(h).includes('db'));
+  if (shared && env.redis && codeElsewhere >= 0)
+    problems.push({
+      path: ['hosts', codeElsewhere, 'roles'],
+      message:
+        'Redis runs on the db host on a unix socket, which app and worker hosts elsewhere cannot reach; give this host the db role too (one host runs the app, its workers and Redis), or remove redis:',
+    });
+  const webOnly = env.hosts.findIndex((h) => hostRoles(h).includes('web') && !hostRoles(h).includes('app'));
+  if (shared && webOnly >= 0 && (env.app.static || env.app.media))
+    problems.push({
+      path: ['hosts', webOnly, 'roles'],
+      message: `nginx serves ${env.app.static ? 'static files' : 'uploads'} from the release on its own host, and a web host without the app role has none; give it the app role too, or let the app serve them`,
+    });
+  const appHosts = env.hosts.filter((h) => hostRoles(h).includes('app'));
+  if (shared && env.app.media && appHosts.length > 1)
+    problems.push({
+      path: ['app', 'media'],
+      message: `uploads are kept on the app host that received them, and ${appHosts.length} app hosts share the requests; keep media elsewhere (object storage) and remove media:, or run the app on one host`,
+    });
+  for (const p of env.processes) {
+    if (p.singleton && p.scale > 1)
+      problems.push({ path: ['processes', p.name, 'scale'], message: `${p.name} is a singleton (one instance on one host); its scale is 0 or 1` });
+  }
   return problems;
 }

@@ -493,6 +493,13 @@ export const ProcessSchema = v.strictObject({
     ),
     60,
   ),
+  singleton: v.optional(
+    v.pipe(
+      v.boolean('must be true or false'),
+      v.description('Runs on one worker host only (the first), e.g. a scheduler like celery beat; its scale is then at most 1.'),
+    ),
+    false,
+  ),
 });
 
 /** A job on a schedule: a oneshot service started by its timer, never twice at once. */
@@ -575,6 +582,10 @@ export const SslSchema = v.union(
   'must be none, letsencrypt, self-signed or { cert: FILE, key: FILE }',
 );
 
+/** What a host may run; a host without `roles:` runs all of them. */
+export const HOST_ROLES = ['web', 'app', 'worker', 'db'] as const;
+export type HostRole = (typeof HOST_ROLES)[number];
+
 export const HostSchema = v.strictObject({
   address: v.pipe(
     text('host address', '203.0.113.10'),
@@ -597,6 +608,35 @@ export const HostSchema = v.strictObject({
   identity_file: v.optional(
     v.pipe(localFile('identity file', '~/.ssh/id_ed25519'), v.description('Private key for SSH; otherwise ssh-agent and ~/.ssh/config decide.')),
   ),
+  roles: v.optional(
+    v.pipe(
+      v.array(v.picklist(HOST_ROLES, `must be a list of ${HOST_ROLES.join(', ')}`), `must be a list of roles, e.g. [web, app]`),
+      v.minLength(1, `needs at least one of ${HOST_ROLES.join(', ')} (leave the key out for all of them)`),
+      v.check((r) => new Set(r).size === r.length, 'lists a role twice; remove the repeat'),
+      v.description('What this host runs: web (nginx), app (the gateway), worker (the processes and jobs), db (the database and Redis). Default: all.'),
+    ),
+  ),
+  private_address: v.optional(
+    v.pipe(
+      text('private address', '10.0.0.5'),
+      v.check(
+        (s) => isIP(s) !== 0,
+        (i) => `${JSON.stringify(i.input)} is not an IPv4 or IPv6 address, e.g. 10.0.0.5`,
+      ),
+      v.description("Where the environment's other hosts reach this one (the gateway, PostgreSQL); default: address."),
+    ),
+  ),
+});
+
+/** A batch of a rolling deploy: a number of hosts, or a share of them ("25%"). */
+export const RollingSchema = v.strictObject({
+  batch: v.pipe(
+    v.union(
+      [positiveInt('batch', 1000), matching('batch share', /^([1-9]\d?|100)%$/, 'write a share from 1% to 100%, e.g. 25%')],
+      'must be a number of hosts (1, 2, ...) or a share of them, e.g. "25%"',
+    ),
+    v.description('How many hosts deploy at once; the next batch starts only when this one is healthy.'),
+  ),
 });
 
 const email = matching('email address', /^[^@\s]+@[^@\s]+\.[^@\s]+$/, 'write an address such as ops@example.com');
@@ -617,6 +657,7 @@ export const EnvironmentSchema = v.strictObject({
   ),
   keep: v.optional(positiveInt('keep', 100), 5),
   hosts: v.pipe(v.array(HostSchema, 'must be a list of hosts, e.g. [{ address: 203.0.113.10, user: deploy }]'), v.minLength(1, 'needs at least one host')),
+  rolling: v.optional(RollingSchema),
   app: v.optional(EnvironmentAppSchema),
   gateway: v.optional(v.partial(GatewaySchema)),
   nginx: v.optional(v.partial(NginxSchema)),
@@ -636,6 +677,7 @@ export const EnvironmentSchema = v.strictObject({
 export const BUILTIN_COMMANDS = [
   'init',
   'render',
+  'export',
   'setup',
   'deploy',
   'trust',

@@ -10,7 +10,24 @@ import type { DatabaseFacts, RoleAttributes } from '../facts/database.js';
 import type { ResolvedDatabase } from '../inventory/resolve.js';
 import { hbaBlock } from '../views/database.js';
 
+/**
+ * The database of an environment whose app and worker hosts are elsewhere (src/views/topology.ts):
+ * the addresses they connect from, where PostgreSQL listens, and the role's password file.
+ */
+export interface SharedDatabase extends ResolvedDatabase {
+  clients: string[];
+  listen: string;
+  passwordFile: string;
+}
+
+function shared(db: ResolvedDatabase): SharedDatabase | null {
+  return 'clients' in db ? (db as SharedDatabase) : null;
+}
+
 export interface DatabasePlan {
+  /** Shared with other hosts: PostgreSQL listens on these addresses, the role's password comes from this file. */
+  listen?: string;
+  passwordFile?: string;
   role: string;
   name: string;
   locale: string;
@@ -60,7 +77,10 @@ export function planDatabase({ db, role, facts, host, env }: DatabasePlanInput):
     });
   }
   const up = facts?.server === 'up';
-  const block = hbaBlock(role, db.name);
+  const cluster = shared(db);
+  const block = hbaBlock(role, db.name, cluster?.clients);
+  // Hosts elsewhere log in with a password; alone, the role has none (peer authentication).
+  const wanted: Record<keyof RoleAttributes, boolean> = { ...WANTED, password: cluster !== null };
   if (up && facts) {
     const owner = facts.database?.owner;
     if (owner !== undefined && owner !== role) {
@@ -78,7 +98,7 @@ export function planDatabase({ db, role, facts, host, env }: DatabasePlanInput):
       );
     }
   }
-  const wrong = up && facts?.role ? (Object.keys(WANTED) as (keyof RoleAttributes)[]).filter((k) => facts.role![k] !== WANTED[k]) : [];
+  const wrong = up && facts?.role ? (Object.keys(wanted) as (keyof RoleAttributes)[]).filter((k) => facts.role![k] !== wanted[k]) : [];
   const roleAction: DatabasePlan['roleAction'] = !up || !facts?.role ? { kind: 'create' } : wrong.length > 0 ? { kind: 'alter', wrong } : null;
   const createDatabase = !up || !facts?.database;
   const revokePublic = !createDatabase && facts?.database?.publicConnect === true;
@@ -88,7 +108,16 @@ export function planDatabase({ db, role, facts, host, env }: DatabasePlanInput):
       ? null
       : { block, file: facts?.hba?.file ?? null, diff: createTwoFilesPatch('pg_hba.conf', 'pg_hba.conf', current, block, '', '', { context: 3 }) };
   if (!roleAction && !createDatabase && !revokePublic && !hba) return null;
-  return { role, name: db.name, locale: db.locale, roleAction, createDatabase, revokePublic, hba };
+  return {
+    ...(cluster ? { listen: cluster.listen, passwordFile: cluster.passwordFile } : {}),
+    role,
+    name: db.name,
+    locale: db.locale,
+    roleAction,
+    createDatabase,
+    revokePublic,
+    hba,
+  };
 }
 
 /** The plan's database work as lines for a person (`--dry-run`). */
@@ -103,6 +132,7 @@ export function describeDatabase(p: DatabasePlan): string[] {
   if (p.createDatabase) out.push(`  create database ${p.name} owned by ${p.role} (UTF8, locale ${p.locale}, only its owner may connect)`);
   if (p.revokePublic) out.push(`  only ${p.role} may connect to ${p.name} (revoke CONNECT from PUBLIC)`);
   if (p.hba) out.push(`  pg_hba.conf${p.hba.file ? ` (${p.hba.file})` : ''}: the app's lines, first`, p.hba.diff);
+  if (p.listen) out.push(`  PostgreSQL listens on ${p.listen} (the app and worker hosts elsewhere connect with the password in ${p.passwordFile})`);
   return out;
 }
 

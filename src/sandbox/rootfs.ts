@@ -53,6 +53,8 @@ export const PREFETCH = [
   // Workers' broker and cache, and its Python client.
   'redis-server',
   'python3-redis',
+  // The firewall of app hosts that web hosts elsewhere reach (src/views/firewall.ts).
+  'nftables',
 ];
 
 /** Units that only slow the boot down or wait for a network that never comes. */

@@ -336,6 +336,15 @@ export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
         `Address=${address}/24`,
         // networkd probes 169.254/16 addresses for conflicts (about 5 s of ARP) by default.
         'DuplicateAddressDetection=none',
+        // The other sandboxes (an environment of several hosts) through this machine, which
+        // forwards between the sandboxes' own devices only; nothing else is routed.
+        '[Route]',
+        'Destination=169.254.0.0/16',
+        `Gateway=${hostSideAddress}`,
+        // networkd gives a 169.254/16 address link scope, which the kernel never picks as the
+        // source of a route through a gateway: without this, packets leave from 0.0.0.0 and the
+        // host drops them as martians.
+        `PreferredSource=${address}`,
         '',
       ].join('\n'),
     );
@@ -404,6 +413,10 @@ export async function sandboxUp(opts: SandboxUpOptions): Promise<SandboxInfo> {
     // ARP retries every 100 ms rather than every second, so a first probe that races the
     // container's address setup costs little.
     await writeFile(`/proc/sys/net/ipv4/neigh/${veth}/retrans_time_ms`, '100').catch(() => {});
+    // Packets from this sandbox to another one are forwarded by this machine; forwarding is
+    // turned on for this device alone (not net.ipv4.ip_forward), so the sandboxes reach each
+    // other and nothing else changes on the machine.
+    await writeFile(`/proc/sys/net/ipv4/conf/${veth}/forwarding`, '1');
 
     const ssh = (args: string[], timeoutMs: number) =>
       runProgram('ssh', [...sshOptions(identityFile, knownHostsFile(name)), `deploy@${address}`, ...args], timeoutMs);

@@ -17,8 +17,29 @@ import { envFileContent } from '../views/envfile.js';
 import type { HostFacts } from '../views/facts.js';
 import { appUnitView, gunicornView, uwsgiView } from '../views/gateway.js';
 import { expandPlaceholders, jobUnit, layoutFor, type Layout } from '../views/layout.js';
-import { partUnitFiles, processInstances } from '../views/processes.js';
+import { hostSchedule, partUnitFiles, processInstances } from '../views/processes.js';
 import { acmeStandInView, nginxSiteView } from '../views/nginx.js';
+import { type Topology, topologyOf } from '../views/topology.js';
+import { firewallRules, firewallUnit, firewallView } from '../views/firewall.js';
+
+/**
+ * Which role files a host with roles takes: nginx on web hosts; the app's user, release,
+ * environment (and the gateway, on app hosts) where its code runs; PostgreSQL, its backups and
+ * Redis on the db host.
+ */
+function hostTakes(role: string, t: Topology): boolean {
+  switch (role) {
+    case 'web':
+      return t.web;
+    case 'app':
+      return t.app || t.worker;
+    case 'database':
+    case 'redis':
+      return t.db;
+    default:
+      return true;
+  }
+}
 
 export interface DesiredFile {
   path: string;
@@ -96,7 +117,12 @@ export interface DesiredOptions {
 export async function buildDesiredState(env: Environment, host: Host, options: DesiredOptions): Promise<DesiredState> {
   const layout = layoutFor(env.app, env.gateway);
   const expand = (s: string) => expandPlaceholders(s, layout);
+  const topology = topologyOf(env, host);
   const context = {
+    // Where the host is in its environment (roles/*.yml `when:`): its gateway, and whether web
+    // hosts elsewhere reach it over TCP (its firewall).
+    gateway_host: topology.app,
+    gateway_tcp: topology.gatewayClients.length > 0,
     gateway: env.gateway.server,
     ssl: sslMode(env.ssl),
     static: env.app.static !== undefined,
@@ -105,7 +131,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     database: env.database !== null,
     redis: env.redis !== null,
   };
-  const roles = (options.roles ?? loadRoles()).filter((r) => !options.only || options.only.includes(r.name));
+  const roles = (options.roles ?? loadRoles()).filter((r) => (!options.only || options.only.includes(r.name)) && hostTakes(r.name, topology));
   const state: DesiredState = {
     host,
     layout,
@@ -134,7 +160,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     }
     for (const f of role.files) {
       if (!matches(f.when, context)) continue;
-      state.files.push(await desiredFile(f, role.name, env, layout, options, expand));
+      state.files.push(await desiredFile(f, role.name, env, layout, options, expand, topology));
     }
     state.links.push(...role.links.map((l) => ({ path: expand(l.path), target: expand(l.target), role: role.name, notify: l.notify })));
     state.removes.push(...role.removes.map((r) => ({ path: expand(r.path), role: role.name, notify: r.notify })));
@@ -150,7 +176,7 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
   // do its processes and scheduled jobs: one unit file each, as many as the inventory names.
   if (roles.some((r) => r.name === 'app')) {
     for (const name of env.app.packages) if (!state.packages.includes(name)) state.packages.push(name);
-    for (const part of partUnitFiles(env, layout)) {
+    for (const part of partUnitFiles(env, layout, topology)) {
       const rendered = await options.engine.render(part.template, part.view);
       state.files.push({
         path: part.path,
@@ -165,14 +191,47 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
         override: rendered.override,
       });
     }
-    state.parts = { instances: processInstances(env, layout), timers: env.schedule.map((j) => `${jobUnit(layout, j.name)}.timer`) };
+    state.parts = {
+      instances: processInstances(env, layout, topology),
+      timers: hostSchedule(env, topology).map((j) => `${jobUnit(layout, j.name)}.timer`),
+    };
     if (state.parts.instances.length + state.parts.timers.length > 0) state.services.push(layout.target);
   }
+  if (context.gateway_tcp && roles.some((r) => r.name === 'app')) addFirewall(state, env, layout, topology);
+  // A handler that restarts a service this host does not run (the gateway on a worker host) has
+  // nothing to restart. A host with every role keeps them all, as a single server always did.
+  if (!topology.all) state.handlers = state.handlers.filter((h) => !h.service || h.service === 'nginx' || state.services.includes(h.service));
   if (context.ssl === 'letsencrypt' && roles.some((r) => r.name === 'web')) {
     const standIn = await options.engine.render('nginx/acme-stand-in.conf', acmeStandInView(env, layout));
     state.acmeStandIn = displayContent(standIn.content);
   }
   return state;
+}
+
+/**
+ * An app host that web hosts elsewhere reach over TCP: its nftables table lets only them in
+ * (src/views/firewall.ts), loaded before the gateway's socket listens. Made by code, like the
+ * process units: the rules follow from the environment's hosts, not from a template.
+ */
+function addFirewall(state: DesiredState, env: Environment, layout: Layout, topology: Topology): void {
+  const view = firewallView(env, layout, topology);
+  if (!state.packages.includes('nftables')) state.packages.push('nftables');
+  if (!state.dirs.some((d) => d.path === '/etc/stack')) state.dirs.push({ path: '/etc/stack', mode: '0755', owner: 'root', group: 'root', role: 'app' });
+  const generated = { mode: '0644', owner: 'root', group: 'root', role: 'app', source: 'generated: firewall (src/views/firewall.ts)' };
+  state.files.push(
+    { ...generated, path: view.rulesFile, content: firewallRules(view), notify: ['restart-firewall'] },
+    // Only the rules restart it: setup writes units but not the rules, which come with the first deploy.
+    { ...generated, path: `/etc/systemd/system/${view.unit}`, content: firewallUnit(view), validate: 'systemd', notify: ['daemon-reload'] },
+  );
+  state.services.unshift(view.unit);
+  // Right after daemon-reload: the rules are in place before the socket restarts on the port.
+  const at = state.handlers.findIndex((h) => h.name === 'daemon-reload') + 1;
+  state.handlers.splice(at, 0, {
+    name: 'restart-firewall',
+    description: `load the firewall of ${env.app.name} (${view.unit})`,
+    command: `systemctl restart ${view.unit}`,
+    service: view.unit,
+  });
 }
 
 async function desiredFile(
@@ -182,6 +241,7 @@ async function desiredFile(
   layout: Layout,
   options: DesiredOptions,
   expand: (s: string) => string,
+  topology: Topology,
 ): Promise<DesiredFile> {
   const base = {
     generator: f.generator,
@@ -194,7 +254,7 @@ async function desiredFile(
     notify: f.notify,
   };
   if (f.generator === 'env') {
-    return { ...base, content: envFileContent(env, options.secrets), source: 'generated: environment file' };
+    return { ...base, content: envFileContent(env, options.secrets, topology), source: 'generated: environment file' };
   }
   if (f.generator === 'db-backup') {
     return { ...base, content: backupProgram(), source: 'generated: backup program (src/remote/sh/db.sh)' };
@@ -206,20 +266,20 @@ async function desiredFile(
     if (f.generator === 'certificate-key') return { ...base, content: new SecretText([cert.key]), source, secret: true };
     return { ...base, content: f.generator === 'certificate' ? cert.fullchain : (cert.chain ?? ''), source };
   }
-  const rendered = await options.engine.render(f.template!, viewFor(f.view, env, layout, options.facts));
+  const rendered = await options.engine.render(f.template!, viewFor(f.view, env, layout, options.facts, topology));
   return { ...base, content: rendered.content, source: f.template!, override: rendered.override };
 }
 
-function viewFor(view: RoleFile['view'], env: Environment, layout: Layout, facts: HostFacts): object {
+function viewFor(view: RoleFile['view'], env: Environment, layout: Layout, facts: HostFacts, topology: Topology): object {
   switch (view) {
     case 'nginx':
-      return nginxSiteView(env, layout, facts);
+      return nginxSiteView(env, layout, facts, topology);
     case 'unit':
-      return appUnitView(env, layout);
+      return appUnitView(env, layout, topology);
     case 'gunicorn':
-      return gunicornView(env, layout, facts);
+      return gunicornView(env, layout, facts, topology);
     case 'uwsgi':
-      return uwsgiView(env, layout, facts);
+      return uwsgiView(env, layout, facts, topology);
     case 'database':
       return backupView(env, layout);
     case 'redis':

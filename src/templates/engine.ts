@@ -27,6 +27,12 @@ export interface TemplateSource {
 export class TemplateEngine {
   readonly #hbs = Handlebars.create();
   readonly #partialsLoaded = new Set<string>();
+  /**
+   * Compiled Handlebars templates by file, with the text they were compiled from. A deploy
+   * renders every file twice (with assumed facts, then with the host's) and once more per host;
+   * compiling is most of a render's cost, and the same text always compiles the same.
+   */
+  readonly #compiled = new Map<string, { text: string; template: HandlebarsTemplateDelegate }>();
 
   /** @param overrideDir absolute path of the project's template folder (may not exist) */
   constructor(
@@ -59,12 +65,20 @@ export class TemplateEngine {
         content = ejs.render(text, view, { filename: source.file, escape: (s: unknown) => String(s) });
       } else {
         this.#loadPartials(path.posix.dirname(name));
-        content = this.#hbs.compile(text, { noEscape: true, strict: true })(view);
+        content = this.#template(source.file, text)(view);
       }
     } catch (err) {
       throw new TemplateError(label, describeTemplateError(err));
     }
     return source.override ? { content, override: path.relative(this.projectDir, source.file) } : { content };
+  }
+
+  #template(file: string, text: string): HandlebarsTemplateDelegate {
+    const cached = this.#compiled.get(file);
+    if (cached?.text === text) return cached.template;
+    const template = this.#hbs.compile(text, { noEscape: true, strict: true });
+    this.#compiled.set(file, { text, template });
+    return template;
   }
 
   /** Partials live in `<folder>/partials/NAME.hbs`, built-in first, then the project's overrides. */

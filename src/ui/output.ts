@@ -11,7 +11,18 @@ import { redactValues } from '../secrets/redact.js';
 import type { Secret } from '../secrets/secret.js';
 import { jsonOf } from './json.js';
 import type { CommandResult, HostPart } from './results.js';
-import { auditText, backupsText, certsText, deployHostLines, lockText, noCertificatesText, releasesText, statusText, summaryLine } from './text.js';
+import {
+  auditText,
+  backupsText,
+  certsText,
+  deployHostLines,
+  foldedDeployLines,
+  lockText,
+  noCertificatesText,
+  releasesText,
+  statusText,
+  summaryLine,
+} from './text.js';
 
 /** `-q`: results, warnings and errors only; `-v`: each step's time, round trips, each host's steps. */
 export type Level = 'quiet' | 'normal' | 'verbose';
@@ -114,7 +125,8 @@ export function createOutput(o: OutputOptions = {}): Output {
         stdout.write(`${JSON.stringify(jsonOf(r), (_, v: unknown) => (typeof v === 'string' ? redact(v) : v), 2)}\n`);
         return;
       }
-      for (const part of hostParts(r).slice(shown)) showHost(part);
+      if (r.kind === 'deploy' && r.dryRun && r.hosts.length > 1 && shown === 0) for (const line of foldedDeployLines(r.hosts, r.env, level)) err(line);
+      else for (const part of hostParts(r).slice(shown)) showHost(part);
       shown = 0;
       if (r.kind === 'certs' && r.ssl === 'none') out(noCertificatesText(r.env));
       if (r.kind === 'deploy') err(summaryLine(r.hosts, r.dryRun, r.ms, level === 'verbose' || o.debug === true));

@@ -25,6 +25,8 @@ export interface HostRunResult {
   ms: number;
   health?: string;
   release?: string;
+  /** The release that was live before this run (null: none); a failed batch goes back to it. */
+  previous?: string | null;
   /** The database backup taken before the release's hooks (its id). */
   backup?: string;
   /** Dry runs: who holds the deploy lock right now, if anyone. */
@@ -130,7 +132,8 @@ export interface StatusHost {
   units: UnitState[];
   /** Each scheduled job: its timer's last and next run, the last run's result. */
   jobs: JobVerdict[];
-  health: { path: string; code: string; ms: number; ok: boolean };
+  /** Null on a host without nginx (no web role). */
+  health: { path: string; code: string; ms: number; ok: boolean } | null;
   /** Days left per domain (TLS only). */
   certificates: { domain: string; days: number | null; status: string }[];
   disk: { dir: string; freeMiB: number; usedPercent: number }[];

@@ -81,6 +81,25 @@ export function deployHostLines(r: HostRunResult, env: string, dryRun: boolean, 
   return lines;
 }
 
+/**
+ * A dry run of several hosts: hosts whose plans read the same (the same diffs, the same steps)
+ * are shown once, under "3 hosts (a, b, c)", so the difference between hosts stands out.
+ */
+export function foldedDeployLines(results: readonly HostRunResult[], env: string, level: Level): string[] {
+  const mark = '\u0000host\u0000';
+  const groups = new Map<string, HostRunResult[]>();
+  for (const r of results) {
+    const key = deployHostLines({ ...r, label: mark }, env, true, level).join('\n');
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const out: string[] = [];
+  for (const [text, rs] of groups) {
+    const label = rs.length === 1 ? rs[0]!.label : `${rs.length} hosts (${rs.map((r) => r.label).join(', ')})`;
+    out.push(text.split(mark).join(label));
+  }
+  return out;
+}
+
 /** The last line of a deploy: what changed where; `detail` adds each host's round trips and time. */
 export function summaryLine(results: readonly HostRunResult[], dryRun: boolean, ms: number, detail = false): string {
   const changes = results.reduce((n, r) => n + r.changes, 0);
@@ -122,7 +141,7 @@ export function statusText(h: StatusHost): string {
     lines.push(`  ${u.name.padEnd(12)} ${u.active === 'active' ? state : bad(state)} for ${ago(u.seconds)}`);
   }
   for (const j of h.jobs) lines.push(`  job ${j.name}  ${jobText(j)}`);
-  lines.push(`  health       GET ${h.health.path} ${h.health.ok ? h.health.code : bad(h.health.code)} in ${h.health.ms} ms`);
+  if (h.health) lines.push(`  health       GET ${h.health.path} ${h.health.ok ? h.health.code : bad(h.health.code)} in ${h.health.ms} ms`);
   for (const c of h.certificates) {
     const text = `${c.domain}: ${c.days === null ? c.status : `${c.days} days left`}${c.status === 'ok' || c.days === null ? '' : ` (${c.status})`}`;
     lines.push(`  certificate  ${c.status === 'ok' ? text : bad(text)}`);

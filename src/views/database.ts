@@ -41,10 +41,13 @@ function databaseOf(env: Environment): ResolvedDatabase {
  * else; nobody else reaches that database but postgres (backups, restores). Every other local
  * user is refused before Debian's `local all all peer` could let a same-named role in.
  */
-export function hbaBlock(role: string, db: string): string {
+export function hbaBlock(role: string, db: string, clients: readonly string[] = []): string {
   const rows = [
     ['local', db, role, '', 'peer'],
     ['local', db, 'postgres', '', 'peer'],
+    // App and worker hosts elsewhere: the app's role, its database, their addresses alone, with
+    // the password (scram-sha-256). Before the rejects below, which still refuse everyone else.
+    ...clients.map((a) => ['host', db, role, a.includes(':') ? `${a}/128` : `${a}/32`, 'scram-sha-256']),
     ['local', 'all', role, '', 'reject'],
     ['host', 'all', role, 'all', 'reject'],
     ['local', db, 'all', '', 'reject'],

@@ -6,6 +6,7 @@
 import { sslMode, type Environment } from '../inventory/resolve.js';
 import { Secret, SecretText } from '../secrets/secret.js';
 import { layoutFor } from './layout.js';
+import { DB_PASSWORD_SECRET, hostPort, POSTGRES_PORT, type Topology } from './topology.js';
 
 /** systemd's double-quoted values: a backslash escapes ", \, $ and ` ; newlines need no escaping. */
 function quote(value: string): string {
@@ -37,6 +38,30 @@ export function databaseEnv(env: Environment): Record<string, string> {
 }
 
 /**
+ * How the app reaches its database on the environment's db host: over TCP on that host's private
+ * address, as its own role, with the password generated there (src/apply/cluster.ts). The
+ * password exists only inside Secret parts: the file's printable form shows the marker.
+ */
+function remoteDatabaseParts(env: Environment, address: string, secrets: ReadonlyMap<string, Secret>): (string | Secret)[] {
+  const db = env.database!;
+  const password = secrets.get(DB_PASSWORD_SECRET) ?? new Secret(DB_PASSWORD_SECRET);
+  // Generated as hex (cluster.ts): nothing in it needs escaping in a URL or in systemd's quotes.
+  const url = ['postgresql://', `${env.app.name}:`, password, `@${hostPort(address, POSTGRES_PORT)}/${db.name}`];
+  return [
+    'DATABASE_URL="',
+    ...url,
+    '"\n',
+    `PGHOST=${quote(address)}\n`,
+    `PGPORT=${quote(String(POSTGRES_PORT))}\n`,
+    `PGDATABASE=${quote(db.name)}\n`,
+    `PGUSER=${quote(env.app.name)}\n`,
+    'PGPASSWORD="',
+    password,
+    '"\n',
+  ];
+}
+
+/**
  * How the app reaches its Redis: the unix socket as redis-py (RQ, django-redis) reads it, and as
  * Celery's broker URL (which Celery reads from CELERY_BROKER_URL by itself).
  */
@@ -50,7 +75,7 @@ export function redisEnv(env: Environment): Record<string, string> {
  * @param secrets the secret values, by name. In `render`, secrets are unknown: the file then
  *   lists the names with the redacted marker only.
  */
-export function envFileContent(env: Environment, secrets: ReadonlyMap<string, Secret> = new Map()): SecretText {
+export function envFileContent(env: Environment, secrets: ReadonlyMap<string, Secret> = new Map(), topology?: Topology): SecretText {
   const parts: (string | Secret)[] = [
     `# Managed by stack: environment of ${env.app.name} (${env.name}). Edit the inventory, not this file.\n`,
     `STACK_APP=${quote(env.app.name)}\n`,
@@ -60,7 +85,9 @@ export function envFileContent(env: Environment, secrets: ReadonlyMap<string, Se
     `STACK_DOMAINS=${quote(env.domains.join(','))}\n`,
     `STACK_URL=${quote(canonicalUrl(env))}\n`,
   ];
-  for (const [name, value] of Object.entries({ ...databaseEnv(env), ...redisEnv(env) })) parts.push(`${name}=${quote(value)}\n`);
+  if (topology?.remoteDb) parts.push(...remoteDatabaseParts(env, topology.remoteDb, secrets));
+  const local = topology?.remoteDb ? redisEnv(env) : { ...databaseEnv(env), ...redisEnv(env) };
+  for (const [name, value] of Object.entries(local)) parts.push(`${name}=${quote(value)}\n`);
   for (const [name, value] of Object.entries(env.app.env)) parts.push(`${name}=${quote(String(value))}\n`);
   for (const name of env.app.secrets) {
     const secret = secrets.get(name) ?? new Secret(name);
@@ -76,7 +103,10 @@ export function redactEnvFileText(text: string, secretNames: readonly string[]):
     .split('\n')
     .map((line) => {
       const m = line.match(/^([A-Za-z_][A-Za-z0-9_]*)=/);
-      return m && names.has(m[1]!) ? `${m[1]}="[REDACTED]"` : line;
+      if (m && (names.has(m[1]!) || m[1] === 'PGPASSWORD')) return `${m[1]}="[REDACTED]"`;
+      // The database password inside the URL of a db host elsewhere (remoteDatabaseParts).
+      if (m?.[1] === 'DATABASE_URL') return line.replace(/^(DATABASE_URL="postgresql:\/\/[^:@/]+:)[^@]*@/, '$1[REDACTED]@');
+      return line;
     })
     .join('\n');
 }

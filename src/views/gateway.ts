@@ -2,12 +2,23 @@
 import type { Environment } from '../inventory/resolve.js';
 import type { HostFacts } from './facts.js';
 import type { Layout } from './layout.js';
+import { GATEWAY_PORT, hostPort, type Topology } from './topology.js';
+
+/**
+ * Where the gateway listens for web hosts elsewhere, on this host's private address; null when
+ * only this host's own nginx uses it (the unix socket alone).
+ */
+export function gatewayTcp(topology: Topology | undefined): string | null {
+  return topology && topology.gatewayClients.length > 0 ? hostPort(topology.privateAddress, GATEWAY_PORT) : null;
+}
 
 export interface GunicornSettings {
   app: string;
   wsgi: string;
   chdir: string;
   bind: string;
+  /** Also listening on the private address for other web hosts (systemd holds both sockets). */
+  tcpBind: string | null;
   /** A number, or a Python expression evaluated on the server when workers: auto and the CPU count is unknown. */
   workers: string;
   workersNote: string;
@@ -24,6 +35,8 @@ export interface UwsgiSettings {
   chdir: string;
   virtualenv: string;
   socket: string;
+  /** Also listening on the private address for other web hosts. */
+  tcpSocket: string | null;
   /** A number, or uWSGI's own arithmetic on `%k` (its CPU count) when unknown. */
   processes: string;
   processesNote: string;
@@ -54,6 +67,10 @@ export interface AppUnit {
   /** Services the app talks to (PostgreSQL, its Redis): started before it. */
   uses: string[];
   socket: string;
+  /** The private address:port web hosts elsewhere connect to, or null. */
+  tcpListen: string | null;
+  /** With tcpListen: the unit that loads the firewall letting only the web hosts in. */
+  firewallUnit: string | null;
   /** The group that may connect to the socket: nginx's. */
   socketGroup: string;
   readWritePaths: string[];
@@ -67,13 +84,14 @@ function workerCount(env: Environment, facts: HostFacts): { fixed: number | null
   return { fixed: null, note: 'workers: auto = 2 x CPUs + 1, counted on the server at start' };
 }
 
-export function gunicornView(env: Environment, layout: Layout, facts: HostFacts): GunicornSettings {
+export function gunicornView(env: Environment, layout: Layout, facts: HostFacts, topology?: Topology): GunicornSettings {
   const { fixed, note } = workerCount(env, facts);
   return {
     app: env.app.name,
     wsgi: env.app.wsgi,
     chdir: layout.current,
     bind: `unix:${layout.socket}`,
+    tcpBind: gatewayTcp(topology),
     workers: fixed === null ? 'multiprocessing.cpu_count() * 2 + 1' : String(fixed),
     workersNote: note,
     threads: env.gateway.threads,
@@ -84,7 +102,7 @@ export function gunicornView(env: Environment, layout: Layout, facts: HostFacts)
   };
 }
 
-export function uwsgiView(env: Environment, layout: Layout, facts: HostFacts): UwsgiSettings {
+export function uwsgiView(env: Environment, layout: Layout, facts: HostFacts, topology?: Topology): UwsgiSettings {
   const { fixed, note } = workerCount(env, facts);
   return {
     app: env.app.name,
@@ -92,6 +110,7 @@ export function uwsgiView(env: Environment, layout: Layout, facts: HostFacts): U
     chdir: layout.current,
     virtualenv: layout.venv,
     socket: layout.socket,
+    tcpSocket: gatewayTcp(topology),
     processes: fixed === null ? '%(%k * 2 + 1)' : String(fixed),
     processesNote: note,
     threads: env.gateway.threads,
@@ -101,7 +120,12 @@ export function uwsgiView(env: Environment, layout: Layout, facts: HostFacts): U
   };
 }
 
-export function appUnitView(env: Environment, layout: Layout): AppUnit {
+/**
+ * @param topology where the host is in its environment; the database and Redis are started first
+ *   only where they run on this host.
+ */
+export function appUnitView(env: Environment, layout: Layout, topology?: Topology): AppUnit {
+  const localDb = !topology || topology.db;
   const uwsgi = env.gateway.server === 'uwsgi';
   const python = `${layout.venv}/bin/python`;
   return {
@@ -119,8 +143,10 @@ export function appUnitView(env: Environment, layout: Layout): AppUnit {
       : `${python} -m gunicorn --config ${layout.config_dir}/gunicorn.conf.py ${env.app.wsgi}`,
     execReload: '/bin/kill -s HUP $MAINPID',
     socketUnit: `${env.app.name}.socket`,
-    uses: [...(env.database ? ['postgresql.service'] : []), ...(env.redis ? [layout.redis_unit] : [])],
+    uses: [...(env.database && localDb ? ['postgresql.service'] : []), ...(env.redis && localDb ? [layout.redis_unit] : [])],
     socket: layout.socket,
+    tcpListen: gatewayTcp(topology),
+    firewallUnit: gatewayTcp(topology) ? `${env.app.name}-firewall.service` : null,
     socketGroup: layout.web_user,
     readWritePaths: [layout.shared, ...(env.app.media ? [env.app.media.path] : [])],
     timeoutStopSec: env.gateway.timeout + 10,

@@ -5,6 +5,7 @@ import { sslMode } from '../inventory/resolve.js';
 import type { HostFacts } from './facts.js';
 import { versionAtLeast } from './facts.js';
 import type { Layout } from './layout.js';
+import { GATEWAY_PORT, hostPort, type Topology, UPSTREAM_FAIL_TIMEOUT, UPSTREAM_MAX_FAILS } from './topology.js';
 
 export interface NginxTls {
   certificate: string;
@@ -21,6 +22,10 @@ export interface NginxSite {
   upstream: string;
   /** `unix:/run/<app>/<server>.sock` */
   upstreamServer: string;
+  /** Each `server` line of the upstream: this host's socket, and the other app hosts' gateways. */
+  upstreamServers: string[];
+  /** Several app hosts: a request that cannot reach one goes to the next (connect error or timeout). */
+  balanced: boolean;
   gateway: 'gunicorn' | 'uwsgi';
   canonical: string;
   /** Other domains, redirected to the canonical one. */
@@ -98,8 +103,22 @@ export function tlsFor(env: Environment, layout: Layout): NginxTls | null {
   }
 }
 
-export function nginxSiteView(env: Environment, layout: Layout, facts: HostFacts): NginxSite {
+/**
+ * The gateways nginx sends requests to. One server (its own socket) is never marked failed: there
+ * is nowhere else to go. Several are balanced: one that refuses or times out is skipped by the
+ * request (next upstream) and, after a few failures, left alone for a while.
+ */
+function upstreamServers(layout: Layout, topology: Topology | undefined): string[] {
+  const own = `unix:${layout.socket}`;
+  const servers = topology?.upstreams ?? [{ local: true as const }];
+  if (servers.length === 1 && servers[0]!.local) return [`${own} fail_timeout=0`];
+  const limits = `max_fails=${UPSTREAM_MAX_FAILS} fail_timeout=${UPSTREAM_FAIL_TIMEOUT}`;
+  return servers.map((s) => `${s.local ? own : hostPort(s.address, GATEWAY_PORT)} ${limits}`);
+}
+
+export function nginxSiteView(env: Environment, layout: Layout, facts: HostFacts, topology?: Topology): NginxSite {
   const { app, gateway, nginx } = env;
+  const servers = upstreamServers(layout, topology);
   const tls = tlsFor(env, layout);
   const http2Directive = versionAtLeast(facts.nginxVersion, [1, 25, 1]);
   const def = nginx.default_server ? ' default_server' : '';
@@ -113,6 +132,8 @@ export function nginxSiteView(env: Environment, layout: Layout, facts: HostFacts
     app: app.name,
     upstream: `${app.name.replace(/-/g, '_')}_app`,
     upstreamServer: `unix:${layout.socket}`,
+    upstreamServers: servers,
+    balanced: servers.length > 1,
     gateway: gateway.server,
     canonical: env.domains[0]!,
     aliases: env.domains.slice(1),

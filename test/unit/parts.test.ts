@@ -84,7 +84,7 @@ function expectOneProblem(text: string, marker: string, field: string, message: 
 }
 
 describe('processes:, schedule: and redis: in the inventory', () => {
-  const worker = (o: object = {}) => ({ name: 'worker', command: 'celery -A blog worker', scale: 1, stopSeconds: 60, ...o });
+  const worker = (o: object = {}) => ({ name: 'worker', command: 'celery -A blog worker', scale: 1, stopSeconds: 60, singleton: false, ...o });
   const job = (o: object = {}) => ({ name: 'clearsessions', command: 'python manage.py clearsessions', on: 'daily', timeoutSeconds: 3600, ...o });
 
   it.each([
@@ -123,8 +123,8 @@ describe('processes:, schedule: and redis: in the inventory', () => {
     expect(partsOf(stage!)).toEqual(want);
   });
 
-  const beat = { name: 'beat', command: 'celery -A blog beat', scale: 1, stopSeconds: 60 };
-  const topWorker = { name: 'worker', command: 'celery -A blog worker -l info', scale: 2, stopSeconds: 300 };
+  const beat = { name: 'beat', command: 'celery -A blog beat', scale: 1, stopSeconds: 60, singleton: false };
+  const topWorker = { name: 'worker', command: 'celery -A blog worker -l info', scale: 2, stopSeconds: 300, singleton: false };
   const topJob = job();
 
   it.each([
@@ -140,7 +140,7 @@ describe('processes:, schedule: and redis: in the inventory', () => {
     [
       'a process of its own, with its command, comes after the inherited ones',
       ['processes:', '  mailer: { command: "python -m mailer" }'],
-      [topWorker, beat, { name: 'mailer', command: 'python -m mailer', scale: 1, stopSeconds: 60 }],
+      [topWorker, beat, { name: 'mailer', command: 'python -m mailer', scale: 1, stopSeconds: 60, singleton: false }],
       [topJob],
     ],
     ['clearsessions: { on: hourly } keeps the command', ['schedule:', '  clearsessions: { on: hourly }'], [topWorker, beat], [{ ...topJob, on: 'hourly' }]],

@@ -86,8 +86,61 @@ db_role() {
   db_q postgres "SELECT count(*) FROM pg_roles WHERE rolname = '$1'" || db_fail "cannot look up the PostgreSQL role $1" || return 1
   dbr_verb=CREATE
   if [ "$db_out" = 1 ]; then dbr_verb=ALTER; fi
-  db_q postgres "$dbr_verb ROLE \"$1\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD NULL" ||
+  # With PASSWORDFILE (app hosts elsewhere log in over TCP) the password is set from it below.
+  dbr_password='PASSWORD NULL'
+  if [ -n "${2:-}" ]; then dbr_password=; fi
+  db_q postgres "$dbr_verb ROLE \"$1\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS $dbr_password" ||
     db_fail "$dbr_verb ROLE $1 failed" || return 1
+  if [ -n "${2:-}" ]; then db_password "$1" "$2" || return 1; fi
+}
+
+# db_password ROLE FILE: ROLE's password is the one in FILE (root's alone). The statement goes to
+# psql on its stdin, never on a command line, where every user could read it.
+db_password() {
+  [ -s "$2" ] || { echo "there is no password in $2" >&2; return 1; }
+  dbp_out=$(printf 'ALTER ROLE "%s" PASSWORD '"'"'%s'"'"'\n' "$1" "$(cat "$2")" |
+    (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres) 2>&1) ||
+    { echo "cannot set the password of PostgreSQL role $1: $dbp_out" >&2; return 1; }
+}
+
+# db_cluster_password FILE ROLE [read]: the password the app's role logs in with from app hosts
+# elsewhere, made once (32 random bytes as hex: nothing to escape in a URL) in FILE, root's
+# alone. A new one is given to ROLE at once when PostgreSQL runs and the role exists. Printed as
+# "@@dbpassword VALUE" on this script's output, which only stack reads. With "read" (a dry run)
+# nothing is made: a missing one is printed as "-".
+db_cluster_password() {
+  dcp_new=0
+  if [ ! -s "$1" ] && [ "${3:-}" = read ]; then
+    echo '@@dbpassword -'
+    return 0
+  fi
+  if [ ! -s "$1" ]; then
+    mkdir -p "${1%/*}" || return 1
+    if ! { (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$1.new") && mv -f "$1.new" "$1"; }; then
+      echo "cannot write $1" >&2
+      return 1
+    fi
+    dcp_new=1
+  fi
+  chown root:root "$1" && chmod 0600 "$1" || return 1
+  if [ "$dcp_new" = 1 ] && command -v psql >/dev/null 2>&1 &&
+    db_q postgres "SELECT count(*) FROM pg_roles WHERE rolname = '$2'" 2>/dev/null && [ "$db_out" = 1 ]; then
+    db_password "$2" "$1" || return 1
+  fi
+  printf '@@dbpassword %s\n' "$(cat "$1")"
+}
+
+# db_listen ADDRESSES: PostgreSQL listens on ADDRESSES (localhost and the db host's private
+# address), in a file of the cluster's conf.d (read after postgresql.conf); restarted only when
+# that changes.
+db_listen() {
+  db_q postgres 'SHOW config_file' || db_fail 'cannot ask PostgreSQL where its configuration is' || return 1
+  dbl_file="${db_out%/*}/conf.d/stack-listen.conf"
+  dbl_text="# Managed by stack: app and worker hosts elsewhere connect on the private address.
+listen_addresses = '$1'"
+  if [ -f "$dbl_file" ] && [ "$(cat "$dbl_file")" = "$dbl_text" ]; then return 0; fi
+  mkdir -p "${dbl_file%/*}" && printf '%s\n' "$dbl_text" >"$dbl_file" && chmod 0644 "$dbl_file" || return 1
+  systemctl restart postgresql || { echo "PostgreSQL did not restart with listen_addresses = '$1'" >&2; return 1; }
 }
 
 # db_revoke_public DB: only DB's owner (and superusers: postgres, for backups) may connect to it.
