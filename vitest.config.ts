@@ -2,9 +2,10 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * Test files whose figures depend on having the machine to themselves (requests through deploys
- * under load, SIGKILL campaigns, a conversion under load): they run last, one at a time.
+ * under load, SIGKILL campaigns, a conversion under load, a balancer losing an app host under
+ * load): they run last, one at a time.
  */
-const LOAD = ['test/e2e/faults.test.ts', 'test/e2e/zero-downtime.test.ts', 'test/e2e/privileges.test.ts'];
+const LOAD = ['test/e2e/faults.test.ts', 'test/e2e/zero-downtime.test.ts', 'test/e2e/privileges.test.ts', 'test/e2e/topology.test.ts'];
 
 /**
  * The e2e files run on Debian 12 (bookworm) servers, or on STACK_TEST_RELEASE's; these run once

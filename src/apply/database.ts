@@ -57,8 +57,7 @@ export function restoreLines(r: RestoreTarget, failed: string): string[] {
     assign({ DB_NAME: r.db, DB_UNITS: r.units.join(' ') }),
     step(`back up database ${r.db} as it is now (${r.safetyId})`),
     `${call('db_backup', r.dir, r.db, 'restore', String(r.keep), 'list', r.safetyId)} || ${failed} 'back up the database before the restore'`,
-    step(`stop ${r.units.join(' ')}`),
-    `stop_units || ${failed} 'stop the app'`,
+    ...(r.units.length > 0 ? [step(`stop ${r.units.join(' ')}`), `stop_units || ${failed} 'stop the app'`] : []),
     step(`restore ${r.id} into a fresh database and swap it in (the one it replaces stays as ${r.db}__previous)`),
     `${call('db_restore', r.dir, r.db, r.role, r.locale, r.id)} || ${failed} ${q(`restore ${r.id}`)}`,
     'DB_SWAPPED=1',
@@ -70,8 +69,7 @@ export function dbRestoreScript(ctx: RunContext, health: HealthCheck | null, r: 
   const lines = [
     ...(health ? [healthConfig(health)] : []),
     ...restoreLines(r, 'restore_failed'),
-    step(`start ${r.units.join(' ')}`),
-    "start_units || undo_db_restore 'start the app'",
+    ...(r.units.length > 0 ? [step(`start ${r.units.join(' ')}`), "start_units || undo_db_restore 'start the app'"] : []),
     ...(health ? healthLines({ ...health, static: undefined }, 'undo_db_restore') : []),
     "audit ok ''",
   ];

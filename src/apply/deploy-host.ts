@@ -106,12 +106,19 @@ export function healthCheckFor(env: Environment, https: boolean, layout: Layout)
 
 /**
  * The health check of one host: through its own nginx on a web host; on an app host without
- * nginx, the gateway itself on the TCP address the web hosts use (no static files there); none
- * on a host that serves nothing (a worker or db host: their units must stay up instead).
+ * nginx, the gateway itself on the TCP address the web hosts use (no static files there; with
+ * gunicorn, which speaks HTTP there); none on a host that serves nothing (a worker or db host:
+ * their units must stay up instead).
  */
 export function hostHealthCheck(env: Environment, https: boolean, layout: Layout, topology: Topology): HealthCheck | null {
-  if (topology.web) return healthCheckFor(env, https, layout);
-  if (!topology.app) return null;
+  // Only gunicorn speaks HTTP on its socket and port; uWSGI speaks its own protocol to nginx.
+  const http = env.gateway.server === 'gunicorn';
+  if (topology.web) {
+    const check = healthCheckFor(env, https, layout);
+    const balanced = topology.app && topology.upstreams.some((u) => !u.local);
+    return balanced && http ? { ...check, socket: layout.socket } : check;
+  }
+  if (!topology.app || !http) return null;
   const { static: _none, ...check } = healthCheckFor(env, false, layout);
   return { ...check, via: { address: topology.privateAddress, port: GATEWAY_PORT } };
 }
@@ -206,8 +213,8 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       audit: { file: auditFile(layout.app), who: o.manifest.by, command: `${o.mode} ${o.env.name}` },
     };
     const health = o.mode === 'deploy' ? hostHealthCheck(o.env, tls !== null, layout, topology) : null;
-    // With the database on a db host, one host (the primary) runs the hooks that change it.
-    const runsHooks = o.primary !== false || topology.db;
+    // With one database for several hosts, one host (the primary) runs the hooks that change it.
+    const runsHooks = o.primary !== false;
     const hooks = {
       build: o.env.hooks.build,
       before_activate: runsHooks ? o.env.hooks.before_activate : [],

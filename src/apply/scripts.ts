@@ -268,6 +268,11 @@ export interface HealthCheck {
    * hosts elsewhere reach it), instead of nginx on port 80 or 443.
    */
   via?: { address: string; port: number };
+  /**
+   * A web host whose nginx balances over other app hosts too: its own gateway's unix socket,
+   * asked first, so that another host's answer never passes for this one's.
+   */
+  socket?: string;
 }
 
 /** The health check's values, on one line: the library's health_ok and rollback_live read them. */
@@ -282,6 +287,7 @@ export function healthConfig(h: HealthCheck): string {
     HEALTH_RETRIES: String(h.retries),
     HEALTH_UNIT: h.app,
     HEALTH_PATH: h.path,
+    ...(h.socket ? { HEALTH_SOCKET: h.socket, HEALTH_SOCKET_URL: `http://${h.host}${h.path}` } : {}),
     ...(h.static ? { STATIC_DIR: h.static.dir, STATIC_URL: `${h.https ? 'https' : 'http'}://${h.host}${h.static.url}` } : {}),
   });
 }
@@ -552,7 +558,14 @@ function sealLines(release: ReleasePlan, rel: string, ctx: RunContext, o: Activa
  * health-checked. `beforeRestart` lines run with the app's new configuration in place, before it
  * restarts (a database restore); undo_rollback undoes them too.
  */
-export function rollbackScript(target: string, ctx: RunContext, health: HealthCheck | null, beforeRestart: string[] = []): string {
+export function rollbackScript(
+  target: string,
+  ctx: RunContext,
+  health: HealthCheck | null,
+  beforeRestart: string[] = [],
+  /** What the host runs (its roles): nginx is checked and reloaded only where it runs, the gateway restarted only where it runs. */
+  runs: { web: boolean; app: boolean } = { web: true, app: true },
+): string {
   const { layout } = ctx;
   const rel = `${layout.releases}/${target}`;
   const lines = [
@@ -565,19 +578,21 @@ export function rollbackScript(target: string, ctx: RunContext, health: HealthCh
     call('hold_app_timers', layout.app),
     step(`switch current to release ${target}`),
     `${call('switch_current', layout.current, target)} || abort 'switch current'`,
-    step('validate the nginx configuration (nginx -t)'),
-    "validate_nginx || abort 'nginx -t'",
+    ...(runs.web ? [step('validate the nginx configuration (nginx -t)'), "validate_nginx || abort 'nginx -t'"] : []),
     ...(health ? [healthConfig(health)] : []),
     assign({ LIVE_UNIT: layout.unit }),
     step('reload systemd units'),
     'systemctl daemon-reload',
     // The database's restore (rollback --restore-db, src/apply/database.ts), with the app stopped.
     ...beforeRestart,
-    step(`restart ${layout.app}`),
-    // Not counted against systemd's start limit, like a deploy's restart (roles/app.yml).
-    `${call('run_handler', `${shCommand('systemctl', 'reset-failed', layout.unit)} 2>/dev/null; ${shCommand('systemctl', 'restart', layout.unit)}`, layout.unit)} || undo_rollback 'restart'`,
-    step('reload nginx'),
-    "reload_nginx || undo_rollback 'reload nginx'",
+    ...(runs.app
+      ? [
+          step(`restart ${layout.app}`),
+          // Not counted against systemd's start limit, like a deploy's restart (roles/app.yml).
+          `${call('run_handler', `${shCommand('systemctl', 'reset-failed', layout.unit)} 2>/dev/null; ${shCommand('systemctl', 'restart', layout.unit)}`, layout.unit)} || undo_rollback 'restart'`,
+        ]
+      : []),
+    ...(runs.web ? [step('reload nginx'), "reload_nginx || undo_rollback 'reload nginx'"] : []),
     ...(health ? healthLines(health, 'undo_rollback') : []),
     'commit',
     step(`the processes and timers of release ${target}`),

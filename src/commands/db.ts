@@ -12,7 +12,8 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import pc from 'picocolors';
 import { appUnits, dbBackupScript, dbRestoreScript } from '../apply/database.js';
-import { healthCheckFor } from '../apply/deploy-host.js';
+import { hostHealthCheck } from '../apply/deploy-host.js';
+import { topologyOf } from '../views/topology.js';
 import { releaseLockScript, runWithLock } from '../apply/lock.js';
 import { runScript } from '../apply/run-script.js';
 import { StackError, UsageError } from '../errors.js';
@@ -99,10 +100,17 @@ async function withBackupLock(
  * another host: with the deploy lock of the db host, like `stack db backup`, checked by reading
  * its table of contents. Returns its id.
  */
-export async function backupBeforeHooks(baseDir: string, env: Environment, host: Host, globals: GlobalOptions, progress: Progress): Promise<string> {
+export async function backupBeforeHooks(
+  baseDir: string,
+  env: Environment,
+  host: Host,
+  globals: GlobalOptions,
+  progress: Progress,
+  askSudoPassword?: () => Promise<string>,
+): Promise<string> {
   const db = databaseOf(env);
   const layout = layoutFor(env.app, env.gateway);
-  const shell = await connectHost(host, { baseDir, timeoutMs: connectTimeoutMs(globals) });
+  const shell = await connectHost(host, { baseDir, timeoutMs: connectTimeoutMs(globals), askSudoPassword });
   try {
     const token = randomUUID();
     const command = `deploy ${env.name}: backup before the hooks`;
@@ -186,7 +194,10 @@ export async function runDbRestore(envName: string | undefined, id: string, opti
         const { confirm } = await import('@inquirer/prompts');
         if (!(await confirm({ message: question, default: false }))) throw new StackError('not restored; nothing was changed');
       }
-      const health = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout);
+      // A db host of its own serves nothing and runs none of the app's units: the app hosts keep
+      // running, and their connections to the database it replaces end at the swap.
+      const topology = topologyOf(env, host);
+      const health = hostHealthCheck(env, sslMode(env.ssl) !== 'none', layout, topology);
       const safetyId = backupId(new Date(), 'restore');
       const started = Date.now();
       const r = await runScript(shell, host.address, progress, {
@@ -198,10 +209,10 @@ export async function runDbRestore(envName: string | undefined, id: string, opti
           locale: db.locale,
           id,
           safetyId,
-          units: appUnits(layout),
+          units: topology.app ? appUnits(layout) : [],
         }),
         what: `restore ${id}`,
-        healthPath: `GET ${health.path}`,
+        healthPath: health ? `GET ${health.path}` : undefined,
       });
       const tables = /^@@restored \S+ (\S+)$/m.exec(r.stdout)?.[1] ?? '?';
       progress.line(

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
-import { $ } from 'zx';
+import { execFile } from 'node:child_process';
 import type { GlobalOptions } from './options.js';
 import { selectEnvironment, connectTimeoutMs, parallelHosts, targetHosts } from './environment.js';
 import { batches, eachHost, HostsError, type Outcome } from '../apply/fleet.js';
@@ -11,6 +11,7 @@ import { connectHost } from '../ssh/connect.js';
 import { hostRoles } from '../inventory/resolve.js';
 import type { Host } from '../inventory/schema.js';
 import { rollbackOnHost } from './rollback.js';
+import { separateDbHost } from '../views/topology.js';
 import type { Progress } from '../ui/progress.js';
 import { EXIT, StackError, UsageError } from '../errors.js';
 import { releaseIdAt } from '../release/id.js';
@@ -78,18 +79,21 @@ export async function prepareRun(envName: string | undefined, mode: 'deploy' | '
   const now = new Date();
   const releaseId = releaseIdAt(now);
   const by = `${userInfo().username}@${hostname()}`;
-  const git = await $({ quiet: true, nothrow: true, cwd: sourceDir })`git rev-parse HEAD`;
+  const git = await local('git', ['rev-parse', 'HEAD'], { cwd: sourceDir });
   const manifest = {
     by,
-    gitCommit: git.exitCode === 0 ? git.stdout.trim() : null,
+    gitCommit: git.code === 0 ? git.stdout.trim() : null,
     inventoryHash: createHash('sha256').update(readFileSync(globals.inventory)).digest('hex'),
     created: now.toISOString(),
   };
+  // Asked once for every host (hosts run at once: one prompt, not one per host), on a terminal only.
+  let sudoPassword: Promise<string> | undefined;
   const askSudoPassword = process.stdin.isTTY
-    ? async () => {
-        progress.interrupt();
-        return (await import('@inquirer/prompts')).password({ message: 'sudo password on the server' });
-      }
+    ? () =>
+        (sudoPassword ??= (async () => {
+          progress.interrupt();
+          return (await import('@inquirer/prompts')).password({ message: 'sudo password on the servers' });
+        })())
     : undefined;
   // With the database on a db host of its own, the app and worker hosts' env files hold the
   // role's password, made and kept there (src/apply/cluster.ts): read once into memory, redacted
@@ -147,13 +151,15 @@ export async function runDeploy(
     const primary = order.primary === null || order.primary === host;
     // The primary's hooks change the database on the db host: its backup is taken there first.
     const backupElsewhere =
-      primary && order.primary && dbHost ? async () => (await import('./db.js')).backupBeforeHooks(inventory.dir, env, dbHost, globals, scoped) : undefined;
+      primary && order.primary && dbHost && dbHost !== host
+        ? async () => (await import('./db.js')).backupBeforeHooks(inventory.dir, env, dbHost, globals, scoped, hostOptions.askSudoPassword)
+        : undefined;
     return runHost({ ...hostOptions, host, primary, progress: scoped, backupElsewhere });
   };
   const results = new Map<Host, HostRunResult>();
   for (const [n, phase] of order.phases.entries()) {
     // The primary host (server hooks on a shared database) goes alone before the rest of its batch.
-    const first = order.primary && phase.includes(order.primary) ? [[order.primary], phase.filter((h) => h !== order.primary)] : [phase];
+    const first = !dryRun && order.primary && phase.includes(order.primary) ? [[order.primary], phase.filter((h) => h !== order.primary)] : [phase];
     const outcomes: Outcome<HostRunResult>[] = [];
     for (const group of first) {
       if (group.length === 0) continue;
@@ -166,8 +172,10 @@ export async function runDeploy(
     const failed = outcomes.filter((o) => !o.ok);
     if (failed.length === 0) continue;
     if (hosts.length === 1) throw (failed[0] as { error: unknown }).error;
+    // A dry run still shows what the hosts that answered would change.
+    if (dryRun) for (const r of results.values()) output.host({ kind: 'deploy', env: env.name, dryRun, result: r });
     // A batch that failed goes back as a whole: its hosts that went live return to their release.
-    const undone = dryRun || mode === 'setup' ? [] : await undoBatch(outcomes, inventory.dir, env, globals, progress);
+    const undone = dryRun || mode === 'setup' ? [] : await undoBatch(outcomes, inventory.dir, env, globals, progress, hostOptions.askSudoPassword);
     const later = order.phases.slice(n + 1).flat();
     const phaseHosts = new Set(phase);
     throw new HostsError(
@@ -197,24 +205,23 @@ export async function runDeploy(
 }
 
 /**
- * In which order hosts go: a db host that only keeps the database goes first (the others'
- * hooks and gateways need it ready), then the rest in the batches of `rolling:` (one batch
- * without it). With the database on a host of its own, the server hooks (a migration) run on one
- * host only: the first app host of the first batch, which goes before the others. A dry run
+ * In which order hosts go: a host that only keeps the database goes first (the others' hooks and
+ * gateways need it ready), then the hosts that run the code in the batches of `rolling:` (one
+ * batch without it), then the hosts that only run nginx, whose health check needs gateways up.
+ * When hosts share one database on another host, the server hooks (a migration) run on one
+ * host only, the primary: the first app host picked (else the first worker host), which goes
+ * before the others of its batch. Otherwise each host runs them on its own database. A dry run
  * changes nothing, so every host is asked at once.
  */
 export function deployOrder(env: Environment, hosts: readonly Host[], dryRun: boolean): { phases: Host[][]; primary: Host | null } {
-  const shared = sharedDatabase(env);
-  const dbOnly = hosts.filter((h) => !hostRoles(h).some((r) => r === 'app' || r === 'worker'));
-  const rest = hosts.filter((h) => !dbOnly.includes(h));
-  const primary = shared ? (rest.find((h) => hostRoles(h).includes('app')) ?? null) : null;
+  const runsCode = (h: Host) => hostRoles(h).some((r) => r === 'app' || r === 'worker');
+  const dbOnly = hosts.filter((h) => hostRoles(h).every((r) => r === 'db'));
+  const code = hosts.filter(runsCode);
+  const webOnly = hosts.filter((h) => !runsCode(h) && !dbOnly.includes(h));
+  const primary = separateDbHost(env) ? (code.find((h) => hostRoles(h).includes('app')) ?? code[0] ?? null) : null;
   if (dryRun) return { phases: [[...hosts]], primary };
-  return { phases: [...(dbOnly.length > 0 ? [dbOnly] : []), ...batches(rest, env.rolling?.batch ?? null)], primary };
-}
-
-/** The app's hosts share one database on a host of its own (not each its own). */
-function sharedDatabase(env: Environment): boolean {
-  return env.database !== null && env.hosts.some((h) => hostRoles(h).includes('app') && !hostRoles(h).includes('db'));
+  const phases = [dbOnly, ...batches(code, env.rolling?.batch ?? null), webOnly].filter((p) => p.length > 0);
+  return { phases, primary };
 }
 
 /**
@@ -228,6 +235,7 @@ async function undoBatch(
   env: Environment,
   globals: GlobalOptions,
   progress: Progress,
+  askSudoPassword: (() => Promise<string>) | undefined,
 ): Promise<{ host: string; release: string | null; note: string }[]> {
   const live = outcomes.filter((o): o is Outcome<HostRunResult> & { ok: true } => o.ok && o.value.release !== undefined);
   const undone = await eachHost(
@@ -236,7 +244,7 @@ async function undoBatch(
     async (host) => {
       const r = live.find((o) => o.host === host)!.value;
       if (!r.previous) return { host: host.address, release: r.release ?? null, note: 'had no release before, so it keeps the new one' };
-      const shell = await connectHost(host, { baseDir, timeoutMs: connectTimeoutMs(globals) });
+      const shell = await connectHost(host, { baseDir, timeoutMs: connectTimeoutMs(globals), askSudoPassword });
       try {
         await rollbackOnHost(shell, host, r.previous, { keepDb: true }, { env, progress: live.length > 1 ? progress.scope() : progress });
         return { host: host.address, release: r.previous, note: 'rolled back with its batch' };
@@ -276,6 +284,19 @@ function whereReleasesAre(
   return parts.join('; ');
 }
 
+/**
+ * A local program's exit code and output, never thrown (node's own child_process: loading a
+ * shell library for two commands cost a deploy about a tenth of a second).
+ */
+function local(file: string, args: string[], o: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(file, args, { cwd: o.cwd, env: o.env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 127) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && typeof err.code !== 'number' ? err.message : '') });
+    });
+  });
+}
+
 /** Local hooks run in the inventory's folder; a failing one stops the deploy, output shown redacted. */
 async function runLocalHooks(
   which: string,
@@ -287,10 +308,10 @@ async function runLocalHooks(
 ): Promise<void> {
   for (const hook of hooks) {
     progress.step('local', `${which} hook: ${hook}`);
-    const r = await $({ quiet: true, nothrow: true, cwd, env: { ...process.env, ...env } })`sh -c ${hook}`;
-    if (r.exitCode !== 0) {
+    const r = await local('sh', ['-c', hook], { cwd, env: { ...process.env, ...env } });
+    if (r.code !== 0) {
       progress.end(false);
-      throw new StackError(`${which} hook failed (exit ${r.exitCode}): ${hook}\n${redact(`${r.stdout}${r.stderr}`).trim().split('\n').slice(-30).join('\n')}`, {
+      throw new StackError(`${which} hook failed (exit ${r.code}): ${hook}\n${redact(`${r.stdout}${r.stderr}`).trim().split('\n').slice(-30).join('\n')}`, {
         hint: which === 'before_deploy' ? 'nothing was sent to any server' : 'the deploy itself succeeded',
       });
     }

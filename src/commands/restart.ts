@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import pc from 'picocolors';
-import { healthCheckFor } from '../apply/deploy-host.js';
+import { hostHealthCheck } from '../apply/deploy-host.js';
 import { releaseLockScript, runWithLock } from '../apply/lock.js';
 import { runScript } from '../apply/run-script.js';
 import { healthConfig, healthLines, type HealthCheck, PROCESS_SETTLE_SECONDS, type RunContext, wrap } from '../apply/scripts.js';
@@ -126,11 +126,11 @@ export async function runRestart(
         lock: { dir: lock.dir, token },
         audit: { file: auditFile(layout.app), who: by, command: `restart ${env.name} ${units.join(' ')}` },
       };
-      const health = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout);
+      const health = hostHealthCheck(env, sslMode(env.ssl) !== 'none', layout, topologyOf(env, host));
       const r = await runScript(shell, host.address, progress, {
         stdin: restartUnitsScript(ctx, health, restart),
         what: `restart ${units.join(' ')}`,
-        healthPath: `GET ${health.path}`,
+        healthPath: health ? `GET ${health.path}` : undefined,
       });
       lockHeld = false;
       progress.line(`${pc.green('restarted:')} ${host.address} ${units.join(', ')}${restart.web.length > 0 ? `; health ${r.health ?? '?'}` : ''}`);

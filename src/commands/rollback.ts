@@ -9,14 +9,14 @@ import { hostname, userInfo } from 'node:os';
 import pc from 'picocolors';
 import type { GlobalOptions } from './options.js';
 import { connectTimeoutMs, parallelHosts, selectEnvironment, targetHosts } from './environment.js';
-import { batches, eachHost, HostsError } from '../apply/fleet.js';
+import { batches, eachHost, HostsError, settle } from '../apply/fleet.js';
 import { connectHost, type RemoteShell } from '../ssh/connect.js';
 import type { Progress } from '../ui/progress.js';
 import type { Host } from '../inventory/schema.js';
 import { ask, both } from '../facts/fact.js';
 import { backupsFact } from '../facts/backups.js';
 import { describeHolder, lockRequest } from '../facts/lock.js';
-import { releasesFact } from '../facts/releases.js';
+import { previousRelease, releasesFact } from '../facts/releases.js';
 import { restoreFact } from '../facts/restore.js';
 import { formatRestore } from '../plan/print.js';
 import { planRollback } from '../plan/rollback.js';
@@ -24,9 +24,9 @@ import { formatSteps } from '../plan/steps.js';
 import { redactEnvFileText } from '../views/envfile.js';
 import { hostRoles, sslMode } from '../inventory/resolve.js';
 import { layoutFor } from '../views/layout.js';
-import { topologyOf } from '../views/topology.js';
+import { separateDbHost, topologyOf } from '../views/topology.js';
 import { applySteps, type StepScripts } from '../apply/apply.js';
-import { healthCheckFor } from '../apply/deploy-host.js';
+import { hostHealthCheck } from '../apply/deploy-host.js';
 import { releaseLockScript, runWithLock } from '../apply/lock.js';
 import { runScript } from '../apply/run-script.js';
 import { rollbackScript } from '../apply/scripts.js';
@@ -49,6 +49,14 @@ export interface RollbackOptions {
 export async function runRollback(envName: string | undefined, target: string | undefined, options: RollbackOptions, globals: GlobalOptions): Promise<void> {
   if (options.restoreDb && options.keepDb) throw new UsageError('--restore-db and --keep-db exclude each other; pick one');
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
+  const dbHost = separateDbHost(env);
+  if (options.restoreDb && dbHost)
+    throw new UsageError(
+      `--restore-db restores the database of a host that runs the code, and environment ${env.name} keeps it on ${dbHost.address}, shared by its hosts`,
+      {
+        hint: `roll the code back with --keep-db, then restore the database there: stack db restore ${env.name} ID (stack db backups ${env.name} lists them)`,
+      },
+    );
   // The hosts that run code have releases; a db host of its own has none to go back to.
   const hosts = targetHosts(env, globals.limit).filter((h) => {
     const t = topologyOf(env, h);
@@ -62,6 +70,7 @@ export async function runRollback(envName: string | undefined, target: string | 
   const asks = env.database !== null && !options.restoreDb && !options.keepDb && !options.dryRun && process.stdin.isTTY === true;
   const parallel = asks ? 1 : parallelHosts(globals, hosts.length);
   const root = globals.output.progress;
+  if (target === undefined && hosts.length > 1) target = await commonPrevious(hosts, env, inventory.dir, globals);
   const done: { host: Host; release: string }[] = [];
   const groups = options.dryRun ? [hosts] : batches(hosts, env.rolling?.batch ?? null);
   for (const [n, group] of groups.entries()) {
@@ -93,6 +102,37 @@ export async function runRollback(envName: string | undefined, target: string | 
 }
 
 /**
+ * The release several hosts go back to without one named: the one before the live one, which
+ * must be the same everywhere (a host undone with its batch may be a step behind the others),
+ * else the user names one they all have.
+ */
+async function commonPrevious(hosts: readonly Host[], env: Environment, baseDir: string, globals: GlobalOptions): Promise<string> {
+  const layout = layoutFor(env.app, env.gateway);
+  const read = settle(
+    await eachHost(hosts, parallelHosts(globals, hosts.length), async (host) => {
+      const shell = await connectHost(host, { baseDir, timeoutMs: connectTimeoutMs(globals) });
+      try {
+        return await ask(shell, releasesFact(layout));
+      } finally {
+        await shell.close();
+      }
+    }),
+    'rollback',
+  );
+  const previous = read.map((releases) => previousRelease(releases)?.id ?? null);
+  if (previous.every((p) => p !== null && p === previous[0])) return previous[0]!;
+  const complete = read.map((releases) => new Set(releases.filter((r) => r.manifest && r.hasConfig && !r.live).map((r) => r.id)));
+  const newest = [...complete[0]!]
+    .filter((id) => complete.every((ids) => ids.has(id)))
+    .sort()
+    .at(-1);
+  throw new UsageError(
+    `the hosts of ${env.name} would go back to different releases (${hosts.map((h, i) => `${h.address}: ${previous[i] ?? 'none'}`).join(', ')}); name the one they all go back to`,
+    { hint: newest ? `the newest release every host has: stack rollback ${env.name} ${newest}` : 'no release older than the live one is on every host' },
+  );
+}
+
+/**
  * One host back to `target` (the release before the live one when undefined), on an open
  * connection: the lock and the releases in one round trip, the plan, the database choice, then
  * the restore script (or, dry, what it would do). Returns the release it now runs.
@@ -119,8 +159,15 @@ export async function rollbackOnHost(
   try {
     const plan = planRollback(releases, target, { host: host.address, env: env.name });
     const kept = backups ? new Set(backups.backups.map((b) => b.id)) : null;
-    // The database is the db host's: a host without it rolls back code and configuration only.
+    // The database is the db host's: a host without it rolls back code and configuration only,
+    // and says so when a migration ran since the release it goes back to.
     const restoreDb = hostRoles(host).includes('db') ? await databaseChoice(plan, env, options, host.address, (text) => progress.line(text), kept) : null;
+    if (!hostRoles(host).includes('db') && env.database && plan.migrated && !options.keepDb)
+      progress.line(
+        pc.yellow(
+          `${host.address}: note: release ${plan.migrated.release} ran server hooks after ${plan.target} (${plan.migrated.hooks.join('; ')}); the database on the db host is left as it is${plan.migrated.backup ? `, and backup ${plan.migrated.backup} there is from right before them (stack db restore ${env.name} ${plan.migrated.backup})` : ''}`,
+        ),
+      );
     if (dryRun) {
       const secretFiles = [`${layout.cert_dir}/privkey.pem`];
       const redact = (p: string, text: string) => (p === layout.env_file ? redactEnvFileText(text, env.app.secrets) : text);
@@ -132,7 +179,9 @@ export async function rollbackOnHost(
       return null;
     }
     // The static check follows today's inventory, which may not be the restored release's.
-    const { static: _today, ...health } = healthCheckFor(env, sslMode(env.ssl) !== 'none', layout);
+    const topology = topologyOf(env, host);
+    const check = hostHealthCheck(env, sslMode(env.ssl) !== 'none', layout, topology);
+    const health = check ? (({ static: _today, ...rest }) => rest)(check) : null;
     const ctx = {
       layout,
       lock: { dir: lock.dir, token },
@@ -155,7 +204,7 @@ export async function rollbackOnHost(
             'undo_rollback',
           )
         : [];
-    const scripts: StepScripts = { restore: (release) => rollbackScript(release, ctx, health, dbLines) };
+    const scripts: StepScripts = { restore: (release) => rollbackScript(release, ctx, health, dbLines, { web: topology.web, app: topology.app }) };
     const outcome = await applySteps(plan.steps, scripts, (what, stdin) => runScript(shell, host.address, progress, { stdin, what }));
     lockHeld = false;
     progress.line(

@@ -17,6 +17,7 @@ import type { Layout } from '../views/layout.js';
 import { shellLibrary } from '../remote/library.js';
 import { shCommand, shQuote as q } from '../remote/quote.js';
 import { hooksRun } from '../plan/database.js';
+import { hasRoles } from '../views/topology.js';
 import { DELIMITERS, type Delivery, type HostRender, type ManagedFile, managedFiles, NGINX_THRESHOLD, secretExpression } from './managed-files.js';
 
 export interface ExportFile {
@@ -38,7 +39,10 @@ export interface ExportRelease {
   /** Recorded in the manifest like a deploy's. */
   gitCommit: string | null;
   inventoryHash: string;
-  /** app.index_url, when pip installs from another index (its secret form is not exported). */
+  /**
+   * app.index_url, when pip installs from another index: the playbook's fallback when the
+   * controller's environment has no STACK_INDEX_URL (the secret form, never read by the export).
+   */
   indexUrl: string | null;
 }
 
@@ -100,6 +104,13 @@ export function exportAnsible(input: AnsibleExportInput): ExportFile[] {
       hint: 'deploy this environment with stack, or export one without database:',
     });
   }
+  if (hasRoles(env)) {
+    // The role runs nginx, the release, the health gate and the app's restart on every host: a
+    // host without web or app (a worker, a database) would fail them, or be given what it must not run.
+    throw new UsageError(`${env.name} shares the work by roles: (web, app, worker, db), which stack export ansible does not export yet`, {
+      hint: 'deploy this environment with stack, or export one whose hosts have no roles: (each host runs everything)',
+    });
+  }
   if (sslMode(env.ssl) === 'letsencrypt') {
     throw new UsageError(`${env.name} uses ssl: letsencrypt, which stack export ansible does not export yet (certbot's first certificate)`, {
       hint: 'export with ssl: self-signed or { cert, key }, or deploy this environment with stack',
@@ -124,7 +135,7 @@ export function exportAnsible(input: AnsibleExportInput): ExportFile[] {
     { path: `${ROLE}/tasks/files.yml`, content: header('the managed files, links and removals, as stack renders them') + yaml(fileTasks(input, files)) },
     {
       path: `${ROLE}/tasks/release.yml`,
-      content: header('the release: shipped, built, sealed, made current') + yaml(releaseTasks(env, layout, input.release.requirements)),
+      content: header('the release: shipped, built, sealed, made current') + yaml(releaseTasks(env, layout, input.release)),
     },
     {
       path: `${ROLE}/tasks/activate.yml`,
@@ -425,12 +436,39 @@ function sandboxed(s: { user: string; dir: string | Variable; writable: (string 
   return shellTask('task_sandboxed', s.user, s.dir, String(s.seconds), s.envFile ?? '', command, ...s.writable);
 }
 
-function releaseTasks(env: Environment, layout: Layout, requirements: string | null): Task[] {
+/**
+ * The package index's URL, as the playbook reads it on the controller: the secret
+ * STACK_INDEX_URL from its environment (as stack reads it, .stack/secrets.ENV aside), or else
+ * app.index_url. An expression, never a value: the export reads no secret.
+ */
+export function indexUrlExpression(indexUrl: string | null): string {
+  // app.index_url is checked to be a plain http(s) URL without credentials: no quote nor brace
+  // to escape inside the Jinja string.
+  return `{{ lookup('env', 'STACK_INDEX_URL')${indexUrl ? ` | default('${indexUrl}', true)` : ''} }}`;
+}
+
+function releaseTasks(env: Environment, layout: Layout, release: ExportRelease): Task[] {
   const rel = v('REL');
   const build = layout.build_user;
   const releaseEnv = { REL: `${layout.releases}/{{ stack_release_id }}`, RELEASE_ID: '{{ stack_release_id }}', VENV_KEY: '{{ stack_venv_key }}' };
-  // pip's arguments, quoted here: task_venv adds them to the command line of its sandbox.
-  const pip = requirements ? shCommand(...(env.app.index_url ? ['--index-url', env.app.index_url] : []), '-r', requirements) : '';
+  // pip's arguments, quoted here: task_venv adds them to the command line of its sandbox. Never
+  // the index's URL, which may hold a token: a command line shows in ps, in `systemctl show` of
+  // the sandbox's unit and in Ansible's result (cmd); so does a task's `environment:`, which
+  // Ansible puts on the command line that starts the module. The URL goes into a file only root
+  // reads (copy's content is a module argument, and no_log keeps it out of results and logs),
+  // which task_venv hands to pip's sandbox on stdin and removes.
+  const pip = release.requirements ? shCommand('-r', release.requirements) : '';
+  const indexFile = `${layout.releases}/.{{ stack_release_id }}.index`;
+  const indexTasks: Task[] = release.requirements
+    ? [
+        {
+          name: "the package index's URL for pip (STACK_INDEX_URL or app.index_url), readable by root alone until the build reads it",
+          'ansible.builtin.copy': { content: `${indexUrlExpression(release.indexUrl)}\n`, dest: indexFile, owner: 'root', group: 'root', mode: '0600' },
+          no_log: true,
+          diff: false,
+        },
+      ]
+    : [];
   return [
     {
       name: 'the live release',
@@ -480,10 +518,12 @@ function releaseTasks(env: Environment, layout: Layout, requirements: string | n
           ...shellTask('task_unpack', rel, v('RELEASE_ID'), layout.releases, build),
           environment: releaseEnv,
         },
+        ...indexTasks,
         {
           name: 'the virtualenv: reused when sealed, otherwise built and sealed',
-          ...shellTask('task_venv', rel, v('VENV_KEY'), layout.venvs, build, ...(pip ? [pip] : [])),
-          environment: releaseEnv,
+          ...shellTask('task_venv', rel, v('VENV_KEY'), layout.venvs, build, ...(pip ? [pip, v('INDEX_FILE')] : [])),
+          // The file's path, not the URL.
+          environment: pip ? { ...releaseEnv, INDEX_FILE: indexFile } : releaseEnv,
         },
         ...env.hooks.build.map((hook) => ({
           name: `build hook: ${hook}`,

@@ -2,6 +2,7 @@
  * One environment's complete settings: the top-level sections with the environment's own
  * overrides laid over them, plus the rules that span several fields.
  */
+import { isIP } from 'node:net';
 import * as v from 'valibot';
 import {
   DatabaseSchema,
@@ -350,6 +351,36 @@ export function hostRoles(host: Host): readonly HostRole[] {
   return host.roles ?? HOST_ROLES;
 }
 
+/**
+ * A host that others reach on its private address, or let in by it, needs an IP address there:
+ * the address goes as it is into the gateway's socket and nginx's upstreams, PostgreSQL's
+ * listen_addresses, pg_hba.conf (`ADDRESS/32`) and the nftables rules, none of which would take a
+ * host name (or would resolve it once, to who knows what). `private_address` is checked to be
+ * one; `address` may be a host name, which is fine for SSH alone.
+ */
+function addressProblems(env: Environment): ResolveProblem[] {
+  const problems: ResolveProblem[] = [];
+  const has = (h: Host, role: HostRole) => hostRoles(h).includes(role);
+  env.hosts.forEach((host, i) => {
+    if (isIP(host.private_address ?? host.address) !== 0) return;
+    const others = env.hosts.filter((_, j) => j !== i);
+    const why: string[] = [];
+    if (has(host, 'app') && others.some((h) => has(h, 'web'))) why.push('web hosts elsewhere reach its gateway');
+    if (has(host, 'web') && others.some((h) => has(h, 'app'))) why.push('the app hosts elsewhere let it in by address');
+    if (env.database && has(host, 'db') && others.some((h) => has(h, 'app') || has(h, 'worker')))
+      why.push('app and worker hosts elsewhere reach PostgreSQL on it');
+    if (env.database && (has(host, 'app') || has(host, 'worker')) && others.some((h) => has(h, 'db'))) why.push('the db host lets it in by address');
+    if (why.length === 0) return;
+    // Exact: the key is missing, and only a whole path finds the host's own line rather than the top of the file.
+    problems.push({
+      path: ['environments', env.name, 'hosts', i, 'private_address'],
+      exact: true,
+      message: `${host.address} is a host name, and ${why.join(', and ')}: give it private_address, its IP address on the network the hosts share (e.g. 10.0.0.5)`,
+    });
+  });
+  return problems;
+}
+
 /** Every part the inventory asks for needs a host to run it; a singleton cannot run twice. */
 function topologyProblems(env: Environment): ResolveProblem[] {
   const problems: ResolveProblem[] = [];
@@ -385,6 +416,7 @@ function topologyProblems(env: Environment): ResolveProblem[] {
       path: ['app', 'media'],
       message: `uploads are kept on the app host that received them, and ${appHosts.length} app hosts share the requests; keep media elsewhere (object storage) and remove media:, or run the app on one host`,
     });
+  if (shared) problems.push(...addressProblems(env));
   for (const p of env.processes) {
     if (p.singleton && p.scale > 1)
       problems.push({ path: ['processes', p.name, 'scale'], message: `${p.name} is a singleton (one instance on one host); its scale is 0 or 1` });

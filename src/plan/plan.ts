@@ -142,8 +142,10 @@ export function planDeploy({ desired, facts, code = null, selfSigned = null, cer
   const files: FileChange[] = [];
   for (const f of desired.files) {
     // Setup writes the units, and all of the database's and Redis's files: the backups run from
-    // the first night, and Redis runs before the first deploy's hooks.
-    if (setup && f.validate !== 'systemd' && f.role !== 'database' && f.role !== 'redis') continue;
+    // the first night, and Redis runs before the first deploy's hooks. And the firewall's rules:
+    // the gateway's socket, which setup (re)starts, and PostgreSQL, which listens from setup on,
+    // run only behind them.
+    if (setup && f.validate !== 'systemd' && f.role !== 'database' && f.role !== 'redis' && f.role !== 'firewall') continue;
     const now = facts.files.get(f.path);
     const change = fileChange(f, now);
     if (change) {

@@ -197,7 +197,11 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
     };
     if (state.parts.instances.length + state.parts.timers.length > 0) state.services.push(layout.target);
   }
-  if (context.gateway_tcp && roles.some((r) => r.name === 'app')) addFirewall(state, env, layout, topology);
+  // Hosts elsewhere reach this one's gateway, or its PostgreSQL: a firewall lets only them in.
+  const guarded =
+    (context.gateway_tcp && roles.some((r) => r.name === 'app')) ||
+    (topology.dbClients.length > 0 && context.database && roles.some((r) => r.name === 'database'));
+  if (guarded) addFirewall(state, env, layout, topology);
   // A handler that restarts a service this host does not run (the gateway on a worker host) has
   // nothing to restart. A host with every role keeps them all, as a single server always did.
   if (!topology.all) state.handlers = state.handlers.filter((h) => !h.service || h.service === 'nginx' || state.services.includes(h.service));
@@ -209,27 +213,37 @@ export async function buildDesiredState(env: Environment, host: Host, options: D
 }
 
 /**
- * An app host that web hosts elsewhere reach over TCP: its nftables table lets only them in
- * (src/views/firewall.ts), loaded before the gateway's socket listens. Made by code, like the
- * process units: the rules follow from the environment's hosts, not from a template.
+ * A host that hosts elsewhere reach on its private address (the gateway, PostgreSQL): its
+ * nftables table lets only them in (src/views/firewall.ts), loaded before the gateway's socket
+ * listens. Made by code, like the process units: the rules follow from the environment's hosts,
+ * not from a template.
  */
 function addFirewall(state: DesiredState, env: Environment, layout: Layout, topology: Topology): void {
   const view = firewallView(env, layout, topology);
+  // Its own: the gateway's and the database's alike, and written by setup too (src/plan/plan.ts).
+  const role = 'firewall';
   if (!state.packages.includes('nftables')) state.packages.push('nftables');
-  if (!state.dirs.some((d) => d.path === '/etc/stack')) state.dirs.push({ path: '/etc/stack', mode: '0755', owner: 'root', group: 'root', role: 'app' });
-  const generated = { mode: '0644', owner: 'root', group: 'root', role: 'app', source: 'generated: firewall (src/views/firewall.ts)' };
+  if (!state.dirs.some((d) => d.path === '/etc/stack')) state.dirs.push({ path: '/etc/stack', mode: '0755', owner: 'root', group: 'root', role });
+  const generated = { mode: '0644', owner: 'root', group: 'root', role, source: 'generated: firewall (src/views/firewall.ts)' };
   state.files.push(
+    // Setup writes and loads them already: it (re)starts the gateway's socket, which requires
+    // them, and PostgreSQL listens on the private address from setup on.
     { ...generated, path: view.rulesFile, content: firewallRules(view), notify: ['restart-firewall'] },
-    // Only the rules restart it: setup writes units but not the rules, which come with the first deploy.
+    // Only the rules load it again: a changed unit needs only daemon-reload.
     { ...generated, path: `/etc/systemd/system/${view.unit}`, content: firewallUnit(view), validate: 'systemd', notify: ['daemon-reload'] },
   );
   state.services.unshift(view.unit);
+  // daemon-reload comes with the app role: a db host without it needs one for this unit to change.
+  if (!state.handlers.some((h) => h.name === 'daemon-reload'))
+    state.handlers.unshift({ name: 'daemon-reload', description: 'reload systemd units', command: 'systemctl daemon-reload' });
   // Right after daemon-reload: the rules are in place before the socket restarts on the port.
   const at = state.handlers.findIndex((h) => h.name === 'daemon-reload') + 1;
   state.handlers.splice(at, 0, {
     name: 'restart-firewall',
     description: `load the firewall of ${env.app.name} (${view.unit})`,
-    command: `systemctl restart ${view.unit}`,
+    // A reload when it runs (new rules, one transaction): a restart would go on to the socket,
+    // which requires the unit, and so to the app. A start when it does not run yet.
+    command: `systemctl reload-or-restart ${view.unit}`,
     service: view.unit,
   });
 }

@@ -1,6 +1,7 @@
 /**
  * The database's view models: the backup timer's units and the pg_hba lines of the app. Pure.
  */
+import { isIP } from 'node:net';
 import type { Environment, ResolvedDatabase } from '../inventory/resolve.js';
 import { BACKUP_PROGRAM, type Layout } from './layout.js';
 
@@ -42,6 +43,9 @@ function databaseOf(env: Environment): ResolvedDatabase {
  * user is refused before Debian's `local all all peer` could let a same-named role in.
  */
 export function hbaBlock(role: string, db: string, clients: readonly string[] = []): string {
+  // `NAME/32` is no rule PostgreSQL takes (the inventory refuses a host name there, src/inventory/resolve.ts).
+  const named = clients.find((a) => isIP(a) === 0);
+  if (named) throw new Error(`pg_hba.conf: ${named} is not an IP address`);
   const rows = [
     ['local', db, role, '', 'peer'],
     ['local', db, 'postgres', '', 'peer'],

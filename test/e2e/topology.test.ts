@@ -2,10 +2,12 @@
  * One environment on four servers, each with its roles: two web+app hosts, a worker host and a db
  * host (topo-web1, topo-web2, topo-wrk, topo-db). After `stack setup` and `stack deploy`: each
  * web host's nginx balances over both app hosts; the app reaches PostgreSQL on the db host over
- * TCP as its own role with the generated password; only the web hosts reach the gateway's port;
- * the process runs on the worker host alone; and a stopped app host costs no request.
+ * TCP as its own role with the generated password; only the web hosts reach the gateway's port,
+ * only the app and worker hosts PostgreSQL's, and without its firewall the gateway does not
+ * listen; the process runs on the worker host alone; and a stopped app host costs no request.
  */
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +30,20 @@ function run(args: string[]): CliResult {
   const r = stack(args, { cwd: dir });
   process.stderr.write(`[topology] stack ${args.join(' ')}: exit ${r.code}\n`);
   return r;
+}
+
+/** A TCP connect from this machine: "open", "refused", or "timeout" (a firewall dropped the SYN). */
+function connectFromHere(address: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: address, port, timeout: 3000 });
+    const done = (result: string) => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.once('connect', () => done('open'));
+    socket.once('timeout', () => done('timeout'));
+    socket.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'refused' : String(e.code)));
+  });
 }
 
 /** GET through one web host's nginx: status and body. */
@@ -159,19 +175,50 @@ describe('one environment on four servers by roles', () => {
     expect(r.stderr).toMatch(new RegExp(`${servers['topo-web1']!.address.replace(/\./g, '\\.')}: \\d+ changes?, release \\S+, database backup \\S+-deploy`));
   });
 
-  it('lets only the web hosts reach the gateway port', async () => {
-    const [address] = [servers['topo-web1']!.address];
+  it('lets only the web hosts reach the gateway port, and only the app and worker hosts PostgreSQL', async () => {
+    const web1 = servers['topo-web1']!.address;
+    const db = servers['topo-db']!.address;
     // A TCP connect from each host (curl is on web hosts only); the firewall drops the others' SYNs.
-    const probe = async (from: string) => {
-      const r = await sshExec(servers[from]!, `timeout 3 bash -c 'exec 3<>/dev/tcp/${address}/8000' && echo open || echo closed`, 'root');
+    const probe = async (from: string, address: string, port: number) => {
+      const r = await sshExec(servers[from]!, `timeout 3 bash -c 'exec 3<>/dev/tcp/${address}/${port}' && echo open || echo closed`, 'root');
       return r.stdout.trim() || `nothing (exit ${r.code}: ${r.stderr.trim()})`;
     };
-    expect(await probe('topo-web2')).toBe('open');
-    expect(await probe('topo-wrk')).toBe('closed');
-    expect(await probe('topo-db')).toBe('closed');
+    expect(await probe('topo-web2', web1, 8000)).toBe('open');
+    expect(await probe('topo-wrk', web1, 8000)).toBe('closed');
+    expect(await probe('topo-db', web1, 8000)).toBe('closed');
+    // The host itself reaches its gateway on its own address (an app host's health check does).
+    expect(await probe('topo-web1', web1, 8000)).toBe('open');
+    // And from this machine, which is no host of the environment: dropped.
+    expect(await connectFromHere(web1, 8000)).toBe('timeout');
     // The same connect reaches sshd on that host from the worker: only the gateway's port is closed to it.
-    const ssh = await sshExec(servers['topo-wrk']!, `timeout 3 bash -c 'exec 3<>/dev/tcp/${address}/22' && echo open || echo closed`, 'root');
-    expect(ssh.stdout.trim()).toBe('open');
+    expect(await probe('topo-wrk', web1, 22)).toBe('open');
+    // PostgreSQL on the db host's private address: the app and worker hosts, and nobody else.
+    for (const from of ['topo-web1', 'topo-web2', 'topo-wrk', 'topo-db']) expect(await probe(from, db, 5432), from).toBe('open');
+    expect(await connectFromHere(db, 5432)).toBe('timeout');
+  });
+
+  it('fails closed: the gateway does not listen without its firewall, which nftables.service does not wipe', async () => {
+    const web2 = servers['topo-web2']!;
+    const table = `nft list table inet stack_${APP}`;
+    // Debian's nftables.service starts with `flush ruleset`: restarted or reloaded, the table is loaded again.
+    await rootExec(web2, 'systemctl restart nftables.service');
+    expect(await rootExec(web2, table)).toContain('tcp dport 8000');
+    await rootExec(web2, 'systemctl reload nftables.service');
+    expect(await rootExec(web2, table)).toContain('tcp dport 8000');
+    expect(await rootExec(web2, `systemctl is-active ${APP}.socket ${APP}-firewall.service`)).toBe('active\nactive');
+    // Without the table, no socket: the port is closed to everyone rather than open to all.
+    await rootExec(web2, `systemctl stop ${APP}-firewall.service`);
+    expect(await rootExec(web2, `systemctl is-active ${APP}.socket || true`)).not.toBe('active');
+    const r = await sshExec(servers['topo-web1']!, `timeout 3 bash -c 'exec 3<>/dev/tcp/${web2.address}/8000' && echo open || echo closed`, 'root');
+    expect(r.stdout.trim()).toBe('closed');
+    // Starting the gateway loads the firewall first.
+    await rootExec(web2, `systemctl start ${APP}.socket ${APP}.service`);
+    expect(await rootExec(web2, `systemctl is-active ${APP}-firewall.service ${APP}.socket ${APP}.service`)).toBe('active\nactive\nactive');
+    expect(await rootExec(web2, table)).toContain('tcp dport 8000');
+    // The db host's table comes back with nftables.service too.
+    await rootExec(servers['topo-db']!, 'systemctl restart nftables.service');
+    expect(await rootExec(servers['topo-db']!, table)).toContain('tcp dport 5432');
+    expect((await get(servers['topo-web1']!, '/db')).status).toBe(200);
   });
 
   it('runs the process and the job timer on the worker host only', async () => {

@@ -3,7 +3,7 @@
  * `serial` from `rolling:`, pin the inventory's host keys, and deliver each host exactly the
  * managed files stack renders for it (the templates filled as Ansible would fill them).
  */
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -24,10 +24,11 @@ const KEY_A = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ7m0Qp1n3bqJ4vO1yWm1Ew9kq2y9
 const KEY_B = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK2m0Qp1n3bqJ4vO1yWm1Ew9kq2y9m4H8l3x0w7Q2b1b';
 
 /** The example project with two hosts: one with a fixed CPU count, one whose count the server tells. */
-function project(extra: { rolling?: unknown; database?: boolean; hooks?: boolean } = {}): string {
+function project(extra: { rolling?: unknown; database?: boolean; hooks?: boolean; roles?: boolean; indexUrl?: string } = {}): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'stack-export-unit-'));
   cpSync(path.join(ROOT, 'example'), path.join(dir, 'example'), { recursive: true });
   writeFileSync(path.join(dir, 'id'), 'not a real key\n');
+  const roles = (r: string) => (extra.roles ? `, roles: [${r}]` : '');
   const rolling = extra.rolling ? `    rolling: ${JSON.stringify(extra.rolling)}\n` : '';
   // Hooks with quotes, a Jinja-looking brace and a shell length (which opens a Jinja comment).
   const hooks = extra.hooks
@@ -44,7 +45,7 @@ function project(extra: { rolling?: unknown; database?: boolean; hooks?: boolean
   source: example
   wsgi: hello.wsgi:application
   requirements: requirements.txt
-  static: { url: /static/, path: static }
+${extra.indexUrl ? `  index_url: ${extra.indexUrl}\n` : ''}  static: { url: /static/, path: static }
   health: /health
   env: { GREETING: Hello }
   secrets: [SECRET_KEY]
@@ -54,8 +55,8 @@ ${hooks}${extra.database ? 'database: { engine: postgresql }\n' : ''}environment
     domains: [hello.test]
     ssl: self-signed
 ${rolling}    hosts:
-      - { address: 10.0.0.5, user: deploy, host_key: "${KEY_A}", identity_file: id, roles: [web, app, db, worker] }
-      - { address: 10.0.0.6, user: deploy, port: 2222, host_key: "${KEY_B}", identity_file: id, cpus: 4, roles: [web, app] }
+      - { address: 10.0.0.5, user: deploy, host_key: "${KEY_A}", identity_file: id${roles('web, app, db, worker')} }
+      - { address: 10.0.0.6, user: deploy, port: 2222, host_key: "${KEY_B}", identity_file: id, cpus: 4${roles('web, app')} }
 `,
   );
   mkdirSync(path.join(dir, '.stack'));
@@ -227,8 +228,108 @@ describe('stack export ansible', () => {
     );
   });
 
+  it("keeps the package index's URL off every command line: from STACK_INDEX_URL or app.index_url, to pip on stdin", async () => {
+    const url = 'https://pypi.example.com/simple/';
+    for (const indexUrl of [url, undefined]) {
+      const dir = project({ indexUrl });
+      writeFileSync(path.join(dir, 'example/requirements.txt'), 'stackhello==1.0\n');
+      const files = await exported(dir);
+      const release = text(files, 'roles/stack/tasks/release.yml');
+      // biome-ignore lint/suspicious/noExplicitAny: tasks are free-form YAML, read as Ansible reads them
+      const tasks = (parse(release) as Record<string, any>[]).flatMap((t) => t.block ?? [t]);
+      // Neither in a command (ps, systemctl show, Ansible's logged cmd) nor in a task's
+      // environment (Ansible puts it on the command line that starts the module).
+      for (const t of tasks) {
+        expect(JSON.stringify([t['ansible.builtin.shell'] ?? null, t.environment ?? null]), t.name).not.toMatch(/example\.com|index-url|STACK_INDEX_URL/);
+      }
+      const copy = tasks.find((t) => t['ansible.builtin.copy']?.content?.includes('STACK_INDEX_URL'));
+      expect(copy, 'the task that hands the URL to the server').toBeTruthy();
+      expect(copy!['ansible.builtin.copy']).toMatchObject({
+        content: `{{ lookup('env', 'STACK_INDEX_URL')${indexUrl ? ` | default('${url}', true)` : ''} }}\n`,
+        owner: 'root',
+        mode: '0600',
+      });
+      expect(copy).toMatchObject({ no_log: true, diff: false });
+      const venv = tasks.find((t) => String(t['ansible.builtin.shell']?.cmd).includes('\ntask_venv '))!;
+      expect(venv['ansible.builtin.shell'].cmd).toMatch(/task_venv "\$REL" "\$VENV_KEY" \/srv\/hello\/venvs hello-build '-r requirements.txt' "\$INDEX_FILE"$/);
+      expect(venv.environment.INDEX_FILE).toBe(copy!['ansible.builtin.copy'].dest);
+      expect(tasks.indexOf(copy!)).toBeLessThan(tasks.indexOf(venv));
+    }
+  });
+
+  it("task_venv gives pip the index's URL on stdin, as PIP_INDEX_URL, and removes the file", () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'stack-export-venv-'));
+    const rel = path.join(root, 'releases/R1');
+    mkdirSync(rel, { recursive: true });
+    mkdirSync(path.join(root, 'venvs'));
+    const index = path.join(root, 'releases/.R1.index');
+    const url = 'https://user:t0ken@pypi.example.com/simple/';
+    writeFileSync(index, `${url}\n`, { mode: 0o600 });
+    const log = path.join(root, 'log');
+    // No root, no systemd: the owners are left alone, and the sandbox is a plain sh that
+    // records its arguments; the virtualenv's python records what pip would get.
+    const stubs = `
+chown() { :; }
+pkill() { :; }
+install() { mkdir -p "$8/bin" && printf '#!/bin/sh\\necho "pip: PIP_INDEX_URL=\${PIP_INDEX_URL-unset} args: $*" >>"$LOG"\\n' >"$8/bin/python" && chmod +x "$8/bin/python"; }
+task_sandboxed() {
+  printf 'sandbox: %s\\n' "$*" >>"$LOG"
+  case $5 in *'pip install'*) (cd "$2" && sh -c "$5") ;; *) : ;; esac
+}
+`;
+    const r = spawnSync('dash', ['-c', `${shellFile()}\n${stubs}\ntask_venv "$REL" k1 "$VENVS" hello-build '-r requirements.txt' "$INDEX"`], {
+      // In the scratch folder: nothing a slip in the stubs writes lands in the project.
+      cwd: root,
+      env: { PATH: process.env.PATH, LOG: log, REL: rel, VENVS: path.join(root, 'venvs'), INDEX: index },
+      encoding: 'utf8',
+    });
+    expect(`${r.stderr}exit ${r.status}`).toBe('exit 0');
+    const lines = readFileSync(log, 'utf8');
+    expect(lines).toContain(`pip: PIP_INDEX_URL=${url} args: -m pip install --no-input --no-cache-dir --disable-pip-version-check -r requirements.txt`);
+    // The sandboxes' command lines (systemd-run's, shown by ps and systemctl show) lack it.
+    expect(
+      lines
+        .split('\n')
+        .filter((l) => l.startsWith('sandbox:'))
+        .join('\n'),
+    ).not.toContain('t0ken');
+    expect(existsSync(index)).toBe(false);
+  });
+
+  it('task_seal refuses a static folder that is a link out of the release, and opens a real one', () => {
+    const stubs = 'chown() { :; }\npkill() { :; }\n';
+    // The app's group: one this user may give its own files (find runs the real chgrp).
+    const group = spawnSync('id', ['-gn'], { encoding: 'utf8' }).stdout.trim();
+    const seal = (rel: string) =>
+      spawnSync('dash', ['-c', `${shellFile()}\n${stubs}\ntask_seal "$REL" hello-build "$GROUP" static`], {
+        env: { PATH: process.env.PATH, REL: rel, GROUP: group },
+        encoding: 'utf8',
+      });
+    const root = mkdtempSync(path.join(tmpdir(), 'stack-export-seal-'));
+    // A build hook made static a link to a folder elsewhere: root must not open it to everyone.
+    const elsewhere = path.join(root, 'elsewhere');
+    mkdirSync(path.join(elsewhere, 'inner'), { recursive: true, mode: 0o700 });
+    writeFileSync(path.join(elsewhere, 'inner/secret.txt'), 'x', { mode: 0o600 });
+    const bad = path.join(root, 'bad');
+    mkdirSync(bad, { mode: 0o750 });
+    symlinkSync(elsewhere, path.join(bad, 'static'));
+    const refused = seal(bad);
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toMatch(/static.*outside the release/);
+    expect(statSync(path.join(elsewhere, 'inner')).mode & 0o777).toBe(0o700);
+    expect(statSync(elsewhere).mode & 0o777).toBe(0o700);
+    const good = path.join(root, 'good');
+    mkdirSync(path.join(good, 'static/css'), { recursive: true, mode: 0o750 });
+    writeFileSync(path.join(good, 'static/css/site.css'), 'x', { mode: 0o644 });
+    const sealed = seal(good);
+    expect(`${sealed.stderr}exit ${sealed.status}`).toBe('exit 0');
+    expect(statSync(path.join(good, 'static/css')).mode & 0o001).toBe(0o001);
+    expect(statSync(path.join(good, 'static/css/site.css')).mode & 0o004).toBe(0o004);
+  });
+
   it('refuses what it cannot export yet, and a folder that is not empty', async () => {
     await expect(exported(project({ database: true }))).rejects.toThrow(/database:.*does not export/);
+    await expect(exported(project({ roles: true }))).rejects.toThrow(/roles:.*does not export yet/);
     const dir = project();
     const out = path.join(dir, 'taken');
     mkdirSync(out);

@@ -275,6 +275,40 @@ describe('the order of a deploy', () => {
     expect(order.primary).toBeNull();
   });
 
+  it('one migration per deploy, whatever the layout', () => {
+    const layouts: [string[], string | null][] = [
+      // The db host also runs workers, but another host is first: the hooks run there only.
+      [['{ address: 10.0.0.1, roles: [web, app] }', '{ address: 10.0.0.2, roles: [db, worker] }'], '10.0.0.1'],
+      // The database on the app's host, workers elsewhere: still one database, one primary.
+      [['{ address: 10.0.0.1, roles: [web, app, db] }', '{ address: 10.0.0.2, roles: [worker] }', '{ address: 10.0.0.3, roles: [worker] }'], '10.0.0.1'],
+      // Two app hosts, the database on the second: the first app host runs them.
+      [['{ address: 10.0.0.1, roles: [web, app] }', '{ address: 10.0.0.2, roles: [web, app, db] }'], '10.0.0.1'],
+      // Identical servers, each its own database: each its own migration.
+      [['{ address: 10.0.0.1 }', '{ address: 10.0.0.2 }'], null],
+    ];
+    for (const [hosts, primary] of layouts) {
+      const env = envWith(hosts, DATABASE);
+      expect(deployOrder(env, env.hosts, false).primary?.address ?? null, hosts.join(' ')).toBe(primary);
+    }
+    // --limit worker with a shared database: the first worker picked is the primary.
+    const env = envWith(FOUR, DATABASE);
+    expect(deployOrder(env, targetHosts(env, 'worker'), false).primary?.address).toBe('10.0.0.3');
+  });
+
+  it('hosts that only run nginx go last, after the gateways they check through', () => {
+    const env = envWith(
+      [
+        '{ address: 10.0.0.1, roles: [web] }',
+        '{ address: 10.0.0.2, roles: [app] }',
+        '{ address: 10.0.0.3, roles: [app] }',
+        '{ address: 10.0.0.4, roles: [db] }',
+      ],
+      DATABASE,
+      ['    rolling: { batch: 1 }'],
+    );
+    expect(deployOrder(env, env.hosts, false).phases.map(addresses)).toEqual([['10.0.0.4'], ['10.0.0.2'], ['10.0.0.3'], ['10.0.0.1']]);
+  });
+
   it('a dry run asks every host at once, whatever the batches', () => {
     const env = envWith(FOUR, DATABASE, ['    rolling: { batch: 1 }']);
     expect(deployOrder(env, env.hosts, true).phases.map(addresses)).toEqual([['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4']]);

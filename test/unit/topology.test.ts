@@ -5,7 +5,8 @@
  * hosts (a singleton on the first one), PostgreSQL and its backups on the db host, which lets the
  * app and worker hosts in with a password. The files pass nginx -t and systemd-analyze verify.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -18,6 +19,8 @@ import { InventoryError } from '../../src/errors.js';
 import { parseInventory } from '../../src/inventory/load.js';
 import type { Host } from '../../src/inventory/schema.js';
 import { parseDatabase } from '../../src/facts/database.js';
+import { parseFacts } from '../../src/facts/host.js';
+import { planDeploy } from '../../src/plan/plan.js';
 import { planDatabase, type SharedDatabase } from '../../src/plan/database.js';
 import { displayContent, Secret } from '../../src/secrets/secret.js';
 import type { RemoteShell } from '../../src/ssh/connect.js';
@@ -28,6 +31,7 @@ import { DB_PASSWORD_SECRET, GATEWAY_PORT, topologyOf } from '../../src/views/to
 import { hostHealthCheck } from '../../src/apply/deploy-host.js';
 import { healthConfig } from '../../src/apply/scripts.js';
 import { layoutFor } from '../../src/views/layout.js';
+import { ROOT } from '../helpers/cli.js';
 
 const WEB1 = '203.0.113.11';
 const WEB2 = '203.0.113.12';
@@ -97,9 +101,14 @@ describe('what each host runs', () => {
     expect(socket).toContain(`ListenStream=${WEB1}:8000\nFreeBind=yes\n`);
     expect(socket).toContain('After=shop-firewall.service');
     expect(text(web1, '/etc/shop/gunicorn.conf.py')).toContain(`bind = ["unix:/run/shop/gunicorn.sock", "${WEB1}:8000"]`);
-    // Only the other web host may reach the port.
+    // Only the other web host may reach the gateway's address and port, and this host itself
+    // (its own health check goes to its own address); nothing else on the host is touched.
     const rules = text(web1, '/etc/stack/shop-firewall.nft');
-    expect(rules).toContain(`tcp dport 8000 ip saddr { ${WEB2} } accept\n        tcp dport 8000 drop`);
+    expect(rules).toContain('        iif lo accept\n');
+    expect(rules).toContain(
+      [`        ip daddr ${WEB1} tcp dport 8000 ip saddr { ${WEB1}, ${WEB2} } accept`, `        ip daddr ${WEB1} tcp dport 8000 drop`].join('\n'),
+    );
+    expect(rules).not.toMatch(/^ +tcp dport/m);
     expect(web1.services).toContain('shop-firewall.service');
     expect(web1.packages).toContain('nftables');
     expect(web1.files.some((f) => f.path.includes('shop.worker@') || f.path.includes('.job.'))).toBe(false);
@@ -131,12 +140,14 @@ describe('what each host runs', () => {
     const db = (await render()).get(DB)!;
     expect(db.packages).toContain('postgresql');
     expect(db.files.map((f) => f.path).sort()).toEqual([
+      '/etc/stack/shop-firewall.nft',
       '/etc/systemd/system/shop-db-backup-failed.service',
       '/etc/systemd/system/shop-db-backup.service',
       '/etc/systemd/system/shop-db-backup.timer',
+      '/etc/systemd/system/shop-firewall.service',
       '/usr/local/lib/stack/db-backup',
     ]);
-    expect(db.services).toEqual(['shop-db-backup.timer']);
+    expect(db.services).toEqual(['shop-firewall.service', 'shop-db-backup.timer']);
   });
 
   it('a singleton process and the scheduled jobs run on the first worker host only', async () => {
@@ -165,7 +176,7 @@ describe('what each host runs', () => {
       /upstream shop_app \{\n {4}server 10\.0\.0\.12:8000 max_fails=2 fail_timeout=10s;\n {4}server 10\.0\.0\.13:8000 max_fails=2 fail_timeout=10s;\n\}/,
     );
     expect(states.get(WEB1)!.files.map((f) => f.path)).toEqual(['/etc/nginx/sites-available/shop.conf']);
-    expect(text(states.get(WEB2)!, '/etc/stack/shop-firewall.nft')).toContain(`ip saddr { ${WEB1} } accept`);
+    expect(text(states.get(WEB2)!, '/etc/stack/shop-firewall.nft')).toContain(`ip daddr 10.0.0.12 tcp dport 8000 ip saddr { 10.0.0.12, ${WEB1} } accept`);
     expect(text(states.get(WEB2)!, '/etc/systemd/system/shop.socket')).toContain('ListenStream=10.0.0.12:8000');
   });
 
@@ -233,6 +244,24 @@ describe('inventories roles cannot serve', () => {
       /several hosts have the role db/,
     ],
     ['no worker for the processes', {}, [{ address: WEB1, roles: ['web', 'app', 'db'] }], /no host has the role worker/],
+    [
+      'an app host that web hosts elsewhere reach, known by name only',
+      { database: null, processes: null, schedule: null },
+      [
+        { address: WEB1, roles: ['web'] },
+        { address: 'app1.example.com', roles: ['app', 'worker'] },
+      ],
+      /app1\.example\.com is a host name.*private_address/,
+    ],
+    [
+      'the db host that app hosts elsewhere reach, known by name only',
+      { processes: null, schedule: null },
+      [
+        { address: WEB1, roles: ['web', 'app', 'worker'] },
+        { address: 'db.example.com', roles: ['db'] },
+      ],
+      /db\.example\.com is a host name.*private_address/,
+    ],
   ])('%s', (_name, extra, hosts, message) => {
     const app = (extra as { app?: object }).app;
     const doc = app ? { ...extra, app: { name: 'shop', wsgi: 'shop.wsgi:application', health: '/health', ...app } } : extra;
@@ -252,6 +281,8 @@ describe('the database shared with hosts elsewhere', () => {
       'host    shop            shop            fd00::12/128    scram-sha-256',
     ]);
     expect(lines.findIndex((l) => l.includes('reject'))).toBeGreaterThan(3);
+    // A host name would make `NAME/32`, which PostgreSQL refuses: never written.
+    expect(() => hbaBlock('shop', 'shop', ['app1.example.com'])).toThrow(/not an IP address/);
   });
 
   it('the role needs a password, PostgreSQL listens on the private address', () => {
@@ -346,5 +377,224 @@ describe('the health check of each host', () => {
     const states = await render(inventory({}, hosts));
     expect(states.get(WEB2)!.packages).toContain('curl');
     expect(states.get(WRK)!.packages).not.toContain('curl');
+  });
+});
+
+describe('hosts others reach by address', () => {
+  const problems = (hosts: object[], extra: object = { processes: null, schedule: null }) => {
+    try {
+      inventory(extra, hosts);
+      return '';
+    } catch (e) {
+      if (e instanceof InventoryError) return e.message;
+      throw e;
+    }
+  };
+
+  it('a host name goes into no pg_hba line, socket or firewall rule: each such host is named, at its own line', () => {
+    const message = problems([
+      { address: 'web1.example.com', roles: ['web', 'app', 'worker'] },
+      { address: 'db.example.com', roles: ['db'] },
+    ]);
+    // The db host (reached by the app) and the app host (let in by pg_hba and the firewall).
+    expect(message).toMatch(/db\.example\.com is a host name/);
+    expect(message).toMatch(/web1\.example\.com is a host name/);
+    const lines = [...message.matchAll(/inventory\.yml:(\d+):\d+: (\S+):/g)].map((m) => `${m[1]} ${m[2]}`);
+    expect(lines).toHaveLength(2);
+    // Each at its own host's line (not the top of the file), on the key to add.
+    expect(lines.map((l) => l.split(' ')[1])).toEqual(['environments.prod.hosts[0].private_address', 'environments.prod.hosts[1].private_address']);
+    expect(new Set(lines.map((l) => l.split(' ')[0])).size).toBe(2);
+    expect(lines.every((l) => Number(l.split(' ')[0]) > 1)).toBe(true);
+  });
+
+  it('an IP private_address is enough; so is a host that nobody reaches (one host, or no roles)', () => {
+    expect(
+      problems([
+        { address: 'web1.example.com', private_address: '10.0.0.11', roles: ['web', 'app', 'worker'] },
+        { address: 'db.example.com', private_address: 'fd00::14', roles: ['db'] },
+      ]),
+    ).toBe('');
+    expect(problems([{ address: 'one.example.com', roles: ['web', 'app', 'worker', 'db'] }])).toBe('');
+    expect(problems([{ address: 'a.example.com' }, { address: 'b.example.com' }])).toBe('');
+    // A worker host that reaches no database (none) is let in by nobody.
+    expect(
+      problems(
+        [
+          { address: WEB1, roles: ['web', 'app'] },
+          { address: 'wrk.example.com', roles: ['worker'] },
+        ],
+        { database: null },
+      ),
+    ).toBe('');
+  });
+});
+
+/** nft checks the rules (`nft -c`) where it can: as root, with nftables installed. */
+const nftChecks = spawnSync('nft', ['-c', '-f', '-'], { input: 'table inet stack_probe\n', encoding: 'utf8' }).status === 0;
+
+describe('the firewall', () => {
+  const APP_ONLY = '10.0.0.12';
+  const hosts = [
+    { address: WEB1, roles: ['web'] },
+    { address: WEB2, private_address: APP_ONLY, roles: ['app'] },
+    { address: WRK, roles: ['worker'] },
+    { address: DB, private_address: DB_PRIVATE, roles: ['db'] },
+  ];
+
+  it("lets an app host without nginx reach its own gateway (its health check), and leaves other addresses' port alone", async () => {
+    const app = (await render(inventory({}, hosts))).get(WEB2)!;
+    const env = inventory({}, hosts).environments.prod!;
+    const check = hostHealthCheck(env, false, layoutFor(env.app, env.gateway), topologyOf(env, env.hosts[1]!))!;
+    // The health check connects from this host to its own private address: let in, like loopback.
+    expect(check.via).toEqual({ address: APP_ONLY, port: GATEWAY_PORT });
+    const rules = text(app, '/etc/stack/shop-firewall.nft');
+    expect(rules).toContain('        iif lo accept\n');
+    expect(rules).toContain(`        ip daddr ${APP_ONLY} tcp dport 8000 ip saddr { ${APP_ONLY}, ${WEB1} } accept\n`);
+    expect(rules).toContain(`        ip daddr ${APP_ONLY} tcp dport 8000 drop\n`);
+    // Every drop names the address it guards: 127.0.0.1:8000 (or any other) is not this table's.
+    for (const line of rules.split('\n').filter((l) => l.includes('drop'))) expect(line).toMatch(/^ +ip6? daddr \S+ tcp dport \d+ drop$/);
+  });
+
+  it('PostgreSQL on the db host: only the app and worker hosts (and itself) reach 5432 on its private address', async () => {
+    const db = (await render(inventory({}, hosts))).get(DB)!;
+    const rules = text(db, '/etc/stack/shop-firewall.nft');
+    expect(rules).toContain(`        ip daddr ${DB_PRIVATE} tcp dport 5432 ip saddr { ${DB_PRIVATE}, ${APP_ONLY}, ${WRK} } accept\n`);
+    expect(rules).toContain(`        ip daddr ${DB_PRIVATE} tcp dport 5432 drop\n`);
+    expect(rules).not.toContain('8000');
+    expect(db.packages).toContain('nftables');
+    const handlers = db.handlers.map((h) => h.name);
+    expect(handlers.slice(0, 2)).toEqual(['daemon-reload', 'restart-firewall']);
+    expect(handlers).toContain('restart-backup-timer');
+    // Web-only and worker hosts guard nothing.
+    const states = await render(inventory({}, hosts));
+    for (const a of [WEB1, WRK]) expect(states.get(a)!.files.some((f) => f.path.includes('firewall'))).toBe(false);
+  });
+
+  it('one table for a host that is both reached as the gateway and as the database, IPv6 as ip6', async () => {
+    const states = await render(
+      inventory({ processes: null, schedule: null }, [
+        { address: WEB1, private_address: 'fd00::11', roles: ['web'] },
+        { address: WEB2, private_address: 'fd00::12', roles: ['app', 'worker', 'db'] },
+        { address: WRK, private_address: 'fd00::13', roles: ['app'] },
+      ]),
+    );
+    const rules = text(states.get(WEB2)!, '/etc/stack/shop-firewall.nft');
+    expect(rules.match(/^table inet stack_shop \{$/gm)).toHaveLength(1);
+    expect(rules).toContain('        ip6 daddr fd00::12 tcp dport 8000 ip6 saddr { fd00::12, fd00::11 } accept\n');
+    expect(rules).toContain('        ip6 daddr fd00::12 tcp dport 5432 ip6 saddr { fd00::12, fd00::13 } accept\n');
+    if (nftChecks) {
+      const r = spawnSync('nft', ['-c', '-f', '-'], { input: rules, encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+    }
+  });
+
+  it.skipIf(!nftChecks)('nft reads the rules of every host (nft -c)', async () => {
+    for (const state of (await render(inventory({}, hosts))).values()) {
+      const f = state.files.find((x) => x.path.endsWith('-firewall.nft'));
+      if (!f) continue;
+      const r = spawnSync('nft', ['-c', '-f', '-'], { input: displayContent(f.content), encoding: 'utf8' });
+      expect(r.stderr, state.host.address).toBe('');
+      expect(r.status).toBe(0);
+    }
+  });
+
+  it('fails closed: the socket requires the firewall, which follows nftables.service (boot, restart, reload, stop)', async () => {
+    const app = (await render(inventory({}, hosts))).get(WEB2)!;
+    const socket = text(app, '/etc/systemd/system/shop.socket');
+    expect(socket).toContain('Requires=shop-firewall.service\nAfter=shop-firewall.service\n');
+    expect(socket).not.toContain('Wants=shop-firewall');
+    const unit = text(app, '/etc/systemd/system/shop-firewall.service');
+    expect(unit).toMatch(/^After=.*nftables\.service/m);
+    expect(unit).toContain('PartOf=nftables.service\n');
+    expect(unit).toContain('ReloadPropagatedFrom=nftables.service\n');
+    expect(unit).toContain('ExecReload=/usr/sbin/nft -f /etc/stack/shop-firewall.nft\n');
+    expect(unit).toMatch(/^WantedBy=sockets\.target nftables\.service$/m);
+    // A changed rule set is loaded by a reload, which unlike a restart does not go on to the socket
+    // (Requires= passes restarts on): the gateway keeps listening through it.
+    const handler = app.handlers.find((h) => h.name === 'restart-firewall')!;
+    expect(handler.command).toBe('systemctl reload-or-restart shop-firewall.service');
+    const r = await checkSystemdUnits(configFilesFor(app, 'systemd'));
+    expect(r.output).toBe('');
+  });
+
+  it('setup writes and loads the rules: the socket it restarts requires them, PostgreSQL listens from then on', async () => {
+    const states = await render(inventory({}, hosts));
+    for (const address of [WEB2, DB]) {
+      const plan = planDeploy({ desired: states.get(address)!, facts: parseFacts('nginx\t\n'), scope: 'setup' });
+      expect(
+        plan.files.map((f) => f.file.path),
+        address,
+      ).toContain('/etc/stack/shop-firewall.nft');
+      const handlers = plan.handlers.map((h) => h.name);
+      expect(handlers, address).toContain('restart-firewall');
+      if (handlers.includes('restart-socket')) expect(handlers.indexOf('restart-firewall')).toBeLessThan(handlers.indexOf('restart-socket'));
+    }
+  });
+
+  it('a single server renders no firewall and the socket as before', async () => {
+    const one = (await render(inventory({}, [{ address: WEB1 }]))).get(WEB1)!;
+    expect(one.files.some((f) => f.path.includes('firewall'))).toBe(false);
+    expect(text(one, '/etc/systemd/system/shop.socket')).not.toMatch(/Requires|Wants|firewall/);
+  });
+});
+
+/** A function of src/remote/sh/db.sh run under dash, with stand-ins (name -> body) first on PATH that record their calls. */
+function dbSh(body: string, stubs: Record<string, string>): { code: number | null; stdout: string; stderr: string; calls: string[]; dir: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'stack-db-sh-'));
+  const bin = path.join(dir, 'bin');
+  mkdirSync(bin);
+  const log = path.join(dir, 'calls');
+  writeFileSync(log, '');
+  for (const [name, code] of Object.entries(stubs)) {
+    writeFileSync(path.join(bin, name), `#!/bin/sh\nprintf '%s\\n' "${name} $*" >> "$STUB_LOG"\n${code}\n`, { mode: 0o755 });
+  }
+  const r = spawnSync('dash', ['-c', `. '${path.join(ROOT, 'src/remote/sh/db.sh')}'\n${body}`], {
+    cwd: dir,
+    encoding: 'utf8',
+    timeout: 20_000,
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, STUB_LOG: log, STUB_DIR: dir },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, calls: readFileSync(log, 'utf8').split('\n').filter(Boolean), dir };
+}
+
+describe('the database password on the db host (db.sh, under dash)', () => {
+  const PASSWORD = 'c'.repeat(64);
+
+  it('a dry run (read) changes nothing: no owner, no mode set on the file it reads', () => {
+    const stubs = { chown: 'exit 0', chmod: 'exit 0', runuser: 'exit 0', psql: 'exit 0' };
+    const dir = mkdtempSync(path.join(tmpdir(), 'stack-db-pw-'));
+    const pw = path.join(dir, 'shop-db-password');
+    writeFileSync(pw, PASSWORD, { mode: 0o644 });
+    const r = dbSh(`db_cluster_password '${pw}' shop read`, stubs);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`@@dbpassword ${PASSWORD}\n`);
+    expect(r.calls).toEqual([]);
+    expect(statSync(pw).mode & 0o777).toBe(0o644);
+    // Without read (a deploy), the file is made root's alone.
+    const w = dbSh(`db_cluster_password '${pw}' shop`, stubs);
+    expect(w.code).toBe(0);
+    expect(w.calls).toEqual([`chown root:root ${pw}`, `chmod 0600 ${pw}`]);
+  });
+
+  it('sets the password with statement logging off for that session, the password on stdin only', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'stack-db-pw-'));
+    const pw = path.join(dir, 'shop-db-password');
+    writeFileSync(pw, PASSWORD, { mode: 0o600 });
+    const r = dbSh(`db_password shop '${pw}'`, { runuser: 'cat > "$STUB_DIR/psql-stdin"' });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // Not on a command line.
+    expect(r.calls.join('\n')).not.toContain(PASSWORD);
+    expect(r.calls[0]).toMatch(/^runuser -u postgres -- psql /);
+    const sql = readFileSync(path.join(r.dir, 'psql-stdin'), 'utf8').split('\n').filter(Boolean);
+    // Neither log_statement (ddl, all) nor an error's STATEMENT line, nor a slow statement's log, may write it to the server log.
+    const alter = sql.findIndex((l) => l.startsWith('ALTER ROLE'));
+    expect(alter).toBeGreaterThan(0);
+    expect(sql[alter]).toBe(`ALTER ROLE "shop" PASSWORD '${PASSWORD}';`);
+    const before = sql.slice(0, alter);
+    expect(before).toContain("SET log_statement = 'none';");
+    expect(before).toContain("SET log_min_error_statement = 'panic';");
+    expect(before).toContain('SET log_min_duration_statement = -1;');
   });
 });

@@ -86,13 +86,24 @@ task_unpack() {
     chown -R -h -P "$4:$4" "$1"
 }
 
-# task_venv REL KEY VENVS BUILD_USER [PIP_ARGUMENTS]: REL/.venv links to the shared virtualenv
-# VENVS/KEY, which is reused when it is sealed (prints "reused"), and otherwise built as the
-# build user (pip install with PIP_ARGUMENTS, a command line's words already quoted, when there
-# are requirements) and sealed: root's, read-only to everyone else, then marked ready. Last,
+# task_venv REL KEY VENVS BUILD_USER [PIP_ARGUMENTS INDEX_FILE]: REL/.venv links to the shared
+# virtualenv VENVS/KEY, which is reused when it is sealed (prints "reused"), and otherwise built
+# as the build user (pip install with PIP_ARGUMENTS, a command line's words already quoted, when
+# there are requirements) and sealed: root's, read-only to everyone else, then marked ready. Last,
 # the release's Python files are compiled, which only saves time: its failure fails nothing.
+# INDEX_FILE (root's alone) holds the package index's URL on its first line, or nothing: pip's
+# sandbox reads it on stdin into PIP_INDEX_URL, as stack's build does, because the URL may hold a
+# token and no command line may show it (ps, systemctl show, Ansible's cmd). The file goes
+# whatever happens.
 task_venv() {
-  tv_rel=$1 tv_key=$2 tv_venvs=$3 tv_build=$4 tv_pip=${5:-}
+  tv_status=0
+  task_venv_build "$@" || tv_status=1
+  if [ -n "${6:-}" ]; then rm -f "$6" || tv_status=1; fi
+  return "$tv_status"
+}
+
+task_venv_build() {
+  tv_rel=$1 tv_key=$2 tv_venvs=$3 tv_build=$4 tv_pip=${5:-} tv_index=${6:-/dev/null}
   tv_venv=$tv_venvs/$tv_key
   rm -rf "$tv_rel/.venv" && ln -s "../../${tv_venvs##*/}/$tv_key" "$tv_rel/.venv" || return 1
   tv_built=1
@@ -107,10 +118,11 @@ task_venv() {
     task_sandboxed "$tv_build" "$tv_rel" 600 '' 'exec python3 -m venv --system-site-packages "$(realpath -e .venv)"' \
       "$tv_venvs" || return 1
     if [ -n "$tv_pip" ]; then
+      # Exported only when there is one: an empty PIP_INDEX_URL would not mean pip's default.
       # shellcheck disable=SC2016 # expanded by the sandbox's shell, in the release
       task_sandboxed "$tv_build" "$tv_rel" 1800 '' \
-        'exec "$(realpath -e .venv)/bin/python" -m pip install --no-input --no-cache-dir --disable-pip-version-check '"$tv_pip" \
-        "$tv_venvs" || return 1
+        'IFS= read -r PIP_INDEX_URL || :; if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL; fi; exec "$(realpath -e .venv)/bin/python" -m pip install --no-input --no-cache-dir --disable-pip-version-check '"$tv_pip" \
+        "$tv_venvs" <"$tv_index" || return 1
     fi
     pkill -KILL -u "$tv_build" 2>/dev/null || true
     chown -R -h -P root:root "$tv_venv" || return 1
@@ -126,11 +138,20 @@ task_venv() {
 # only root can change the tree), readable by the app's group, with nothing for others but the
 # STATIC folder (relative to REL) and a way through the folders above it, for nginx.
 # The first step that fails fails the task: a release half sealed must not go live.
+# As stack's seal (release.sh), STATIC counts only where it really is REL/STATIC: a build (or a
+# hook) that made it, or a folder above it, a link to somewhere else would have root open that
+# place to everyone. Checked after the chown, when the build user can no longer change the tree;
+# the task fails rather than sealing without the static files nginx is to serve.
 task_seal() {
   tsl_rel=$1 tsl_static=${4:-}
   pkill -KILL -u "$2" 2>/dev/null || true
   rm -rf "$tsl_rel/.stack" "$tsl_rel/.stack-release.json" || return 1
   chown -R -h -P root:root "$tsl_rel" || return 1
+  if [ -n "$tsl_static" ] && [ -d "$tsl_rel/$tsl_static" ] &&
+    [ "$(realpath -e "$tsl_rel/$tsl_static")" != "$(realpath -e "$tsl_rel")/$tsl_static" ]; then
+    echo "the static folder $tsl_static is a link (or under one) to $(realpath -e "$tsl_rel/$tsl_static"), outside the release: refused" >&2
+    return 1
+  fi
   find "$tsl_rel" ! -type l -exec chmod u-s,g=u,g-ws,o-w {} + || return 1
   if [ -n "$tsl_static" ] && [ -d "$tsl_rel/$tsl_static" ]; then
     tsl_static=$tsl_rel/$tsl_static

@@ -95,11 +95,18 @@ db_role() {
 }
 
 # db_password ROLE FILE: ROLE's password is the one in FILE (root's alone). The statement goes to
-# psql on its stdin, never on a command line, where every user could read it.
+# psql on its stdin, never on a command line, where every user could read it. Nor may it reach
+# the server's log (/var/log/postgresql, which group adm reads): first, in the same session, the
+# logging that would write it (log_statement = ddl or all, an error's STATEMENT line, a slow
+# statement) is turned off for this session alone, which the postgres superuser may do; a SET that
+# fails stops psql before the password is sent. Terse errors: psql quotes no statement back.
 db_password() {
   [ -s "$2" ] || { echo "there is no password in $2" >&2; return 1; }
-  dbp_out=$(printf 'ALTER ROLE "%s" PASSWORD '"'"'%s'"'"'\n' "$1" "$(cat "$2")" |
-    (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres) 2>&1) ||
+  dbp_out=$({
+    printf '%s\n' '\set VERBOSITY terse' "SET log_statement = 'none';" "SET log_min_error_statement = 'panic';" \
+      'SET log_min_duration_statement = -1;'
+    printf 'ALTER ROLE "%s" PASSWORD '"'"'%s'"'"';\n' "$1" "$(cat "$2")"
+  } | (cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres) 2>&1) ||
     { echo "cannot set the password of PostgreSQL role $1: $dbp_out" >&2; return 1; }
 }
 
@@ -122,7 +129,8 @@ db_cluster_password() {
     fi
     dcp_new=1
   fi
-  chown root:root "$1" && chmod 0600 "$1" || return 1
+  # A dry run reads and changes nothing, not even the file's owner or mode.
+  if [ "${3:-}" != read ]; then chown root:root "$1" && chmod 0600 "$1" || return 1; fi
   if [ "$dcp_new" = 1 ] && command -v psql >/dev/null 2>&1 &&
     db_q postgres "SELECT count(*) FROM pg_roles WHERE rolname = '$2'" 2>/dev/null && [ "$db_out" = 1 ]; then
     db_password "$2" "$1" || return 1

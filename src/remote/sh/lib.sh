@@ -69,15 +69,19 @@ reload_nginx() {
   done
 }
 
-# check_health URL RESOLVE STATUS TIMEOUT RETRIES UNIT: asks the health path through nginx
-# (curl --resolve RESOLVE) until it answers STATUS, RETRIES times half a second apart; leaves
+# check_health URL RESOLVE STATUS TIMEOUT RETRIES UNIT [SOCKET]: asks the health path through
+# nginx (curl --resolve RESOLVE), or the gateway's unix SOCKET itself, until it answers STATUS, RETRIES times half a second apart; leaves
 # the last answer in $code. Behind socket activation a crashing app makes requests wait rather
 # than fail, so it also stops as soon as systemd has to restart UNIT (or gives up on it).
 check_health() {
   code=000 ch_i=0
   ch_r0=$(systemctl show -p NRestarts --value "$6")
   while [ "$ch_i" -lt "$5" ]; do
-    code=$(curl -s -k -o /dev/null -w '%{http_code}' --max-time "$4" --resolve "$2" "$1")
+    if [ -n "${7:-}" ]; then
+      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time "$4" --unix-socket "$7" "$1")
+    else
+      code=$(curl -s -k -o /dev/null -w '%{http_code}' --max-time "$4" --resolve "$2" "$1")
+    fi
     [ "$code" = "$3" ] && return 0
     if [ "$(systemctl show -p NRestarts --value "$6")" != "$ch_r0" ] || systemctl is-failed --quiet "$6"; then
       code="$code (the app crashed; systemd had to restart it)"
@@ -93,6 +97,14 @@ check_health() {
 # HEALTH_URL HEALTH_RESOLVE HEALTH_STATUS HEALTH_TIMEOUT HEALTH_RETRIES HEALTH_UNIT (and
 # HEALTH_PATH, for the message of health_ok).
 health_answers() {
+  # nginx balancing over other app hosts too would let one of them answer for a broken app
+  # here: this host's own gateway is asked first ($HEALTH_SOCKET, on web+app hosts of several).
+  if [ -n "${HEALTH_SOCKET:-}" ]; then
+    check_health "$HEALTH_SOCKET_URL" - "$HEALTH_STATUS" "$HEALTH_TIMEOUT" "$HEALTH_RETRIES" "$HEALTH_UNIT" "$HEALTH_SOCKET" || {
+      code="$code (from this host's own gateway)"
+      return 1
+    }
+  fi
   check_health "$HEALTH_URL" "$HEALTH_RESOLVE" "$HEALTH_STATUS" "$HEALTH_TIMEOUT" "$HEALTH_RETRIES" "$HEALTH_UNIT"
 }
 
@@ -288,6 +300,8 @@ validate_nginx() {
 # stop_units UNITS: the app's processes stop (its socket first, so nothing starts them again);
 # DB_UNITS, for start_units and the undo of a restore.
 stop_units() {
+  # A db host of its own runs none of the app's units: nothing to stop.
+  [ -n "$DB_UNITS" ] || return 0
   # shellcheck disable=SC2086 # a list of unit names, split on purpose
   systemctl stop $DB_UNITS
 }
