@@ -28,6 +28,7 @@ import { displayContent, type Secret } from '../secrets/secret.js';
 import { redactValues } from '../secrets/redact.js';
 import { type ConnectOptions, connectHost, type RemoteShell } from '../ssh/connect.js';
 import { buildDesiredState, type DesiredState } from '../state/desired.js';
+import type { Role } from '../roles/load.js';
 import type { TemplateEngine } from '../templates/engine.js';
 import { redactEnvFileText } from '../views/envfile.js';
 import { assumedFacts, type HostFacts } from '../views/facts.js';
@@ -89,6 +90,8 @@ export interface HostRunOptions {
   statusFact?: Fact<StatusFacts>;
   /** How to reach the host: SSH by default; tests pass a recording shell. */
   connect?: (host: Host, options: ConnectOptions) => Promise<RemoteShell>;
+  /** roles/*.yml, parsed once for every host and both renders (else each render parses them again). */
+  roles?: Role[];
 }
 
 /** What one host's run returns, for the output to print (src/ui/): nothing is printed here but progress. */
@@ -140,6 +143,8 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   const token = randomUUID();
   const lock = lockRequest(layout.app, { dryRun: o.dryRun, by: o.manifest.by, command: `${o.mode} ${o.env.name}`, token, since: new Date() });
   let lockHeld = false;
+  // tar, while it packs the upload: stopped whatever happens, or a lost connection leaves it blocked.
+  let stopPacking: (() => void) | undefined;
   try {
     const tls = tlsFor(o.env, layout);
     const letsEncrypt = sslMode(o.env.ssl) === 'letsencrypt';
@@ -253,6 +258,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
       }),
       upload: () => {
         const pack = packSource(o.source!);
+        stopPacking = pack.stop;
         // The index's URL, when there is one, goes ahead of the tarball on stdin (receive_index).
         if (plan.release!.venv.index && !o.index) throw new Error(`the plan names a package index (${plan.release!.venv.index}) but none was given`);
         const stdin = o.index && plan.release!.venv.index ? indexThenTarball(o.index.reveal(), pack.stream) : pack.stream;
@@ -269,6 +275,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
   } finally {
     // A script that ran to its end released the lock itself; this covers stopping before that.
     // On a broken connection the server-side script, if any, finishes and releases it.
+    stopPacking?.();
     if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
     await shell.close();
   }
@@ -291,7 +298,7 @@ function hostDatabaseEnv(env: Environment, t: Topology): Environment {
 }
 
 async function desiredFor(o: HostRunOptions, facts: HostFacts): Promise<DesiredState> {
-  return buildDesiredState(o.env, o.host, { engine: o.engine, facts, secrets: o.secrets, certificate: o.certificate });
+  return buildDesiredState(o.env, o.host, { engine: o.engine, facts, secrets: o.secrets, certificate: o.certificate, roles: o.roles });
 }
 
 /**

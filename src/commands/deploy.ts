@@ -23,6 +23,7 @@ import { checkWsgiModule } from '../release/wsgi.js';
 import { redactValues } from '../secrets/redact.js';
 import { Secret } from '../secrets/secret.js';
 import { TemplateEngine } from '../templates/engine.js';
+import { loadRoles } from '../roles/load.js';
 import { type HostRunOptions, runHost } from '../apply/deploy-host.js';
 import type { Inventory } from '../inventory/load.js';
 import type { Environment } from '../inventory/resolve.js';
@@ -120,6 +121,7 @@ export async function prepareRun(envName: string | undefined, mode: 'deploy' | '
     askSudoPassword,
     timeoutMs: connectTimeoutMs(globals),
     certificate,
+    roles: loadRoles(),
   };
   return {
     inventory,

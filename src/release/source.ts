@@ -13,11 +13,11 @@
  * Symbolic links ship as links when they resolve, inside the shipped tree, to something shipped;
  * any other is refused, so the server never gets a link that dangles or leads out of the release.
  */
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, type Stats, statSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { $ } from 'zx';
 import { StackError, UsageError } from '../errors.js';
 import { gitMatcher, ignoreFileText, rebaseIgnoreRules } from './gitignore.js';
 
@@ -164,15 +164,42 @@ function keepFilter(dir: string, options: ReadSourceOptions): Keep {
 
 /** Git's view of the directory, or null when it is not in a git work tree. */
 async function gitFiles(dir: string, keep: Keep): Promise<{ tracked: string[]; untracked: string[] } | null> {
-  const git = $({ quiet: true, nothrow: true, cwd: dir });
-  const inside = await git`git rev-parse --is-inside-work-tree`;
+  const inside = await git(dir, ['rev-parse', '--is-inside-work-tree']);
   if (inside.exitCode !== 0 || inside.stdout.trim() !== 'true') return null;
-  const [tracked, others] = await Promise.all([git`git ls-files -z --cached --recurse-submodules -- .`, git`git ls-files -z --others --exclude-standard -- .`]);
+  const [tracked, others] = await Promise.all([
+    git(dir, ['ls-files', '-z', '--cached', '--recurse-submodules', '--', '.']),
+    git(dir, ['ls-files', '-z', '--others', '--exclude-standard', '--', '.']),
+  ]);
   for (const r of [tracked, others]) {
     if (r.exitCode !== 0) throw new StackError(`git could not list the files of ${dir}: ${r.stderr.trim()}`);
   }
   const paths = (out: string) => [...new Set(out.split('\0'))].filter((f) => f && keep(f, false)).sort(compare);
   return { tracked: paths(tracked.stdout), untracked: paths(others.stdout) };
+}
+
+interface GitResult {
+  /** null when git did not run to an exit of its own (not installed, killed). */
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * `git ARGS` in `dir`, run directly (no shell, no zx: loading zx cost 0.06-0.1 s of every
+ * deploy's start). A git that is not installed is a failed run, as a shell's 127 was.
+ */
+function git(dir: string, args: string[]): Promise<GitResult> {
+  return new Promise((resolve) => {
+    const child = execFile('git', args, { cwd: dir, encoding: 'utf8', maxBuffer: Number.POSITIVE_INFINITY }, (err, stdout, stderr) => {
+      const code = (err as { code?: unknown } | null)?.code;
+      resolve({
+        exitCode: err ? (typeof code === 'number' ? code : null) : 0,
+        stdout,
+        stderr: err && typeof code !== 'number' ? `${stderr}${err.message}` : stderr,
+      });
+    });
+    child.stdin?.end();
+  });
 }
 
 /** Files and links of the directory, without what .gitignore files, .git/info/exclude or `keep` leave out. */
@@ -290,22 +317,42 @@ function follow(from: readonly string[], target: string, tree: Tree, hops: { lef
  * Each file keeps its permission bits exactly; links are stored as links. `done` settles when tar
  * has finished; a tar failure rejects it with a clear error.
  */
-export function packSource(tree: SourceTree): { stream: Readable; done: Promise<void> } {
+export function packSource(tree: SourceTree): { stream: Readable; done: Promise<void>; stop: () => void } {
   const list = tree.fileList.join('\0');
-  const tar = $({
-    quiet: true,
-    nothrow: true,
-    cwd: tree.dir,
-    input: list,
-  })`tar --create --gzip --format=gnu --no-recursion --null --owner=0 --group=0 --numeric-owner --mtime=@0 --files-from=-`;
-  // zx's own stdout is not a plain Readable until the process runs; a PassThrough is.
+  const tar = spawn(
+    'tar',
+    ['--create', '--gzip', '--format=gnu', '--no-recursion', '--null', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '--files-from=-'],
+    { cwd: tree.dir, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   const stream = new PassThrough();
-  void tar.pipe(stream);
-  const done = (async () => {
-    const r = await tar;
-    if (r.exitCode !== 0) throw new StackError(`could not pack ${tree.dir}: ${r.stderr.trim()}`);
-  })();
-  return { stream, done };
+  tar.stdout.pipe(stream);
+
+  let stderr = '';
+  tar.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  // A tar that dies early closes its end; its exit status says why, not this EPIPE.
+  tar.stdin.on('error', () => undefined);
+  tar.stdin.end(list);
+  const done = new Promise<void>((resolve, reject) => {
+    let spawnError: Error | undefined;
+    tar.on('error', (err) => {
+      spawnError = err;
+    });
+    tar.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new StackError(`could not pack ${tree.dir}: ${(spawnError ? `${stderr}${spawnError.message}` : stderr).trim()}`));
+      // Without a tar (not installed), the stream must still end, or its reader waits forever.
+      if (spawnError) stream.end();
+    });
+  });
+  // A reader that stops early (the connection was lost mid-upload) leaves tar blocked on a full
+  // pipe, and a live child keeps this process from ever exiting: whoever packed stops it then.
+  const stop = () => {
+    if (tar.exitCode !== null || tar.signalCode !== null) return;
+    tar.kill('SIGTERM');
+    // Its output nobody reads would hold the pipe (and this process) open after it is gone.
+    tar.stdout.destroy();
+  };
+  return { stream, done, stop };
 }
 
 /** What a new file list adds to and removes from the previous one (null: none known, everything is added). Both sorted. */

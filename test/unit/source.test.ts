@@ -1,5 +1,6 @@
 /** What ships from app.source: real directories, real git, real tar. */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -417,6 +418,27 @@ describe('the tarball', () => {
       '-rwxr-xr-x 0/0              22 1970-01-01 00:00 manage.py',
       '-rw------- 0/0               1 1970-01-01 00:00 secret.cfg',
     ]);
+  });
+
+  it('stop() ends a tar whose reader went away: an upload cut short leaves nothing blocked', async () => {
+    const dir = project();
+    // Random bytes do not compress: far more than a pipe holds.
+    put(dir, 'big.bin', randomBytes(4 * 1024 * 1024).toString('latin1'), 0o644);
+    const { stream, done, stop } = packSource(await readSource(dir));
+    await new Promise((r) => stream.once('data', r));
+    // What a lost connection does to the upload: nobody reads any more.
+    stream.pause();
+    const settled = (ms: number) =>
+      Promise.race([
+        done.then(
+          () => 'finished',
+          () => 'stopped',
+        ),
+        new Promise((r) => setTimeout(() => r('still running'), ms)),
+      ]);
+    expect(await settled(1000)).toBe('still running');
+    stop();
+    expect(await settled(5000)).toBe('stopped');
   });
 
   it("the same tree packs to the same bytes, whatever the files' times", async () => {
