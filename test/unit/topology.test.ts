@@ -205,16 +205,19 @@ describe('what each host runs', () => {
   });
 });
 
+/** What the inventory's check says of these hosts: '' when it takes them. */
+function problemsOf(extra: object, hosts: object[]): string {
+  try {
+    inventory(extra, hosts);
+    return '';
+  } catch (e) {
+    if (e instanceof InventoryError) return e.message;
+    throw e;
+  }
+}
+
 describe('inventories roles cannot serve', () => {
-  const problems = (extra: object, hosts: object[]) => {
-    try {
-      inventory(extra, hosts);
-      return '';
-    } catch (e) {
-      if (e instanceof InventoryError) return e.message;
-      throw e;
-    }
-  };
+  const problems = problemsOf;
   it.each([
     [
       'Redis on a db host the app cannot reach',
@@ -381,15 +384,7 @@ describe('the health check of each host', () => {
 });
 
 describe('hosts others reach by address', () => {
-  const problems = (hosts: object[], extra: object = { processes: null, schedule: null }) => {
-    try {
-      inventory(extra, hosts);
-      return '';
-    } catch (e) {
-      if (e instanceof InventoryError) return e.message;
-      throw e;
-    }
-  };
+  const problems = (hosts: object[], extra: object = { processes: null, schedule: null }) => problemsOf(extra, hosts);
 
   it('a host name goes into no pg_hba line, socket or firewall rule: each such host is named, at its own line', () => {
     const message = problems([
