@@ -242,6 +242,7 @@ export async function runHost(o: HostRunOptions): Promise<HostRunResult> {
         managedFiles: desired.files.map((f) => f.path),
         hooks,
         backup,
+        backedUpElsewhere: elsewhere,
         parts: desired.parts,
         staticPath: provisioning.staticPath,
         keep: o.env.keep,

@@ -174,7 +174,7 @@ export interface DeployBackup {
   id: string;
 }
 
-function manifestJson(release: ReleasePlan, info: ManifestInfo, run: { hooks: string[]; backup: DeployBackup | null }): string {
+function manifestJson(release: ReleasePlan, info: ManifestInfo, run: { hooks: string[]; backup: string | null }): string {
   return JSON.stringify({
     id: release.id,
     source_hash: release.sourceHash,
@@ -185,8 +185,13 @@ function manifestJson(release: ReleasePlan, info: ManifestInfo, run: { hooks: st
     ...(release.copyFrom ? { code_from: release.copyFrom } : {}),
     // What a rollback past this release must know: hooks may have changed the database since.
     hooks: run.hooks,
-    ...(run.backup ? { db_backup: run.backup.id } : {}),
+    ...(run.backup ? { db_backup: run.backup } : {}),
   });
+}
+
+/** The backup a rollback past this release would name: taken here, or on the db host. */
+function manifestBackup(o: ActivateOptions): string | null {
+  return o.backup?.id ?? o.backedUpElsewhere ?? null;
 }
 
 function writeManifest(dir: string, app: string, json: string, onFailure = 'fail'): string {
@@ -335,6 +340,8 @@ export interface ActivateOptions {
   staticPath: string | null;
   /** The database backup to take before anything of the release runs (src/plan/database.ts). */
   backup?: DeployBackup | null;
+  /** The backup taken before the hooks on the db host, when the database is there: recorded only. */
+  backedUpElsewhere?: string | null;
   /** The process instances and job timers the release runs with: recorded for a rollback. */
   parts?: { instances: string[]; timers: string[] };
 }
@@ -372,7 +379,7 @@ export function activateScript(plan: Plan, ctx: RunContext, o: ActivateOptions):
       `${call('db_backup', b.dir, b.db, 'deploy', String(b.keep), 'list', b.id)} || abort 'back up the database (the release and its configuration were not changed)'`,
     );
   }
-  const run = { hooks: hooksRun(o.hooks), backup: o.backup ?? null };
+  const run = { hooks: hooksRun(o.hooks), backup: manifestBackup(o) };
   if (plan.release?.copyFrom && rel && o.manifest) {
     lines.push(
       step(`release ${plan.release.id} (code of ${plan.release.copyFrom}, new configuration)`),
@@ -548,7 +555,7 @@ function sealLines(release: ReleasePlan, rel: string, ctx: RunContext, o: Activa
       ),
     );
   }
-  lines.push(writeManifest(rel, layout.app, manifestJson(release, o.manifest!, { hooks: hooksRun(o.hooks), backup: o.backup ?? null }), 'abort'));
+  lines.push(writeManifest(rel, layout.app, manifestJson(release, o.manifest!, { hooks: hooksRun(o.hooks), backup: manifestBackup(o) }), 'abort'));
   return lines;
 }
 

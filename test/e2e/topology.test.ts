@@ -171,7 +171,11 @@ describe('one environment on four servers by roles', () => {
     const ran = await rootExec(servers['topo-db']!, `runuser -u postgres -- psql -XAt -d ${APP} -c 'SELECT host FROM runs'`);
     expect(ran.split('\n')).toEqual([servers['topo-web1']!.address]);
     const backups = await rootExec(servers['topo-db']!, `ls /var/backups/stack/${APP}/`);
-    expect(backups).toMatch(/-deploy\.dump/);
+    const taken = /(\S+-deploy)\.dump/.exec(backups)?.[1];
+    expect(taken, backups).toBeDefined();
+    // The release that ran the hooks names it, for a rollback past it (stack db restore there).
+    const manifest = JSON.parse(await rootExec(servers['topo-web1']!, `cat /srv/${APP}/current/.stack-release.json`));
+    expect(manifest).toMatchObject({ db_backup: taken });
     expect(r.stderr).toMatch(new RegExp(`${servers['topo-web1']!.address.replace(/\./g, '\\.')}: \\d+ changes?, release \\S+, database backup \\S+-deploy`));
   });
 

@@ -882,6 +882,14 @@ describe('the scripts of the database', async () => {
       });
     });
 
+    it('records a backup the db host took before the hooks, and takes none here', () => {
+      for (const plan of [newCode, sameCode]) {
+        const lines = ownLinesOf(activateScript(plan, ctx, options(plan, { backedUpElsewhere: '20261201T000000Z-deploy' })));
+        expect(lines.some((l) => l.startsWith('db_backup '))).toBe(false);
+        expect(manifestOf(lines)).toMatchObject({ db_backup: '20261201T000000Z-deploy' });
+      }
+    });
+
     it('records the hooks of a configuration-only release too, and no backup when none was taken', () => {
       expect(sameCode.release?.copyFrom).toBe(LIVE);
       const lines = ownLinesOf(activateScript(sameCode, ctx, options(sameCode)));
