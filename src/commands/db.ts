@@ -51,9 +51,32 @@ function databaseOf(env: Environment): ResolvedDatabase {
 const who = () => `${userInfo().username}@${hostname()}`;
 
 /**
- * Runs `fn` on each host with the deploy lock held and the backups as read with it; the lock
- * is given back by the script `fn` runs, or here when it stops before.
+ * Runs `fn` on one host with the deploy lock held and the backups as read with it; the lock is
+ * given back by the script `fn` runs, or here when it stops before.
  */
+async function lockedOnHost<T>(
+  shell: RemoteShell,
+  host: Host,
+  env: Environment,
+  o: { command: string; progress: Progress; wait?: boolean },
+  fn: (a: { layout: Layout; backups: BackupFacts; ctx: RunContext }) => Promise<T>,
+): Promise<T> {
+  const layout = layoutFor(env.app, env.gateway);
+  const token = randomUUID();
+  const lock = lockRequest(layout.app, { dryRun: false, by: who(), command: o.command, token, since: new Date() });
+  const round = await runWithLock(shell, lock, backupsFact(layout), { progress: o.progress, host: host.address, env: env.name, wait: o.wait });
+  let lockHeld = round.acquired;
+  try {
+    const ctx = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: who(), command: o.command } };
+    const value = await fn({ layout, backups: round.value, ctx });
+    lockHeld = false;
+    return value;
+  } finally {
+    if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
+  }
+}
+
+/** Runs `fn` on each db host under its deploy lock (lockedOnHost). */
 async function withBackupLock(
   envName: string | undefined,
   command: string,
@@ -73,24 +96,14 @@ async function withBackupLock(
 ): Promise<void> {
   const { inventory, env } = await selectEnvironment(globals.inventory, envName);
   const db = databaseOf(env);
-  const layout = layoutFor(env.app, env.gateway);
   await forEachHost(
     inventory,
     env,
     globals,
-    async (shell, host, progress) => {
-      const token = randomUUID();
-      const lock = lockRequest(layout.app, { dryRun: false, by: who(), command: `${command} ${env.name}`, token, since: new Date() });
-      const round = await runWithLock(shell, lock, backupsFact(layout), { progress, host: host.address, env: env.name, wait: options.wait });
-      let lockHeld = round.acquired;
-      try {
-        const ctx = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: who(), command: `${command} ${env.name}` } };
-        await fn({ shell, host, env, db, layout, backups: round.value, ctx, progress });
-        lockHeld = false;
-      } finally {
-        if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
-      }
-    },
+    (shell, host, progress) =>
+      lockedOnHost(shell, host, env, { command: `${command} ${env.name}`, progress, wait: options.wait }, (locked) =>
+        fn({ shell, host, env, db, progress, ...locked }),
+      ),
     { what: command, oneAtATime, role: 'db' },
   );
 }
@@ -109,26 +122,16 @@ export async function backupBeforeHooks(
   askSudoPassword?: () => Promise<string>,
 ): Promise<string> {
   const db = databaseOf(env);
-  const layout = layoutFor(env.app, env.gateway);
   const shell = await connectHost(host, { baseDir, timeoutMs: connectTimeoutMs(globals), askSudoPassword });
   try {
-    const token = randomUUID();
-    const command = `deploy ${env.name}: backup before the hooks`;
-    const lock = lockRequest(layout.app, { dryRun: false, by: who(), command, token, since: new Date() });
-    const round = await runWithLock(shell, lock, backupsFact(layout), { progress, host: host.address, env: env.name });
-    let lockHeld = round.acquired;
-    try {
+    return await lockedOnHost(shell, host, env, { command: `deploy ${env.name}: backup before the hooks`, progress }, async ({ layout, ctx }) => {
       const id = backupId(new Date(), 'deploy');
-      const ctx = { layout, lock: { dir: lock.dir, token }, audit: { file: auditFile(layout.app), who: who(), command } };
       const r = await runScript(shell, host.address, progress, {
         stdin: dbBackupScript(ctx, { dir: layout.backup_dir, db: db.name, keep: db.backups.keep, id }, 'deploy'),
         what: 'back up the database',
       });
-      lockHeld = false;
       return backupMarker(r.stdout)?.id ?? id;
-    } finally {
-      if (lockHeld) await shell.sudoScript(releaseLockScript(lock.dir, token)).catch(() => undefined);
-    }
+    });
   } finally {
     await shell.close();
   }

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
+import { runLocal } from '../local.js';
 import type { GlobalOptions } from './options.js';
 import { selectEnvironment, connectTimeoutMs, parallelHosts, targetHosts } from './environment.js';
 import { batches, eachHost, HostsError, type Outcome } from '../apply/fleet.js';
@@ -80,7 +80,7 @@ export async function prepareRun(envName: string | undefined, mode: 'deploy' | '
   const now = new Date();
   const releaseId = releaseIdAt(now);
   const by = `${userInfo().username}@${hostname()}`;
-  const git = await local('git', ['rev-parse', 'HEAD'], { cwd: sourceDir });
+  const git = await runLocal('git', ['rev-parse', 'HEAD'], { cwd: sourceDir });
   const manifest = {
     by,
     gitCommit: git.code === 0 ? git.stdout.trim() : null,
@@ -286,19 +286,6 @@ function whereReleasesAre(
   return parts.join('; ');
 }
 
-/**
- * A local program's exit code and output, never thrown (node's own child_process: loading a
- * shell library for two commands cost a deploy about a tenth of a second).
- */
-function local(file: string, args: string[], o: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { cwd: o.cwd, env: o.env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 127) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && typeof err.code !== 'number' ? err.message : '') });
-    });
-  });
-}
-
 /** Local hooks run in the inventory's folder; a failing one stops the deploy, output shown redacted. */
 async function runLocalHooks(
   which: string,
@@ -310,12 +297,15 @@ async function runLocalHooks(
 ): Promise<void> {
   for (const hook of hooks) {
     progress.step('local', `${which} hook: ${hook}`);
-    const r = await local('sh', ['-c', hook], { cwd, env: { ...process.env, ...env } });
+    const r = await runLocal('sh', ['-c', hook], { cwd, env: { ...process.env, ...env } });
     if (r.code !== 0) {
       progress.end(false);
-      throw new StackError(`${which} hook failed (exit ${r.code}): ${hook}\n${redact(`${r.stdout}${r.stderr}`).trim().split('\n').slice(-30).join('\n')}`, {
-        hint: which === 'before_deploy' ? 'nothing was sent to any server' : 'the deploy itself succeeded',
-      });
+      throw new StackError(
+        `${which} hook failed (${r.code === null ? 'did not run' : `exit ${r.code}`}): ${hook}\n${redact(`${r.stdout}${r.stderr}`).trim().split('\n').slice(-30).join('\n')}`,
+        {
+          hint: which === 'before_deploy' ? 'nothing was sent to any server' : 'the deploy itself succeeded',
+        },
+      );
     }
     progress.end(true);
   }

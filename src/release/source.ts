@@ -13,12 +13,13 @@
  * Symbolic links ship as links when they resolve, inside the shipped tree, to something shipped;
  * any other is refused, so the server never gets a link that dangles or leads out of the release.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, type Stats, statSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { StackError, UsageError } from '../errors.js';
+import { type LocalResult, runLocal } from '../local.js';
 import { gitMatcher, ignoreFileText, rebaseIgnoreRules } from './gitignore.js';
 
 /** Never shipped, at any depth, whatever git or .gitignore say: git's and stack's folders, local environments and caches. */
@@ -165,41 +166,21 @@ function keepFilter(dir: string, options: ReadSourceOptions): Keep {
 /** Git's view of the directory, or null when it is not in a git work tree. */
 async function gitFiles(dir: string, keep: Keep): Promise<{ tracked: string[]; untracked: string[] } | null> {
   const inside = await git(dir, ['rev-parse', '--is-inside-work-tree']);
-  if (inside.exitCode !== 0 || inside.stdout.trim() !== 'true') return null;
+  if (inside.code !== 0 || inside.stdout.trim() !== 'true') return null;
   const [tracked, others] = await Promise.all([
     git(dir, ['ls-files', '-z', '--cached', '--recurse-submodules', '--', '.']),
     git(dir, ['ls-files', '-z', '--others', '--exclude-standard', '--', '.']),
   ]);
   for (const r of [tracked, others]) {
-    if (r.exitCode !== 0) throw new StackError(`git could not list the files of ${dir}: ${r.stderr.trim()}`);
+    if (r.code !== 0) throw new StackError(`git could not list the files of ${dir}: ${r.stderr.trim()}`);
   }
   const paths = (out: string) => [...new Set(out.split('\0'))].filter((f) => f && keep(f, false)).sort(compare);
   return { tracked: paths(tracked.stdout), untracked: paths(others.stdout) };
 }
 
-interface GitResult {
-  /** null when git did not run to an exit of its own (not installed, killed). */
-  exitCode: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * `git ARGS` in `dir`, run directly (no shell, no zx: loading zx cost 0.06-0.1 s of every
- * deploy's start). A git that is not installed is a failed run, as a shell's 127 was.
- */
-function git(dir: string, args: string[]): Promise<GitResult> {
-  return new Promise((resolve) => {
-    const child = execFile('git', args, { cwd: dir, encoding: 'utf8', maxBuffer: Number.POSITIVE_INFINITY }, (err, stdout, stderr) => {
-      const code = (err as { code?: unknown } | null)?.code;
-      resolve({
-        exitCode: err ? (typeof code === 'number' ? code : null) : 0,
-        stdout,
-        stderr: err && typeof code !== 'number' ? `${stderr}${err.message}` : stderr,
-      });
-    });
-    child.stdin?.end();
-  });
+/** `git ARGS` in `dir`; a git that is not installed is a failed run. */
+function git(dir: string, args: string[]): Promise<LocalResult> {
+  return runLocal('git', args, { cwd: dir });
 }
 
 /** Files and links of the directory, without what .gitignore files, .git/info/exclude or `keep` leave out. */

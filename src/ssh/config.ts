@@ -2,8 +2,8 @@
  * What OpenSSH would use to reach a host: `ssh -G` resolves ~/.ssh/config completely (Include,
  * Match, tokens), so stack connects where `ssh` would, with the same keys and jump hosts.
  */
-import { execFile } from 'node:child_process';
 import { homedir, userInfo } from 'node:os';
+import { runLocal } from '../local.js';
 
 export interface SshSettings {
   hostname: string;
@@ -50,9 +50,9 @@ export function parseSshG(output: string, localUser: string, home: string): SshS
 /** STACK_SSH_CONFIG names another config file, as `ssh -F` would take it. */
 export async function sshSettings(host: string): Promise<SshSettings> {
   const file = process.env.STACK_SSH_CONFIG;
-  const r = await runSshG(file ? ['-G', '-F', file, host] : ['-G', host]);
+  const r = await runLocal('ssh', file ? ['-G', '-F', file, host] : ['-G', host]);
   const local = userInfo().username;
-  if (!r.ok) {
+  if (r.code !== 0) {
     // No OpenSSH client: fall back to plain defaults (no ~/.ssh/config to honour then).
     return parseSshG(
       `hostname ${host}\nuser ${local}\nport 22\nidentityfile ~/.ssh/id_ed25519\nidentityfile ~/.ssh/id_rsa\nuserknownhostsfile ~/.ssh/known_hosts`,
@@ -61,18 +61,6 @@ export async function sshSettings(host: string): Promise<SshSettings> {
     );
   }
   return parseSshG(r.stdout, local, homedir());
-}
-
-/**
- * `ssh ARGS` run directly, without a shell: loading zx for this one call cost 0.06-0.1 s of
- * every command's start. A missing client, a failing exit or a signal all count as not ok.
- */
-function runSshG(args: string[]): Promise<{ ok: boolean; stdout: string }> {
-  return new Promise((resolve) => {
-    // `ssh -G` only prints what it resolved; it must not read the user's terminal.
-    const child = execFile('ssh', args, { encoding: 'utf8', maxBuffer: Number.POSITIVE_INFINITY }, (err, stdout) => resolve({ ok: !err, stdout }));
-    child.stdin?.end();
-  });
 }
 
 /** `user@host:port` as in ProxyJump. */

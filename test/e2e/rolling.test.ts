@@ -55,7 +55,7 @@ from hello.wsgi_base import application as base
 
 
 def application(environ, start_response):
-    if environ.get("PATH_INFO") == "/health" and ${n >= 3 ? 'os.path.exists("' + MARKER + '")' : 'False'}:
+    if environ.get("PATH_INFO") == "/health" and ${n >= 3 ? `os.path.exists("${MARKER}")` : 'False'}:
         start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
         return [b"unhealthy on purpose\\n"]
     if environ.get("PATH_INFO") == "/health":
